@@ -1,0 +1,151 @@
+"""The ``edgekd`` command: a thin layer over :mod:`edgekd.api`. It parses, calls, prints; no math."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekd import console
+from edgekd.errors import EdgekdError
+
+app = typer.Typer(help="Compress a trained PyTorch vision model for an edge device, and report how it runs there.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+targets_app = typer.Typer(help="List the target profiles, or show one.", invoke_without_command=True)
+app.add_typer(targets_app, name="targets")
+
+
+def user_errors(command):
+    """Print an edgekd error as one line and exit 1; Ctrl-C says how to resume."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgekdError as exc:
+            console.error(str(exc))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.error("interrupted; finished stages are kept: run the same command with --resume to continue")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def compress(
+    target: Annotated[str, typer.Option(help="Target profile name (see `edgekd targets`) or YAML file.")] = "host",
+    recipe: Annotated[str, typer.Option(help="Recipe name (default, fast) or YAML file.")] = "default",
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher: zoo model name or package.module:factory.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Teacher weights (.safetensors or a state_dict file).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="fashion-mnist, a folder (IDX or ImageFolder), or package.module:function.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/TARGET-RECIPE).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out; finished stages are not redone.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow full unpickling of --weights (only for files you trust).")] = False,
+    quiet: Annotated[bool, typer.Option(help="Print only errors and the summary.")] = False,
+) -> None:
+    """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder."""
+    from edgekd.api import compress as run
+
+    console.set_quiet(quiet)
+    report = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
+                 resume=resume, overwrite=overwrite, trust_checkpoint=trust_checkpoint)
+    summary = report["summary"]
+    out_dir = out or Path("runs") / f"{report['target']['name']}-{report['recipe']['name']}"
+    typer.echo(f"{report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
+               f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {out_dir / 'report.md'}")
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[str, typer.Argument(help="Zoo model name or package.module:factory.")],
+    out: Annotated[Path, typer.Option(help="Where to save the trained weights (.safetensors).")],
+    data: Annotated[str, typer.Option(help="fashion-mnist, a folder, or package.module:function.")] = "fashion-mnist",
+    epochs: Annotated[int, typer.Option(min=0)] = 15,
+    lr: Annotated[float, typer.Option(min=0)] = 0.1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
+    schedule: Annotated[str, typer.Option(help="onecycle or cosine.")] = "onecycle",
+    label_smoothing: Annotated[float, typer.Option(min=0, max=0.99)] = 0.1,
+    seed: int = 0,
+    train_subset: Annotated[Optional[int], typer.Option(help="Train on this many images only.")] = None,
+) -> None:
+    """Train a model on a dataset and save its weights (resumes from OUT.ckpt if interrupted)."""
+    from pydantic import ValidationError
+    from safetensors.torch import save_file
+
+    from edgekd.atomic import atomic_path
+    from edgekd.data import DataSpec, load_data
+    from edgekd.models.loading import build_model
+    from edgekd.train import TrainConfig, fit
+
+    try:
+        config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+                             label_smoothing=label_smoothing, seed=seed)
+    except ValidationError as exc:
+        raise EdgekdError(f"invalid training option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    bundle = load_data(DataSpec(source=data, train_subset=train_subset))
+    net = build_model(model, bundle.info)
+    result = fit(net, bundle, config, checkpoint=out.with_suffix(".ckpt"))
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
+    out.with_suffix(".ckpt").unlink(missing_ok=True)
+    typer.echo(f"{model}: validation accuracy {result.accuracy:.4f} after {epochs} epochs "
+               f"({result.seconds:.0f} s); weights in {out}")
+
+
+@targets_app.callback()
+@user_errors
+def targets(ctx: typer.Context) -> None:
+    """List the target profiles."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekd.targets import list_targets, load_target
+
+    for name in list_targets():
+        profile = load_target(name)
+        typer.echo(f"{name:18} {profile.runtime.value:12} {profile.precision.value:5} {profile.description}")
+
+
+@targets_app.command("show")
+@user_errors
+def targets_show(name: Annotated[str, typer.Argument(help="Profile name or YAML file.")]) -> None:
+    """Print one target profile as YAML (host: as detected on this machine)."""
+    import yaml
+
+    from edgekd.targets import load_target
+
+    typer.echo(yaml.safe_dump(load_target(name).model_dump(mode="json", exclude_none=True), sort_keys=False).rstrip())
+
+
+@app.command()
+def models(pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*") -> None:
+    """List the zoo models."""
+    from edgekd.models import list_models
+
+    for name in list_models(pattern):
+        typer.echo(name)
+
+
+@app.command()
+def recipes() -> None:
+    """List the shipped recipes."""
+    from edgekd.recipe import list_recipes, load_recipe
+
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        typer.echo(f"{name:10} {' → '.join(s.stage for s in recipe.stages):40} {recipe.description}")
+
+
+def main() -> None:
+    app(prog_name="edgekd")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Datasets: Fashion-MNIST (default), a user's ImageFolder, or a user's factory function.
+
+``load_data(DataSpec(...))`` returns a :class:`DataBundle`; ``make_loader`` turns one of its
+sets into normalized batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from edgekd.data import idx
+from edgekd.data.datasets import DataBundle, DataInfo, TensorImages
+from edgekd.data.loader import Augment, BatchTransform, make_loader
+from edgekd.errors import DataError
+from edgekd.imports import is_import_path
+
+__all__ = ["Augment", "BatchTransform", "DataBundle", "DataInfo", "DataSpec", "TensorImages",
+           "load_data", "make_loader"]
+
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+
+
+class DataSpec(BaseModel):
+    """Where the data comes from and how much of it to use.
+
+    ``source`` is ``fashion-mnist`` (looked up in the standard places, or in ``path``), a
+    folder (Fashion-MNIST IDX files, or an ImageFolder with train/ and val/), or
+    ``package.module:function`` returning ``(train, val)`` datasets.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = "fashion-mnist"
+    path: str | None = None
+    train_subset: int | None = None
+    val_subset: int | None = None
+    image_size: tuple[int, int] | None = None
+    channels: int = 3
+    subset_seed: int = 0
+
+
+def load_data(spec: DataSpec) -> DataBundle:
+    """Load the datasets a spec names, cut to its subsets."""
+    bundle = load_source(spec)
+    if isinstance(bundle.train, TensorImages):
+        bundle.train = bundle.train.subset(spec.train_subset, seed=spec.subset_seed)
+    if isinstance(bundle.val, TensorImages):
+        bundle.val = bundle.val.subset(spec.val_subset, seed=spec.subset_seed)
+    return bundle
+
+
+def load_source(spec: DataSpec) -> DataBundle:
+    from edgekd.data.factory import load_factory
+    from edgekd.data.imagefolder import is_imagefolder, load_imagefolder
+
+    if spec.source == "fashion-mnist":
+        return load_fashion_mnist(spec.path)
+    if is_import_path(spec.source) and not Path(spec.source).exists():
+        return load_factory(spec.source)
+    folder = Path(spec.source)
+    if not folder.exists():
+        raise DataError(f"data source '{spec.source}' is neither 'fashion-mnist', an existing folder, "
+                        "nor package.module:function")
+    if idx.has_idx_files(folder):
+        return load_fashion_mnist(folder)
+    if is_imagefolder(folder):
+        return load_imagefolder(folder, image_size=spec.image_size, channels=spec.channels)
+    raise DataError(f"{folder} holds neither Fashion-MNIST IDX files nor an ImageFolder "
+                    "(ROOT/train/CLASS/*.png and ROOT/val/CLASS/*.png)")
+
+
+def load_fashion_mnist(path: str | Path | None = None) -> DataBundle:
+    """Fashion-MNIST: 60,000 training and 10,000 test images, 1×28×28, 10 classes."""
+    folder = idx.find_fashion_mnist(path)
+    sets = {}
+    for split in ("train", "val"):
+        images, labels = idx.load_split(folder, split)
+        sets[split] = TensorImages(torch.from_numpy(images.copy()), torch.from_numpy(labels))
+    info = DataInfo(name="fashion-mnist", num_classes=10, channels=1, image_size=(28, 28),
+                    mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, classes=idx.CLASSES)
+    return DataBundle(train=sets["train"], val=sets["val"], info=info)

@@ -1,0 +1,77 @@
+"""The dataset types edgekd trains on, and what a model needs to know about them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model and an ONNX consumer need to know about the data.
+
+    Images reach the model as float NCHW: ``(pixel * scale - mean) / std`` per channel,
+    where pixels are uint8 (``scale = 1/255``); ``scale = 1.0`` with mean 0 and std 1 means
+    the user's factory already produced model-ready tensors.
+    """
+
+    name: str
+    num_classes: int
+    channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1 / 255
+    classes: tuple[str, ...] = ()
+
+    def preprocessing(self) -> dict:
+        """The exact recipe to turn an image into the ONNX model's input (for the report)."""
+        return {
+            "input_shape": ["batch", self.channels, *self.image_size],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "formula": "input = (pixel * scale - mean) / std, per channel",
+            "classes": list(self.classes),
+        }
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one uint8 (or float) N×C×H×W tensor, with int64 labels.
+
+    ``__getitems__`` hands whole batches to the DataLoader, so an epoch costs no per-image
+    Python work.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+    def subset(self, size: int | None, *, seed: int = 0) -> "TensorImages":
+        """A fixed random subset of ``size`` items (all of them when ``size`` is None or larger)."""
+        if size is None or size >= len(self):
+            return self
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
+        return TensorImages(self.images[index], self.labels[index])
+
+
+@dataclass
+class DataBundle:
+    """Training and validation sets with their shared description."""
+
+    train: Dataset
+    val: Dataset
+    info: DataInfo

@@ -1,0 +1,51 @@
+"""A user's own datasets from a ``package.module:function`` that returns ``(train, val)``."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from edgekd.data.datasets import DataBundle, DataInfo
+from edgekd.errors import DataError
+from edgekd.imports import import_object
+
+CONTRACT = ("a data factory must return (train_dataset, val_dataset) or a dict with 'train', 'val' and "
+            "optionally 'classes', 'mean', 'std'; items are (image C×H×W tensor, int label)")
+
+
+def load_factory(spec: str) -> DataBundle:
+    """Call the factory and describe its data from the first training item.
+
+    uint8 items are normalized by edgekd like its own data (mean/std from the factory, or 0.5);
+    float items are taken as model-ready and passed through unchanged.
+    """
+    result = import_object(spec, what="data factory")()
+    if isinstance(result, dict):
+        train, val, extra = result.get("train"), result.get("val"), result
+    elif isinstance(result, (tuple, list)) and len(result) == 2:
+        (train, val), extra = result, {}
+    else:
+        raise DataError(f"{spec} returned {type(result).__name__}; {CONTRACT}")
+    if not isinstance(train, Dataset) or not isinstance(val, Dataset):
+        raise DataError(f"{spec} did not return two torch Datasets; {CONTRACT}")
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"{spec} returned an empty dataset (train {len(train)}, val {len(val)} items)")
+    image, _ = train[0]
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise DataError(f"{spec}: items must be (C×H×W tensor, label), got {type(image).__name__}; {CONTRACT}")
+    is_uint8 = image.dtype == torch.uint8
+    channels = image.shape[0]
+    classes = tuple(extra.get("classes", ()))
+    num_classes = len(classes) or infer_num_classes(val)
+    default = (0.5,) * channels if is_uint8 else (0.0,) * channels
+    info = DataInfo(name=f"factory:{spec}", num_classes=num_classes, channels=channels,
+                    image_size=(image.shape[1], image.shape[2]),
+                    mean=tuple(extra.get("mean", default)),
+                    std=tuple(extra.get("std", (0.5 if is_uint8 else 1.0,) * channels)),
+                    scale=1 / 255 if is_uint8 else 1.0, classes=classes)
+    return DataBundle(train=train, val=val, info=info)
+
+
+def infer_num_classes(dataset: Dataset) -> int:
+    labels = [int(dataset[i][1]) for i in range(len(dataset))]
+    return max(labels) + 1

@@ -1,0 +1,89 @@
+"""A user's own images in the ImageFolder layout: ``ROOT/{train,val}/CLASS/*.png|jpg``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.data.datasets import DataBundle, DataInfo, TensorImages
+from edgekd.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VAL_NAMES = ("val", "valid", "validation", "test")
+LAYOUT_HINT = "expected ROOT/train/CLASS/image.png and ROOT/val/CLASS/image.png"
+
+
+def is_imagefolder(root: Path) -> bool:
+    return (root / "train").is_dir() and any((root / name).is_dir() for name in VAL_NAMES)
+
+
+def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = None,
+                     channels: int = 3) -> DataBundle:
+    """Decode every image once into memory, resized to ``image_size`` (default: the first image's size)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; {LAYOUT_HINT}")
+    val_dir = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise DataError(f"{root} has no train/ and val/ folders; {LAYOUT_HINT}")
+    classes = class_names(root / "train")
+    val_classes = class_names(val_dir)
+    if set(val_classes) - set(classes):
+        raise DataError(f"{val_dir} has classes that train/ lacks: {sorted(set(val_classes) - set(classes))}; "
+                        "every validation class needs training images")
+    train_files = list_images(root / "train", classes)
+    size = image_size or first_image_size(train_files[0][0])
+    train = decode_all(train_files, size, channels)
+    val = decode_all(list_images(val_dir, classes), size, channels)
+    mean, std = channel_stats(train.images)
+    info = DataInfo(name=f"imagefolder:{root}", num_classes=len(classes), channels=channels,
+                    image_size=size, mean=mean, std=std, classes=tuple(classes))
+    return DataBundle(train=train, val=val, info=info)
+
+
+def class_names(folder: Path) -> list[str]:
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{folder} has no class folders; {LAYOUT_HINT}")
+    return classes
+
+
+def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    files = [(p, label) for label, name in enumerate(classes) if (folder / name).is_dir()
+             for p in sorted((folder / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); {LAYOUT_HINT}")
+    return files
+
+
+def first_image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.height, img.width
+
+
+def decode_all(files: list[tuple[Path, int]], size: tuple[int, int], channels: int) -> TensorImages:
+    from PIL import Image, UnidentifiedImageError
+
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise DataError(f"channels must be 1 or 3 for image folders, not {channels}")
+    images = np.empty((len(files), channels, *size), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                pixels = np.asarray(img.convert(mode).resize((size[1], size[0]), Image.BILINEAR))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DataError(f"cannot read image {path} ({exc}); remove or replace it") from None
+        images[i] = pixels.reshape(size[0], size[1], channels).transpose(2, 0, 1)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return TensorImages(torch.from_numpy(images), labels)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, on the 0-1 scale."""
+    x = images[:4096].float().div_(255)
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())

@@ -1,0 +1,148 @@
+"""Run a recipe's stages in order, record each one, checkpoint after each, resume a stopped run.
+
+The run folder::
+
+    OUT/model.onnx               the exported model (once an export stage ran)
+    OUT/report.json, report.md   one row per stage (params, MACs, size, accuracy, latency)
+    OUT/manifest.json            per stage: settings hash, output hashes, times, versions
+    OUT/stages/NN-NAME/          each stage's own outputs and training checkpoints
+
+With ``resume``, a stage whose settings hash and output hashes still match the manifest is
+not run again; the first one that does not match, and every stage after it, is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from torch import nn
+
+from edgekd import console, measure
+from edgekd.atomic import write_json
+from edgekd.context import RunContext
+from edgekd.data import load_data
+from edgekd.errors import OutputError
+from edgekd.recipe import Recipe
+from edgekd.records import StageRecord
+from edgekd.report import build_report, write_report
+from edgekd.stages import Stage
+from edgekd.targets import TargetProfile
+from edgekd.train import accuracy
+from edgekd.versions import library_versions
+
+MANIFEST = "manifest.json"
+
+
+def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume: bool = False,
+                 overwrite: bool = False, cache_dir: Path, trust_checkpoint: bool = False,
+                 progress: bool = True) -> dict:
+    """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report."""
+    out_dir = Path(out_dir)
+    manifest = open_run_folder(out_dir, resume=resume, overwrite=overwrite)
+    data = load_data(recipe.data)
+    ctx = RunContext(out_dir=out_dir, target=target, data=data, cache_dir=cache_dir,
+                     trust_checkpoint=trust_checkpoint, progress=progress)
+    records: list[StageRecord] = []
+    model: nn.Module | None = None
+    reusable = resume
+    for index, stage in enumerate(recipe.stages):
+        stage_dir = out_dir / "stages" / f"{index:02d}-{stage.stage}"
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        ctx.begin_stage(stage_dir)
+        entry = manifest["stages"][index] if index < len(manifest["stages"]) else None
+        reusable = reusable and is_finished(entry, stage, out_dir)
+        if reusable:
+            console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}: finished earlier, outputs verified; skipped")
+            model = stage.restore(model, ctx)
+            records.append(StageRecord.from_dict(entry["record"]))
+            continue
+        del manifest["stages"][index:]
+        console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}")
+        started = now()
+        t0 = time.perf_counter()
+        previous = model
+        model = stage.apply(model, ctx)
+        record = make_record(stage, model, previous, records, ctx, seconds=time.perf_counter() - t0)
+        records.append(record)
+        manifest["stages"].append({"index": index, "name": stage.stage, "config_hash": stage.fingerprint(),
+                                   "started": started, "finished": now(),
+                                   "outputs": hash_outputs(out_dir, stage_dir, ctx), "record": record.to_dict()})
+        write_json(out_dir / MANIFEST, manifest)
+    report = build_report(recipe, ctx, records)
+    write_report(out_dir, report)
+    return report
+
+
+def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
+    """Check the folder can be written and holds no other run; return the manifest to continue."""
+    path = out_dir / MANIFEST
+    if path.exists() and not (resume or overwrite):
+        raise OutputError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to replace "
+                          "it, or choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".edgekd-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out_dir} ({exc.strerror}); choose another --out folder") from None
+    if resume and path.exists():
+        import json
+
+        try:
+            manifest = json.loads(path.read_text())
+            if isinstance(manifest.get("stages"), list):
+                return manifest
+        except (ValueError, AttributeError):
+            pass
+        console.info(f"{path} is unreadable; running every stage again")
+    return {"edgekd_manifest": 1, "created": now(), "versions": library_versions(), "stages": []}
+
+
+def is_finished(entry: dict | None, stage: Stage, out_dir: Path) -> bool:
+    if not entry or entry.get("config_hash") != stage.fingerprint():
+        if entry:
+            console.info(f"{stage.stage}: settings changed since the last run; redoing it and every stage after it")
+        return False
+    for rel, digest in entry.get("outputs", {}).items():
+        if not (out_dir / rel).is_file() or file_hash(out_dir / rel) != digest:
+            console.info(f"{stage.stage}: output {rel} is missing or changed; redoing it and every stage after it")
+            return False
+    return True
+
+
+def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, records: list[StageRecord],
+                ctx: RunContext, *, seconds: float) -> StageRecord:
+    """The stage's report row: what it measured itself, else PyTorch accuracy if the model changed."""
+    acc, source = ctx.accuracy, ctx.accuracy_source
+    if acc is None and (model is not previous or not records):
+        acc, source = accuracy(model, ctx.val_loader), "pytorch"
+    elif acc is None:
+        acc, source = records[-1].accuracy, records[-1].accuracy_source
+    return StageRecord(name=stage.stage, params=measure.count_params(model),
+                       macs=measure.count_macs(model, ctx.input_shape),
+                       size_bytes=ctx.size_bytes or measure.state_dict_bytes(model),
+                       accuracy=acc, accuracy_source=source, seconds=round(seconds, 2),
+                       latency=list(ctx.latency), details=dict(ctx.details))
+
+
+def hash_outputs(out_dir: Path, stage_dir: Path, ctx: RunContext) -> dict[str, str]:
+    files = [p for p in stage_dir.iterdir() if p.is_file() and p.suffix != ".tmp" and p.name != "train.pt"]
+    if ctx.onnx_path is not None and ctx.onnx_path.exists():
+        files.append(ctx.onnx_path)
+    return {str(p.relative_to(out_dir)): file_hash(p) for p in sorted(set(files))}
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

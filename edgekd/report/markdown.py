@@ -1,0 +1,52 @@
+"""``report.md``: the run at a glance, with measured and not-measured latency kept apart."""
+
+from __future__ import annotations
+
+
+def render_markdown(report: dict) -> str:
+    target = report["target"]
+    lines = [f"# edgekd report: {report['recipe']['name']} → {target['name']}", "",
+             f"Target: **{target['name']}**: {target['description']} "
+             f"(runtime {target['runtime']}, precision {target['precision']})", "",
+             f"Data: {report['data']['name']}, {report['data']['train_images']} training and "
+             f"{report['data']['val_images']} validation images.", "",
+             "## Stages", "",
+             "| stage | params | MACs | size | accuracy | measured with | time |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for s in report["stages"]:
+        acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
+        lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
+                     f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
+    lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
+    pre = report["preprocessing"]
+    lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {pre['formula']}, "
+              f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}.", "",
+              "## Artifacts", ""]
+    lines += [f"- `{path}`" for path in report["artifacts"].values()]
+    return "\n".join(lines) + "\n"
+
+
+def latency_table(report: dict) -> list[str]:
+    rows = [(s["name"], r) for s in report["stages"] for r in s["latency"]]
+    if not rows:
+        return ["No latency was measured in this run (add a benchmark stage)."]
+    out = ["| stage | device | runtime | batch | median ms | p90 ms | p99 ms | kind |",
+           "|---|---|---|---:|---:|---:|---:|---|"]
+    for name, r in rows:
+        if r["ms"] is None:
+            out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | – | – | – | "
+                       f"**{r['kind']}**: {r['note']} |")
+        else:
+            out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | {r['ms']:.3f} | "
+                       f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['kind']} |")
+    if any(r["kind"] == "not-measured" for _, r in rows):
+        out += ["", "Host figures describe the machine this ran on, not the target device."]
+    return out
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

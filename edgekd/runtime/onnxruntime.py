@@ -1,0 +1,72 @@
+"""ONNX Runtime on the CPU: accuracy over a dataset, and latency with percentiles."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from torch.utils.data import DataLoader
+
+
+def create_session(onnx_path: str | Path, *, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session with all graph optimizations; ``threads`` intra-op threads (None: ORT's default)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def run_logits(session: ort.InferenceSession, loader: DataLoader):
+    """Yield (ONNX logits, labels, images) for every batch of ``loader``."""
+    name = session.get_inputs()[0].name
+    for images, labels in loader:
+        yield session.run(None, {name: images.numpy()})[0], labels.numpy(), images
+
+
+def evaluate(onnx_path: str | Path, loader: DataLoader, *, threads: int | None = None) -> float:
+    """Top-1 accuracy of the ONNX model over every batch of ``loader``."""
+    session = create_session(onnx_path, threads=threads)
+    correct = total = 0
+    for logits, labels, _ in run_logits(session, loader):
+        correct += int((logits.argmax(1) == labels).sum())
+        total += len(labels)
+    return correct / max(total, 1)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds per batch over ``runs`` timed runs (after warm-up)."""
+
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    runs: int
+
+
+def measure_latency(onnx_path: str | Path, input_shape: tuple[int, ...], batch: int, *,
+                    threads: int | None = None, warmup: int = 20, runs: int = 200, seed: int = 0) -> LatencyStats:
+    """Time ``runs`` inferences of one fixed random batch, after ``warmup`` untimed ones."""
+    session = create_session(onnx_path, threads=threads)
+    feed = {session.get_inputs()[0].name:
+            np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000)
+    return summarize(times)
+
+
+def summarize(times_ms: list[float]) -> LatencyStats:
+    ordered = sorted(times_ms)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return LatencyStats(median_ms=statistics.median(ordered), p90_ms=pick(0.90), p99_ms=pick(0.99), runs=len(ordered))

@@ -1,0 +1,21 @@
+"""Pipeline stages by name. A new stage is one module here and one line in ``STAGES``."""
+
+from __future__ import annotations
+
+from edgekd.errors import UnknownNameError
+from edgekd.stages.base import Stage
+from edgekd.stages.benchmark import BenchmarkStage
+from edgekd.stages.export import ExportStage
+from edgekd.stages.teacher import TeacherStage
+
+STAGES: dict[str, type[Stage]] = {
+    "teacher": TeacherStage,
+    "export": ExportStage,
+    "benchmark": BenchmarkStage,
+}
+
+
+def stage_class(name: str) -> type[Stage]:
+    if name not in STAGES:
+        raise UnknownNameError("stage", name, STAGES)
+    return STAGES[name]

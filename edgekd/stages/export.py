@@ -1,0 +1,118 @@
+"""The ``export`` stage: ONNX with a dynamic batch, checked, simplified, and proven equal to PyTorch.
+
+Steps, in order: ``torch.onnx.export`` (TorchScript exporter, opset ≥ 17) → ``onnx.checker``
+→ onnxsim → parity on real validation images with ONNX Runtime: the largest absolute logit
+difference and the top-1 agreement must meet the thresholds, or the stage fails and no
+``model.onnx`` is handed over. The same pass measures the ONNX model's accuracy.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import warnings
+from typing import Literal
+
+import numpy as np
+import onnx
+import torch
+from pydantic import Field
+from torch import nn
+
+from edgekd import console
+from edgekd.atomic import atomic_path
+from edgekd.context import RunContext
+from edgekd.errors import ExportError
+from edgekd.stages.base import Stage
+
+INPUT, OUTPUT = "input", "logits"
+
+
+class ExportStage(Stage):
+    """Export the current model to ``model.onnx`` in the run folder, after a parity check."""
+
+    stage: Literal["export"] = "export"
+    opset: int = Field(17, ge=17)
+    simplify: bool = True
+    max_abs_diff: float = Field(1e-4, gt=0)
+    min_top1_agreement: float = Field(0.999, gt=0, le=1)
+    parity_images: int | None = Field(None, ge=1, description="validation images to compare; all when unset")
+
+    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        onnx_model = export_onnx(model, ctx.input_shape, opset=self.opset)
+        if self.simplify:
+            onnx_model = simplify(onnx_model)
+        path = ctx.out_dir / "model.onnx"
+        with atomic_path(path) as tmp:
+            onnx.save(onnx_model, str(tmp))
+            parity = check_parity(model, tmp, ctx, limit=self.parity_images)
+            self.enforce(parity)
+        console.info(f"export: {path.name} matches PyTorch (max |Δlogit| {parity['max_abs_diff']:.2e}, "
+                     f"top-1 agreement {parity['top1_agreement']:.4%}); ONNX Runtime accuracy {parity['accuracy']:.4f}")
+        ctx.onnx_path = path
+        ctx.accuracy, ctx.accuracy_source = parity.pop("accuracy"), "onnxruntime"
+        ctx.size_bytes = path.stat().st_size
+        ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify)
+        return model
+
+    def restore(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        ctx.onnx_path = ctx.out_dir / "model.onnx"
+        return model
+
+    def enforce(self, parity: dict) -> None:
+        if parity["max_abs_diff"] > self.max_abs_diff or parity["top1_agreement"] < self.min_top1_agreement:
+            raise ExportError(
+                f"exported ONNX does not match PyTorch: max |Δlogit| {parity['max_abs_diff']:.3g} "
+                f"(limit {self.max_abs_diff:g}), top-1 agreement {parity['top1_agreement']:.4%} "
+                f"(limit {self.min_top1_agreement:.1%}) on {parity['images']} images; the model likely uses an "
+                "op the exporter translates differently: try another opset, or export without simplify")
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...], *, opset: int) -> onnx.ModelProto:
+    """TorchScript-based export with a dynamic batch axis, then ``onnx.checker`` (full check)."""
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buffer, dynamo=False,
+                              input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
+                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    except Exception as exc:  # the exporter raises many types for unsupported ops
+        raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    onnx_model = onnx.load_from_string(buffer.getvalue())
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"exported ONNX fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+    return onnx_model
+
+
+def simplify(onnx_model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim: constant folding and redundant-node removal (dynamic batch kept)."""
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(onnx_model)
+    if not ok:
+        raise ExportError("onnxsim could not verify the simplified model; export with simplify: false")
+    return simplified
+
+
+@torch.inference_mode()
+def check_parity(model: nn.Module, onnx_path, ctx: RunContext, *, limit: int | None) -> dict:
+    """Compare PyTorch and ONNX Runtime logits on validation images; also ONNX Runtime accuracy."""
+    from edgekd.runtime.onnxruntime import create_session, run_logits
+
+    model.eval()
+    session = create_session(onnx_path, threads=ctx.target.threads if ctx.target.is_host else None)
+    max_diff, agree, correct, seen = 0.0, 0, 0, 0
+    for ort_logits, labels, images in itertools.islice(run_logits(session, ctx.val_loader), None):
+        torch_logits = model(images).numpy()
+        max_diff = max(max_diff, float(np.abs(torch_logits - ort_logits).max()))
+        agree += int((torch_logits.argmax(1) == ort_logits.argmax(1)).sum())
+        correct += int((ort_logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        if limit is not None and seen >= limit:
+            break
+    return {"max_abs_diff": max_diff, "top1_agreement": agree / seen, "images": seen, "accuracy": correct / seen}

@@ -1,0 +1,94 @@
+"""The ``teacher`` stage: the trained model to compress, loaded from weights or trained once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgekd import console
+from edgekd.atomic import atomic_path
+from edgekd.context import RunContext
+from edgekd.errors import DataError
+from edgekd.models.loading import build_model, load_weights
+from edgekd.stages.base import Stage
+from edgekd.train import TrainConfig, fit
+
+DEFAULT_TRAINING = TrainConfig(epochs=15, lr=0.1, label_smoothing=0.1)
+
+
+class TeacherStage(Stage):
+    """Start the run from a teacher.
+
+    ``model`` is a zoo name or ``package.module:factory``. With ``weights`` the teacher is
+    loaded (safely: safetensors or ``weights_only``); without, it is trained with ``train``
+    on the run's data and cached, so the next run with the same model, data and settings
+    loads it in a second.
+    """
+
+    stage: Literal["teacher"] = "teacher"
+    model: str = "cnn"
+    weights: str | None = None
+    train: TrainConfig = DEFAULT_TRAINING
+    cache: bool = True
+
+    def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
+        teacher = build_model(self.model, ctx.data.info)
+        check_fits_data(teacher, ctx)
+        if self.weights:
+            load_weights(teacher, self.weights, trust=ctx.trust_checkpoint)
+            ctx.details["source"] = f"weights file {self.weights}"
+        elif self.cache and self.cache_file(ctx).exists():
+            teacher.load_state_dict(load_file(self.cache_file(ctx)))
+            ctx.details["source"] = f"cached training {self.cache_file(ctx)}"
+            console.info(f"teacher: loaded cached {self.model} from {self.cache_file(ctx)}")
+        else:
+            console.info(f"teacher: training {self.model} for {self.train.epochs} epochs "
+                         f"on {len(ctx.data.train)} images")
+            result = fit(teacher, ctx.data, self.train, checkpoint=ctx.stage_dir / "train.pt",
+                         progress=ctx.progress)
+            ctx.details.update(source="trained", train_seconds=round(result.seconds, 1), history=result.history)
+            if self.cache:
+                with atomic_path(self.cache_file(ctx)) as tmp:
+                    save_file(teacher.state_dict(), tmp)
+        self.save(teacher, ctx)
+        return teacher
+
+    def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
+        teacher = build_model(self.model, ctx.data.info)
+        teacher.load_state_dict(load_file(ctx.stage_dir / "model.safetensors"))
+        ctx.teacher, ctx.model_spec = teacher, self.model
+        return teacher
+
+    def save(self, teacher: nn.Module, ctx: RunContext) -> None:
+        ctx.teacher, ctx.model_spec = teacher, self.model
+        with atomic_path(ctx.stage_dir / "model.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, tmp)
+
+    def cache_file(self, ctx: RunContext) -> Path:
+        """Cache key: model, data (name and sizes), training settings."""
+        info = ctx.data.info
+        key = f"{self.model}|{info.name}|{len(ctx.data.train)}|{len(ctx.data.val)}|{self.train.fingerprint()}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return ctx.cache_dir / "teachers" / f"{self.model.replace(':', '_')}-{digest}.safetensors"
+
+
+def check_fits_data(model: nn.Module, ctx: RunContext) -> None:
+    """Run one validation image through the model: shape mismatches become one clear line."""
+    info = ctx.data.info
+    images, _ = next(iter(ctx.val_loader))
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(images[:2])
+    except RuntimeError as exc:
+        raise DataError(f"the model cannot take the data's images ({info.channels}×{info.image_size[0]}×"
+                        f"{info.image_size[1]} from {info.name}): {str(exc).splitlines()[0]}; build the model for "
+                        f"{info.channels} input channels and this image size, or resize the data") from None
+    if logits.dim() != 2 or logits.shape[1] != info.num_classes:
+        raise DataError(f"the model outputs shape {tuple(logits.shape)} but {info.name} has "
+                        f"{info.num_classes} classes; build it with num_classes={info.num_classes}")

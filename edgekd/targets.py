@@ -1,0 +1,139 @@
+"""Target profiles: what a device is and how to build for it. Data in ``targets/*.yaml``.
+
+``load_target('jetson-orin')`` (or a path to a YAML file) returns a validated
+:class:`TargetProfile`; the ``host`` profile is completed by detecting this machine.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import platform
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgekd.builtin import builtin_dir, builtin_names
+from edgekd.errors import UnknownNameError
+from edgekd.yamlschema import load_yaml, validate
+
+
+class Runtime(str, enum.Enum):
+    TENSORRT = "tensorrt"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+
+
+class Precision(str, enum.Enum):
+    INT8 = "int8"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+class ActivationScheme(str, enum.Enum):
+    INT8_SYMMETRIC = "int8-symmetric"  # TensorRT: signed, zero-point 0
+    UINT8_ASYMMETRIC = "uint8-asymmetric"  # ONNX Runtime CPU: unsigned after ReLU is fastest
+
+
+class WeightScheme(str, enum.Enum):
+    INT8_PER_CHANNEL_SYMMETRIC = "int8-per-channel-symmetric"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Quantization(_Strict):
+    activations: ActivationScheme
+    weights: WeightScheme = WeightScheme.INT8_PER_CHANNEL_SYMMETRIC
+
+
+class Peak(_Strict):
+    """Peak dense throughput of the compute the runtime uses (sources in the YAML comments)."""
+
+    int8_tops: float = Field(gt=0)
+    fp16_tflops: float = Field(gt=0)
+    fp32_tflops: float = Field(gt=0)
+
+
+class Software(_Strict):
+    jetpack: str | None = None
+    tensorrt: str | None = None
+
+
+class TargetProfile(_Strict):
+    """A hardware target: runtime, precision and quantization scheme, and its peak numbers."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    description: str
+    runtime: Runtime
+    precision: Precision
+    quantization: Quantization
+    sparsity_2_4: bool = False
+    peak: Peak | None = None
+    memory_bandwidth_gbs: float | None = Field(None, gt=0)
+    threads: int | None = Field(None, ge=1)
+    isa: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = Field((1, 8), min_length=1)
+    channel_multiple: int = Field(8, ge=1)
+    software: Software | None = None
+    detected: bool = False
+
+    @property
+    def is_host(self) -> bool:
+        """True for the profile of the machine edgekd runs on: latency here is measured."""
+        return self.detected
+
+
+def list_targets() -> list[str]:
+    return builtin_names("targets")
+
+
+def load_target(name_or_path: str) -> TargetProfile:
+    """A shipped profile by name, or a profile YAML file by path (host fields detected)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") or not path.exists():
+        if name_or_path not in list_targets():
+            raise UnknownNameError("target", name_or_path, list_targets())
+        path = builtin_dir("targets") / f"{name_or_path}.yaml"
+    data, lines = load_yaml(path)
+    if isinstance(data, dict) and "detect" in (data.get("description"), data.get("threads")):
+        data = {**data, **detect_host(data)}
+    return validate(TargetProfile, data, source=str(path), lines=lines)
+
+
+def detect_host(data: dict) -> dict:
+    """Describe this machine: CPU model, usable threads, ISA flags, and derived peak numbers."""
+    model, flags, mhz = read_cpuinfo()
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    isa = tuple(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_int8", "neon", "asimddp") if f in flags)
+    fp32_per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16 if "neon" in flags else 8
+    int8_per_cycle = fp32_per_cycle * (4 if {"avx512_vnni", "asimddp"} & flags else 1.3)
+    ghz = (mhz or 2000.0) / 1000
+    detected = {
+        "description": f"this machine: {model}, {threads} threads ({platform.machine()})",
+        "threads": threads,
+        "isa": list(isa),
+        "detected": True,
+    }
+    if "peak" not in data:
+        detected["peak"] = {"fp32_tflops": threads * ghz * fp32_per_cycle / 1000,
+                            "fp16_tflops": threads * ghz * fp32_per_cycle / 1000,
+                            "int8_tops": threads * ghz * int8_per_cycle / 1000}
+    if "memory_bandwidth_gbs" not in data:
+        detected["memory_bandwidth_gbs"] = 20.0 * threads
+    return detected
+
+
+def read_cpuinfo() -> tuple[str, set[str], float | None]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), set(), None
+    model = re.search(r"^(?:model name|Hardware)\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M)
+    return (model.group(1).strip() if model else platform.machine(),
+            set(flags.group(1).split()) if flags else set(),
+            float(mhz.group(1)) if mhz else None)

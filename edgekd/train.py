@@ -1,0 +1,216 @@
+"""The one training loop every stage reuses: teacher training, distillation, recovery, QAT.
+
+``fit(model, data, config)`` trains with SGD or AdamW under a cosine or one-cycle schedule,
+shows a progress bar (loss, accuracy, images/s), checkpoints each epoch atomically, resumes
+from that checkpoint, and stops with a clear error (last good checkpoint kept) if the loss
+becomes NaN or infinite. What is minimized is an *objective*: cross-entropy by default, a
+distillation loss when a stage passes one.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgekd import console
+from edgekd.atomic import atomic_path
+from edgekd.data import Augment, DataBundle, make_loader
+from edgekd.errors import CheckpointError, TrainingDivergedError
+
+
+class Optimizer(str, enum.Enum):
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+class Schedule(str, enum.Enum):
+    COSINE = "cosine"
+    ONECYCLE = "onecycle"
+
+
+class AugmentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    crop_padding: int = Field(2, ge=0)
+    hflip: bool = True
+
+
+class TrainConfig(BaseModel):
+    """How to train: optimizer, schedule, epochs and regularization."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Optimizer = Optimizer.SGD
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Schedule = Schedule.ONECYCLE
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: AugmentConfig | None = AugmentConfig()
+    seed: int = 0
+    channels_last: bool = True
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class CrossEntropy(nn.Module):
+    """The plain supervised objective: cross-entropy with optional label smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+        logits = model(images)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing), logits
+
+
+@dataclass
+class TrainResult:
+    """What a training run achieved: validation accuracy per epoch and wall time."""
+
+    accuracy: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: nn.Module | None = None,
+        checkpoint: Path | None = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` in place on ``data.train``; validate on ``data.val`` after each epoch.
+
+    With ``checkpoint`` set, state is saved there after every epoch and a matching
+    checkpoint found there is resumed from (a checkpoint of another configuration is an error).
+    """
+    torch.manual_seed(config.seed)
+    objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    augment = Augment(**config.augment.model_dump()) if config.augment else None
+    train_loader = make_loader(data.train, data.info, batch_size=config.batch_size, train=True,
+                               augment=augment, seed=config.seed)
+    val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    optimizer = make_optimizer(params, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    result = TrainResult(accuracy=float("nan"), seconds=0.0)
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        start_epoch = load_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result)
+        console.info(f"resuming training from {checkpoint} at epoch {start_epoch + 1}/{config.epochs}")
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        loss, train_acc, images = train_epoch(model, objective, train_loader, optimizer, scheduler,
+                                              epoch=epoch, config=config, checkpoint=checkpoint,
+                                              memory_format=memory_format, progress=progress)
+        seconds = time.perf_counter() - t0
+        val_acc = accuracy(model, val_loader)
+        result.history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
+                               "val_accuracy": val_acc, "seconds": round(seconds, 2),
+                               "images_per_second": round(images / seconds, 1)})
+        result.accuracy, result.seconds = val_acc, result.seconds + seconds
+        console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
+                     f"val acc {val_acc:.4f}, {images / seconds:.0f} img/s")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1)
+    if config.epochs == 0 or math.isnan(result.accuracy):
+        result.accuracy = accuracy(model, val_loader)
+    model.to(memory_format=torch.contiguous_format)
+    return result
+
+
+def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, epoch: int, config: TrainConfig,
+                checkpoint: Path | None, memory_format, progress: bool) -> tuple[float, float, int]:
+    """One pass over the training set; returns mean loss, training accuracy and images seen."""
+    model.train()
+    objective.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    with console.progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), enabled=progress) as bar:
+        for step, (images, labels) in enumerate(loader):
+            images = images.to(memory_format=memory_format)
+            loss, logits = objective(model, images, labels)
+            if not torch.isfinite(loss):
+                where = f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""
+                raise TrainingDivergedError(
+                    f"training diverged: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}{where}; "
+                    f"lower the learning rate (now {config.lr}) or check the data for NaNs")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            n = len(labels)
+            total_loss += loss.item() * n
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += n
+            bar.update(loss=total_loss / seen, acc=correct / seen, ips=seen / (time.perf_counter() - t0))
+    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, loader: DataLoader) -> float:
+    """Top-1 accuracy of ``model`` on every batch of ``loader`` (model left in eval mode)."""
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        correct += (model(images).argmax(1) == labels).sum().item()
+        total += len(labels)
+    return correct / max(total, 1)
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer is Optimizer.ADAMW:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                           weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer, config: TrainConfig, *, steps_per_epoch: int):
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule is Schedule.ONECYCLE:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                   pct_start=0.25, anneal_strategy="linear")
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+
+
+def save_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer, scheduler,
+                    result: TrainResult, epoch: int) -> None:
+    state = {"config": config.fingerprint(), "epoch": epoch, "model": model.state_dict(),
+             "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "history": json.dumps(result.history),
+             "seconds": result.seconds, "rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer, scheduler,
+                    result: TrainResult) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"training checkpoint {path} is unreadable ({type(exc).__name__}); delete it to "
+                              "start this training afresh") from None
+    if state.get("config") != config.fingerprint():
+        raise CheckpointError(f"training checkpoint {path} was made with other training settings; delete it "
+                              "to start afresh, or restore the settings it was made with")
+    model.load_state_dict(state["model"])
+    objective.load_state_dict(state["objective"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.history = json.loads(state["history"])
+    result.seconds = state["seconds"]
+    result.accuracy = result.history[-1]["val_accuracy"] if result.history else float("nan")
+    return int(state["epoch"])
