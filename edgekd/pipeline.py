@@ -117,14 +117,16 @@ def is_finished(entry: dict | None, stage: Stage, out_dir: Path) -> bool:
 def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, records: list[StageRecord],
                 ctx: RunContext, *, seconds: float) -> StageRecord:
     """The stage's report row: what it measured itself, else PyTorch accuracy if the model changed."""
-    acc, source = ctx.accuracy, ctx.accuracy_source
-    if acc is None and (model is not previous or not records):
+    acc, source, size = ctx.accuracy, ctx.accuracy_source, ctx.size_bytes
+    changed = model is not previous or not records
+    if acc is None and changed:
         acc, source = accuracy(model, ctx.val_loader), "pytorch"
     elif acc is None:
         acc, source = records[-1].accuracy, records[-1].accuracy_source
+    if size is None:
+        size = measure.state_dict_bytes(model) if changed else records[-1].size_bytes
     return StageRecord(name=stage.stage, params=measure.count_params(model),
-                       macs=measure.count_macs(model, ctx.input_shape),
-                       size_bytes=ctx.size_bytes or measure.state_dict_bytes(model),
+                       macs=measure.count_macs(model, ctx.input_shape), size_bytes=size,
                        accuracy=acc, accuracy_source=source, seconds=round(seconds, 2),
                        latency=list(ctx.latency), details=dict(ctx.details))
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from edgekd import console
 from edgekd.atomic import atomic_path
 from edgekd.data import Augment, DataBundle, make_loader
+from edgekd.data.loader import set_epoch
 from edgekd.errors import CheckpointError, TrainingDivergedError
 
 
@@ -111,6 +112,7 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
         start_epoch = load_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result)
         console.info(f"resuming training from {checkpoint} at epoch {start_epoch + 1}/{config.epochs}")
     for epoch in range(start_epoch, config.epochs):
+        set_epoch(train_loader, config.seed, epoch)
         t0 = time.perf_counter()
         loss, train_acc, images = train_epoch(model, objective, train_loader, optimizer, scheduler,
                                               epoch=epoch, config=config, checkpoint=checkpoint,

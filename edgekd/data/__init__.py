@@ -64,8 +64,8 @@ def load_source(spec: DataSpec) -> DataBundle:
     if not folder.exists():
         raise DataError(f"data source '{spec.source}' is neither 'fashion-mnist', an existing folder, "
                         "nor package.module:function")
-    if idx.has_idx_files(folder):
-        return load_fashion_mnist(folder)
+    if any(folder.glob("*-ubyte.gz")):
+        return load_fashion_mnist(folder)  # reports any missing file by name
     if is_imagefolder(folder):
         return load_imagefolder(folder, image_size=spec.image_size, channels=spec.channels)
     raise DataError(f"{folder} holds neither Fashion-MNIST IDX files nor an ImageFolder "

@@ -71,6 +71,17 @@ def random_crop_flip(x: torch.Tensor, augment: Augment, generator: torch.Generat
     return x
 
 
+def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make epoch ``epoch``'s shuffle and augmentation depend only on (seed, epoch), so a resumed
+    training sees exactly the batches the uninterrupted one would have."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    elif loader.generator is not None:
+        loader.generator.manual_seed(seed * 100003 + epoch)
+    if isinstance(loader.collate_fn, BatchTransform):
+        loader.collate_fn.generator.manual_seed(seed * 100003 + epoch + 7919)
+
+
 def make_loader(dataset: Dataset, info: DataInfo, *, batch_size: int, train: bool,
                 augment: Augment | None = None, seed: int = 0, distributed: bool = False) -> DataLoader:
     """A DataLoader yielding normalized (images, labels); shuffled and augmented when ``train``."""

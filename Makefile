@@ -1,0 +1,43 @@
+# Two entry points: `make demo` (set up, then the default job) and `make test` (set up, then the tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TARGET ?= jetson-orin
+FM     := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data demo demo-fast test bench clean
+
+setup: $(VENV)/.installed data
+
+# torch first, pinned: an unpinned torch resolved by pip would be a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+data:
+	@if [ -f $(FM) ] || [ -f "$${EDGEKD_DATA:-/nonexistent}/train-images-idx3-ubyte.gz" ] || \
+	    [ -f "$$HOME/.cache/edgekd/fashion-mnist/train-images-idx3-ubyte.gz" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; \
+	else \
+	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist', or put the four"; \
+	    echo "*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist into ~/.cache/edgekd/fashion-mnist"; \
+	    exit 1; \
+	fi
+
+demo: setup
+	$(BIN)/edgekd compress --target $(TARGET) --overwrite
+
+demo-fast: setup
+	$(BIN)/edgekd compress --target $(TARGET) --recipe fast --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/teacher_fashion_mnist.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
