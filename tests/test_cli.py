@@ -1,0 +1,179 @@
+"""End to end, as a user runs it: `edgekd compress --recipe fast` and the mistakes users make."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import run_cli
+from edgekd.data.idx import find_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "orin"
+    result = run_cli("compress", "--target", "jetson-orin", "--recipe", "fast", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_fast_run_writes_the_run_folder(fast_run):
+    out, result = fast_run
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["teacher", "export", "benchmark"]
+    assert report["target"]["name"] == "jetson-orin" and report["target"]["runtime"] == "tensorrt"
+    for rel in report["artifacts"].values():
+        assert (out / rel).is_file()
+    for stage in report["stages"]:
+        assert stage["params"] > 0 and stage["macs"] > 0 and stage["size_bytes"] > 0
+        assert 0.5 < stage["accuracy"] <= 1.0
+    export = report["stages"][1]
+    assert export["accuracy_source"] == "onnxruntime" and export["details"]["parity"]["max_abs_diff"] <= 1e-4
+    latency = report["stages"][2]["latency"]
+    host = [r for r in latency if r["kind"] == "measured"]
+    orin = [r for r in latency if r["device"] == "jetson-orin"]
+    assert {r["batch"] for r in host} == {1, 64} and all(r["ms"] > 0 and r["runs"] >= 200 for r in host)
+    assert all(r["device"].startswith("host") for r in host)
+    assert orin and all(r["kind"] == "not-measured" and r["ms"] is None for r in orin)  # never a host figure
+    assert "accuracy" in result.stdout and "report.md" in result.stdout
+    assert "not-measured" in (out / "report.md").read_text()
+
+
+def test_report_accuracy_matches_an_independent_onnx_runtime_evaluation(fast_run):
+    out, _ = fast_run
+    report = json.loads((out / "report.json").read_text())
+    pre = report["preprocessing"]
+    folder = find_fashion_mnist()
+    images = np.frombuffer(gzip.decompress((folder / "t10k-images-idx3-ubyte.gz").read_bytes()), np.uint8, offset=16)
+    labels = np.frombuffer(gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes()), np.uint8, offset=8)
+    x = images.reshape(-1, 1, 28, 28).astype(np.float32) * pre["scale"]
+    x = (x - np.array(pre["mean"], np.float32).reshape(1, -1, 1, 1)) / np.array(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    session = ort.InferenceSession(str(out / report["artifacts"]["model_onnx"]), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1000]})[0]
+                             for i in range(0, len(x), 1000)])
+    independent = float((logits.argmax(1) == labels).mean())
+    assert report["data"]["val_images"] == 10000
+    assert abs(report["summary"]["accuracy"] - independent) <= 0.001
+
+
+def test_resume_redoes_no_finished_stage(fast_run):
+    out, _ = fast_run
+    before = json.loads((out / "report.json").read_text())
+    result = run_cli("compress", "--target", "jetson-orin", "--recipe", "fast", "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("finished earlier, outputs verified; skipped") == 3
+    after = json.loads((out / "report.json").read_text())
+    assert after["stages"] == before["stages"]
+
+
+def test_existing_run_is_not_overwritten_silently(fast_run):
+    out, _ = fast_run
+    onnx_bytes = (out / "model.onnx").read_bytes()
+    result = run_cli("compress", "--target", "jetson-orin", "--recipe", "fast", "--out", str(out))
+    assert result.returncode == 1 and "already holds a run; pass --resume" in result.stderr
+    assert (out / "model.onnx").read_bytes() == onnx_bytes
+
+
+def test_python_api_runs_the_same_job_with_a_cached_teacher(fast_run, tmp_path):
+    import edgekd
+
+    report = edgekd.compress(target="host", recipe="fast", out=tmp_path / "api")
+    assert report["stages"][0]["details"]["source"].startswith("cached training")
+    assert all(r["kind"] == "measured" for r in report["stages"][2]["latency"])  # host is measured
+    assert (tmp_path / "api" / "model.onnx").is_file()
+
+
+def test_users_own_model_and_weights_by_import_path(tmp_path):
+    from safetensors.torch import save_file
+
+    from user_code import tiny_net
+
+    save_file(tiny_net(10, 1).state_dict(), tmp_path / "mine.safetensors")
+    result = run_cli("compress", "--target", "raspberry-pi-5", "--recipe", "fast", "--teacher", "user_code:tiny_net",
+                     "--weights", str(tmp_path / "mine.safetensors"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["stages"][0]["details"]["source"].startswith("weights file")
+    assert report["stages"][0]["params"] == sum(p.numel() for p in tiny_net(10, 1).parameters())
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    assert text.startswith("error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in text, result.stderr
+
+
+def test_unknown_target(tmp_path):
+    result = run_cli("compress", "--target", "jetson-nano-orin", "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "unknown target 'jetson-nano-orin'", "Known targets:", "jetson-orin-nano")
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_data(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    result = run_cli("compress", "--recipe", "fast", "--data", str(empty), "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "missing", "apt-get install -y dataset-fashion-mnist")
+
+
+def test_corrupt_idx_file(tmp_path):
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    for f in find_fashion_mnist().iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    raw = (folder / "train-labels-idx1-ubyte.gz").read_bytes()
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(raw[:-200])
+    result = run_cli("compress", "--recipe", "fast", "--data", str(folder), "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "train-labels-idx1-ubyte.gz is truncated")
+
+
+def test_mismatched_checkpoint(tmp_path):
+    from edgekd.models import create_model
+
+    torch.save(create_model("resnet8", in_channels=1).state_dict(), tmp_path / "r8.pt")
+    result = run_cli("compress", "--recipe", "fast", "--teacher", "cnn-small", "--weights", str(tmp_path / "r8.pt"),
+                     "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "does not fit the model PlainCNN", "missing", "unexpected")
+
+
+def test_model_that_cannot_take_the_data(tmp_path):
+    result = run_cli("compress", "--recipe", "fast", "--teacher", "user_code:rgb_only_net", "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "cannot take the data's images (1×28×28", "input channels")
+
+
+def test_malformed_recipe_names_file_and_line(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("stages:\n  - stage: teacher\n    model: cnn\n   epochs: 3\n")
+    result = run_cli("compress", "--recipe", str(recipe), "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "bad.yaml:4", "not valid YAML")
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("compress", "--recipe", "fast", "--out", str(blocker / "run"))
+    assert_one_line_error(result, "cannot write to", "choose another --out")
+
+
+def test_targets_commands():
+    listing = run_cli("targets")
+    assert listing.returncode == 0
+    assert {"jetson-orin", "raspberry-pi-5", "host"} <= {line.split()[0] for line in listing.stdout.splitlines()}
+    shown = run_cli("targets", "show", "jetson-orin")
+    assert shown.returncode == 0 and "int8_tops: 85.0" in shown.stdout
+    assert_one_line_error(run_cli("targets", "show", "orin"), "unknown target 'orin'")
+
+
+def test_import_edgekd_loads_no_heavy_backend():
+    code = "import sys, edgekd; print(sorted(m for m in ('onnxruntime', 'tensorrt', 'openvino') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
