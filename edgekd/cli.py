@@ -125,6 +125,28 @@ def targets_show(name: Annotated[str, typer.Argument(help="Profile name or YAML 
 
 
 @app.command()
+@user_errors
+def bench(
+    model: Annotated[Path, typer.Argument(help="An ONNX model, e.g. RUN/model.onnx.")],
+    target: Annotated[str, typer.Option(help="The profile this machine stands for (host, or the device you are on).")] = "host",
+    batch: Annotated[Optional[list[int]], typer.Option(help="Batch size (repeatable); default: the profile's.")] = None,
+    runs: Annotated[int, typer.Option(min=200, help="Timed runs per batch size.")] = 200,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the measured records (JSON).")] = None,
+) -> None:
+    """Measure an ONNX model's latency here, with the target's runtime and threads, and save the record."""
+    from edgekd.atomic import write_json
+    from edgekd.bench import bench_onnx
+
+    records = bench_onnx(model, target, batch_sizes=tuple(batch) if batch else None, runs=runs)
+    for r in records:
+        typer.echo(f"{r.device}: batch {r.batch}: median {r.ms:.3f} ms, p90 {r.p90_ms:.3f} ms, p99 {r.p99_ms:.3f} ms "
+                   f"({r.runtime}, {r.threads} threads, {r.runs} runs, measured)")
+    out = out or model.with_name(f"bench-{target}.json")
+    write_json(out, {"model": str(model), "target": target, "latency": [r.to_dict() for r in records]})
+    typer.echo(f"records in {out}")
+
+
+@app.command()
 def models(pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*") -> None:
     """List the zoo models."""
     from edgekd.models import list_models

@@ -53,7 +53,8 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume
         stage_dir.mkdir(parents=True, exist_ok=True)
         ctx.begin_stage(stage_dir)
         entry = manifest["stages"][index] if index < len(manifest["stages"]) else None
-        reusable = reusable and is_finished(entry, stage, out_dir)
+        key = stage_key(stage, recipe, target)
+        reusable = reusable and is_finished(entry, key, stage.stage, out_dir)
         if reusable:
             console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}: finished earlier, outputs verified; skipped")
             model = stage.restore(model, ctx)
@@ -67,8 +68,9 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume
         model = stage.apply(model, ctx)
         record = make_record(stage, model, previous, records, ctx, seconds=time.perf_counter() - t0)
         records.append(record)
-        manifest["stages"].append({"index": index, "name": stage.stage, "config_hash": stage.fingerprint(),
-                                   "started": started, "finished": now(),
+        inputs = manifest["stages"][-1]["outputs"] if manifest["stages"] else {"data": recipe.data.model_dump()}
+        manifest["stages"].append({"index": index, "name": stage.stage, "config_hash": key,
+                                   "started": started, "finished": now(), "inputs": inputs,
                                    "outputs": hash_outputs(out_dir, stage_dir, ctx), "record": record.to_dict()})
         write_json(out_dir / MANIFEST, manifest)
     report = build_report(recipe, ctx, records)
@@ -102,14 +104,21 @@ def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
     return {"edgekd_manifest": 1, "created": now(), "versions": library_versions(), "stages": []}
 
 
-def is_finished(entry: dict | None, stage: Stage, out_dir: Path) -> bool:
-    if not entry or entry.get("config_hash") != stage.fingerprint():
+def stage_key(stage: Stage, recipe: Recipe, target: TargetProfile) -> str:
+    """What a stage's result depends on: its settings, the data and the target."""
+    text = stage.model_dump_json() + recipe.data.model_dump_json() + target.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_finished(entry: dict | None, key: str, name: str, out_dir: Path) -> bool:
+    if not entry or entry.get("config_hash") != key:
         if entry:
-            console.info(f"{stage.stage}: settings changed since the last run; redoing it and every stage after it")
+            console.info(f"{name}: settings, data or target changed since the last run; redoing it and every "
+                         "stage after it")
         return False
     for rel, digest in entry.get("outputs", {}).items():
         if not (out_dir / rel).is_file() or file_hash(out_dir / rel) != digest:
-            console.info(f"{stage.stage}: output {rel} is missing or changed; redoing it and every stage after it")
+            console.info(f"{name}: output {rel} is missing or changed; redoing it and every stage after it")
             return False
     return True
 

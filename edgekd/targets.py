@@ -106,7 +106,7 @@ def load_target(name_or_path: str) -> TargetProfile:
 def detect_host(data: dict) -> dict:
     """Describe this machine: CPU model, usable threads, ISA flags, and derived peak numbers."""
     model, flags, mhz = read_cpuinfo()
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = available_cores()
     isa = tuple(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_int8", "neon", "asimddp") if f in flags)
     fp32_per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16 if "neon" in flags else 8
     int8_per_cycle = fp32_per_cycle * (4 if {"avx512_vnni", "asimddp"} & flags else 1.3)
@@ -124,6 +124,11 @@ def detect_host(data: dict) -> dict:
     if "memory_bandwidth_gbs" not in data:
         detected["memory_bandwidth_gbs"] = 20.0 * threads
     return detected
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects taskset and container limits on Linux)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def read_cpuinfo() -> tuple[str, set[str], float | None]:

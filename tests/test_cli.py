@@ -173,7 +173,36 @@ def test_targets_commands():
     assert_one_line_error(run_cli("targets", "show", "orin"), "unknown target 'orin'")
 
 
+def test_bench_on_the_host_writes_a_measured_record(fast_run, tmp_path):
+    out, _ = fast_run
+    result = run_cli("bench", str(out / "model.onnx"), "--target", "host", "--batch", "1", "--batch", "4",
+                     "--out", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    records = json.loads((tmp_path / "b.json").read_text())["latency"]
+    assert [r["batch"] for r in records] == [1, 4]
+    assert all(r["kind"] == "measured" and r["ms"] > 0 and r["runs"] == 200 for r in records)
+
+
+def test_bench_refuses_to_pass_this_machine_off_as_another_device(fast_run):
+    out, _ = fast_run
+    assert_one_line_error(run_cli("bench", str(out / "model.onnx"), "--target", "raspberry-pi-5"),
+                          "cannot stand for raspberry-pi-5")
+    assert_one_line_error(run_cli("bench", str(out / "model.onnx"), "--target", "jetson-orin"),
+                          "TensorRT is not installed here")
+
+
 def test_import_edgekd_loads_no_heavy_backend():
     code = "import sys, edgekd; print(sorted(m for m in ('onnxruntime', 'tensorrt', 'openvino') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_train_command_saves_weights_that_load(tmp_path):
+    result = run_cli("train", "cnn-tiny", "--out", str(tmp_path / "w.safetensors"), "--epochs", "1",
+                     "--train-subset", "1000")
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy" in result.stdout and not (tmp_path / "w.ckpt").exists()
+    from edgekd.data import DataInfo
+    from edgekd.models.loading import build_model, load_weights
+
+    load_weights(build_model("cnn-tiny", DataInfo("fm", 10, 1, (28, 28), (0.5,), (0.5,))), tmp_path / "w.safetensors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -75,3 +76,13 @@ class DataBundle:
     train: Dataset
     val: Dataset
     info: DataInfo
+
+    def fingerprint(self) -> str:
+        """A short hash that changes when the data changes (name, sizes, labels, sampled pixels)."""
+        digest = hashlib.sha256(repr(self.info).encode())
+        for part in (self.train, self.val):
+            digest.update(str(len(part)).encode())
+            if isinstance(part, TensorImages):
+                digest.update(part.labels.numpy().tobytes())
+                digest.update(part.images[::97].contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]

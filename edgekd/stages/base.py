@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
@@ -27,7 +25,3 @@ class Stage(BaseModel):
 
     def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module | None:
         return model
-
-    def fingerprint(self) -> str:
-        """A hash of the settings: a resumed run redoes a stage whose settings changed."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

@@ -14,10 +14,10 @@ from pydantic import Field
 from torch import nn
 
 from edgekd import console
+from edgekd.bench import measure_host_latency
 from edgekd.context import RunContext
 from edgekd.errors import EdgekdError
 from edgekd.records import LatencyKind, LatencyRecord
-from edgekd.runtime import get_runtime
 from edgekd.stages.base import Stage
 from edgekd.targets import load_target
 
@@ -34,15 +34,12 @@ class BenchmarkStage(Stage):
         if ctx.onnx_path is None:
             raise EdgekdError("the benchmark stage needs an exported model: put an export stage before it")
         host = ctx.target if ctx.target.is_host else load_target("host")
-        ort = get_runtime("onnxruntime")
-        for batch in sorted(set(self.batch_sizes)):
-            stats = ort.measure_latency(ctx.onnx_path, ctx.input_shape, batch, threads=host.threads,
-                                        warmup=self.warmup, runs=self.runs)
-            ctx.latency.append(LatencyRecord(batch=batch, device=f"host ({host.description})", kind=LatencyKind.MEASURED,
-                                             runtime="onnxruntime", ms=stats.median_ms, p90_ms=stats.p90_ms,
-                                             p99_ms=stats.p99_ms, runs=stats.runs, threads=host.threads))
-            console.info(f"benchmark: batch {batch}: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f}, "
-                         f"p99 {stats.p99_ms:.3f} (ONNX Runtime, {host.threads} threads, this machine)")
+        records = measure_host_latency(ctx.onnx_path, ctx.input_shape, self.batch_sizes, device=host,
+                                       runs=self.runs, warmup=self.warmup)
+        for r in records:
+            console.info(f"benchmark: batch {r.batch}: median {r.ms:.3f} ms, p90 {r.p90_ms:.3f}, p99 {r.p99_ms:.3f} "
+                         f"(ONNX Runtime, {r.threads} threads, this machine)")
+        ctx.latency.extend(records)
         if not ctx.target.is_host:
             for batch in ctx.target.batch_sizes:
                 ctx.latency.append(LatencyRecord(

@@ -70,9 +70,8 @@ class TeacherStage(Stage):
             save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, tmp)
 
     def cache_file(self, ctx: RunContext) -> Path:
-        """Cache key: model, data (name and sizes), training settings."""
-        info = ctx.data.info
-        key = f"{self.model}|{info.name}|{len(ctx.data.train)}|{len(ctx.data.val)}|{self.train.fingerprint()}"
+        """Cache key: model, data contents, training settings."""
+        key = f"{self.model}|{ctx.data.fingerprint()}|{self.train.fingerprint()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return ctx.cache_dir / "teachers" / f"{self.model.replace(':', '_')}-{digest}.safetensors"
 

@@ -1,0 +1,86 @@
+"""Latency measured on the machine edgekd runs on, labelled with the device it stands for.
+
+``bench_onnx(path, target)`` turns a target's "not measured" into a measurement when run on
+that device: it refuses to measure on a machine that cannot be the target (an x86 host for
+a Raspberry Pi profile, a machine without TensorRT for a Jetson profile).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import onnx
+
+from edgekd.errors import EdgekdError
+from edgekd.records import LatencyKind, LatencyRecord
+from edgekd.targets import Runtime, TargetProfile, available_cores, load_target, read_cpuinfo
+
+ARM_FLAGS = {"neon", "dotprod", "i8mm"}
+
+
+def measure_host_latency(onnx_path: Path, input_shape: tuple[int, ...], batch_sizes, *, device: TargetProfile,
+                         runs: int = 200, warmup: int = 20) -> list[LatencyRecord]:
+    """ONNX Runtime latency on this machine with the profile's threads, one record per batch size."""
+    from edgekd.runtime import get_runtime
+
+    ort = get_runtime("onnxruntime")
+    label = f"host ({device.description})" if device.is_host else f"{device.name} (this machine)"
+    cores = available_cores()
+    threads = min(device.threads or cores, cores)
+    note = f"{device.name} asks for {device.threads} threads; this machine has {cores}" if threads < (device.threads or 0) else ""
+    records = []
+    for batch in sorted(set(batch_sizes)):
+        stats = ort.measure_latency(onnx_path, input_shape, batch, threads=threads, warmup=warmup, runs=runs)
+        records.append(LatencyRecord(batch=batch, device=label, kind=LatencyKind.MEASURED, runtime="onnxruntime",
+                                     ms=stats.median_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, runs=stats.runs,
+                                     threads=threads, note=note))
+    return records
+
+
+
+def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ...] | None = None,
+               runs: int = 200) -> list[LatencyRecord]:
+    """Measure ``onnx_path`` with ``target``'s runtime, here, if this machine can stand for it."""
+    onnx_path = Path(onnx_path)
+    profile = load_target(target)
+    check_can_stand_for(profile)
+    shape = onnx_input_shape(onnx_path)
+    return measure_host_latency(onnx_path, shape, batch_sizes or profile.batch_sizes, device=profile, runs=runs)
+
+
+def check_can_stand_for(profile: TargetProfile) -> None:
+    if profile.is_host:
+        return
+    if profile.runtime is Runtime.TENSORRT:
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            raise EdgekdError(f"TensorRT is not installed here, so {profile.name} cannot be measured on this machine; "
+                              f"run `edgekd bench` on the {profile.name} itself (JetPack ships TensorRT)") from None
+        raise EdgekdError("measuring TensorRT engines is not implemented yet (the TensorRT backend is the next "
+                          "step); use --target host for an ONNX Runtime figure on this machine")
+    machine = platform.machine().lower()
+    _, flags, _ = read_cpuinfo()
+    wants_arm = bool(ARM_FLAGS & set(profile.isa))
+    is_arm = machine in ("aarch64", "arm64")
+    missing = [f for f in profile.isa if f not in ARM_FLAGS and f not in flags]
+    if wants_arm != is_arm or (not is_arm and missing):
+        why = f"it is {machine}" + (f" without {', '.join(missing)}" if missing and not is_arm else "")
+        raise EdgekdError(f"this machine cannot stand for {profile.name} ({why}); run `edgekd bench` on the "
+                          "device itself, or use --target host to measure this machine")
+
+
+def onnx_input_shape(onnx_path: Path) -> tuple[int, ...]:
+    """The model input's shape without the batch axis (which must be the only dynamic one)."""
+    if not onnx_path.is_file():
+        raise EdgekdError(f"{onnx_path} does not exist; pass the model.onnx of a run folder")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:
+        raise EdgekdError(f"{onnx_path} is not a readable ONNX model ({type(exc).__name__})") from None
+    dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
+    if not dims or any(d.dim_value <= 0 for d in dims):
+        raise EdgekdError(f"{onnx_path}: only the batch axis may be dynamic; its input is "
+                          f"{[d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]}")
+    return tuple(d.dim_value for d in dims)
