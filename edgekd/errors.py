@@ -21,7 +21,8 @@ class UnknownNameError(EdgekdError, KeyError):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        super().__init__(f"unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}")
+        plural = kind + ("es" if kind.endswith("s") else "s")
+        super().__init__(f"unknown {kind} '{name}'.{hint} Known {plural}: {', '.join(known)}")
         self.kind, self.name, self.known = kind, name, known
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -141,7 +141,8 @@ def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, reco
 
 
 def hash_outputs(out_dir: Path, stage_dir: Path, ctx: RunContext) -> dict[str, str]:
-    files = [p for p in stage_dir.iterdir() if p.is_file() and p.suffix != ".tmp" and p.name != "train.pt"]
+    files = [p for p in stage_dir.iterdir()
+             if p.is_file() and p.suffix != ".tmp" and not p.name.startswith("train")]  # not training checkpoints
     if ctx.onnx_path is not None and ctx.onnx_path.exists():
         files.append(ctx.onnx_path)
     return {str(p.relative_to(out_dir)): file_hash(p) for p in sorted(set(files))}

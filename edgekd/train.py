@@ -141,9 +141,9 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
     total_loss, correct, seen = 0.0, 0, 0
     t0 = time.perf_counter()
     with console.progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), enabled=progress) as bar:
-        for step, (images, labels) in enumerate(loader):
+        for step, (images, labels, *extra) in enumerate(loader):
             images = images.to(memory_format=memory_format)
-            loss, logits = objective(model, images, labels)
+            loss, logits = objective(model, images, labels, *extra)
             if not torch.isfinite(loss):
                 where = f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""
                 raise TrainingDivergedError(
@@ -155,7 +155,8 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
             scheduler.step()
             n = len(labels)
             total_loss += loss.item() * n
-            correct += (logits.argmax(1) == labels).sum().item()
+            if logits is not None:  # block-wise objectives (LIT) produce no student logits
+                correct += (logits.argmax(1) == labels).sum().item()
             seen += n
             bar.update(loss=total_loss / seen, acc=correct / seen, ips=seen / (time.perf_counter() - t0))
     return total_loss / max(seen, 1), correct / max(seen, 1), seen
@@ -166,7 +167,7 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     """Top-1 accuracy of ``model`` on every batch of ``loader`` (model left in eval mode)."""
     model.eval()
     correct = total = 0
-    for images, labels in loader:
+    for images, labels, *_ in loader:
         correct += (model(images).argmax(1) == labels).sum().item()
         total += len(labels)
     return correct / max(total, 1)

@@ -25,16 +25,18 @@ def fast_run(tmp_path_factory):
 def test_fast_run_writes_the_run_folder(fast_run):
     out, result = fast_run
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["teacher", "export", "benchmark"]
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "export", "benchmark"]
     assert report["target"]["name"] == "jetson-orin" and report["target"]["runtime"] == "tensorrt"
     for rel in report["artifacts"].values():
         assert (out / rel).is_file()
     for stage in report["stages"]:
         assert stage["params"] > 0 and stage["macs"] > 0 and stage["size_bytes"] > 0
         assert 0.5 < stage["accuracy"] <= 1.0
-    export = report["stages"][1]
+    teacher, student, export, bench = report["stages"]
+    assert student["params"] < teacher["params"] and student["accuracy_source"] == "pytorch"
+    assert export["params"] == student["params"]  # the student is what ships
     assert export["accuracy_source"] == "onnxruntime" and export["details"]["parity"]["max_abs_diff"] <= 1e-4
-    latency = report["stages"][2]["latency"]
+    latency = bench["latency"]
     host = [r for r in latency if r["kind"] == "measured"]
     orin = [r for r in latency if r["device"] == "jetson-orin"]
     assert {r["batch"] for r in host} == {1, 64} and all(r["ms"] > 0 and r["runs"] >= 200 for r in host)
@@ -66,7 +68,7 @@ def test_resume_redoes_no_finished_stage(fast_run):
     before = json.loads((out / "report.json").read_text())
     result = run_cli("compress", "--target", "jetson-orin", "--recipe", "fast", "--out", str(out), "--resume")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("finished earlier, outputs verified; skipped") == 3
+    assert result.stderr.count("finished earlier, outputs verified; skipped") == 4
     after = json.loads((out / "report.json").read_text())
     assert after["stages"] == before["stages"]
 
@@ -84,7 +86,7 @@ def test_python_api_runs_the_same_job_with_a_cached_teacher(fast_run, tmp_path):
 
     report = edgekd.compress(target="host", recipe="fast", out=tmp_path / "api")
     assert report["stages"][0]["details"]["source"].startswith("cached training")
-    assert all(r["kind"] == "measured" for r in report["stages"][2]["latency"])  # host is measured
+    assert all(r["kind"] == "measured" for r in report["stages"][-1]["latency"])  # host is measured
     assert (tmp_path / "api" / "model.onnx").is_file()
 
 

@@ -33,20 +33,22 @@ class BatchTransform:
         self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = collate(batch)
+    def __call__(self, batch) -> tuple[torch.Tensor, ...]:
+        images, labels, *extra = collate(batch)
         x = normalize(images, self.scale, self.mean, self.std)
         if self.augment is not None:
             x = random_crop_flip(x, self.augment, self.generator)
-        return x.contiguous(), labels
+        return (x.contiguous(), labels, *extra)
 
 
-def collate(batch) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(batch, tuple):  # already a batch from TensorImages.__getitems__
+def collate(batch) -> tuple[torch.Tensor, ...]:
+    """(images, labels, *extra) from a ready batch (``__getitems__``) or a list of items."""
+    if isinstance(batch, tuple):
         return batch
     images = torch.stack([item[0] for item in batch])
     labels = torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
-    return images, labels
+    extra = [torch.stack([item[i] for item in batch]) for i in range(2, len(batch[0]))]
+    return (images, labels, *extra)
 
 
 def normalize(images: torch.Tensor, scale: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

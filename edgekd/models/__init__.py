@@ -8,30 +8,29 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
 from functools import partial
 
 from torch import nn
 
-from edgekd.errors import UnknownNameError
+from edgekd.errors import EdgekdError, UnknownNameError
 from edgekd.models.cnn import PlainCNN
 from edgekd.models.mobilenetv2 import MobileNetV2
 from edgekd.models.resnet import resnet
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "cnn": partial(PlainCNN, width=32, depth3=1),
-    "cnn-small": partial(PlainCNN, width=16, depth3=1),
-    "cnn-tiny": partial(PlainCNN, width=8, depth3=1),
-    "cnn-wide": partial(PlainCNN, width=48, depth3=2),
-    "resnet8": partial(resnet, 8),
-    "resnet14": partial(resnet, 14),
-    "resnet20": partial(resnet, 20),
-    "resnet32": partial(resnet, 32),
-    "resnet56": partial(resnet, 56),
-    "resnet8x4": partial(resnet, 8, wide=True),
-    "resnet14x4": partial(resnet, 14, wide=True),
-    "resnet20x4": partial(resnet, 20, wide=True),
-    "resnet32x4": partial(resnet, 32, wide=True),
+MODELS: dict[str, partial] = {
+    "cnn": partial(PlainCNN, width=32, depth=1),
+    "cnn-small": partial(PlainCNN, width=16, depth=1),
+    "cnn-tiny": partial(PlainCNN, width=8, depth=1),
+    "cnn-wide": partial(PlainCNN, width=48, depth=2),
+    "resnet8": partial(resnet, depth=8),
+    "resnet14": partial(resnet, depth=14),
+    "resnet20": partial(resnet, depth=20),
+    "resnet32": partial(resnet, depth=32),
+    "resnet56": partial(resnet, depth=56),
+    "resnet8x4": partial(resnet, depth=8, width=64, stem=32),
+    "resnet14x4": partial(resnet, depth=14, width=64, stem=32),
+    "resnet20x4": partial(resnet, depth=20, width=64, stem=32),
+    "resnet32x4": partial(resnet, depth=32, width=64, stem=32),
     "mobilenetv2": partial(MobileNetV2, width=1.0),
     "mobilenetv2-0.5": partial(MobileNetV2, width=0.5),
     "mobilenetv2-0.35": partial(MobileNetV2, width=0.35),
@@ -54,3 +53,23 @@ def create_model(name: str, *, in_channels: int = 3, num_classes: int = 10,
 def model_blocks(model: nn.Module) -> tuple[str, ...]:
     """The names of a model's stage boundaries (empty for models that do not declare them)."""
     return tuple(getattr(model, "blocks", ()))
+
+
+def derive_model(name: str, *, width: float = 1.0, depth: int | None = None, in_channels: int = 3,
+                 num_classes: int = 10, input_size: tuple[int, int] = (32, 32)) -> nn.Module:
+    """A model of zoo model ``name``'s family, ``width`` times as wide and with ``depth`` if given.
+
+    ``derive_model('resnet56', depth=20)`` is resnet20; ``derive_model('cnn', width=0.5)`` is
+    cnn-small; ``width=1`` and no depth is the same architecture (born-again distillation).
+    """
+    if name not in MODELS:
+        raise UnknownNameError("model", name, MODELS)
+    factory = MODELS[name]
+    kwargs = dict(factory.keywords)
+    base = kwargs.get("width")
+    kwargs["width"] = base * width if isinstance(base, float) else max(1, round((base or 16) * width))
+    if depth is not None:
+        if "depth" not in kwargs:
+            raise EdgekdError(f"{name} has no depth to change; derive it by width only")
+        kwargs["depth"] = depth
+    return factory.func(**kwargs, in_channels=in_channels, num_classes=num_classes, input_size=tuple(input_size))

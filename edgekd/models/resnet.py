@@ -76,7 +76,6 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def resnet(depth: int, *, wide: bool = False, **kwargs) -> CifarResNet:
-    if wide:
-        return CifarResNet(depth, widths=(64, 128, 256), stem=32, **kwargs)
-    return CifarResNet(depth, **kwargs)
+def resnet(*, depth: int, width: int = 16, stem: int = 16, **kwargs) -> CifarResNet:
+    """ResNet-``depth`` with stages of ``width``, 2·``width``, 4·``width`` channels."""
+    return CifarResNet(depth, widths=(width, 2 * width, 4 * width), stem=stem, **kwargs)

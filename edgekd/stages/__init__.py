@@ -5,11 +5,13 @@ from __future__ import annotations
 from edgekd.errors import UnknownNameError
 from edgekd.stages.base import Stage
 from edgekd.stages.benchmark import BenchmarkStage
+from edgekd.stages.distill import DistillStage
 from edgekd.stages.export import ExportStage
 from edgekd.stages.teacher import TeacherStage
 
 STAGES: dict[str, type[Stage]] = {
     "teacher": TeacherStage,
+    "distill": DistillStage,
     "export": ExportStage,
     "benchmark": BenchmarkStage,
 }

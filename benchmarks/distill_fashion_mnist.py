@@ -1,0 +1,149 @@
+"""Distillation methods compared on Fashion-MNIST: the same student, epochs and data for every row.
+
+Teacher: the default teacher from teacher_fashion_mnist.py (its weights in results/).
+Rows: student alone, KD, FitNets, LIT, RKD, AT, DKD and a combination, each over several seeds
+(mean ± std of test accuracy, mean epoch time); a second, smaller student for alone vs KD; and
+the KD epoch cost against a student-alone epoch, measured alternately in one run.
+
+Run: .venv/bin/python benchmarks/distill_fashion_mnist.py [--epochs 8] [--train-subset 20000]
+Writes benchmarks/results/distill_fashion_mnist.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from edgekd.atomic import write_json
+from edgekd.context import RunContext
+from edgekd.data import DataSpec, load_data, make_loader
+from edgekd.distill.cache import with_cached_logits
+from edgekd.distill.objective import DistillObjective
+from edgekd.distill import LossSpec
+from edgekd.measure import count_params
+from edgekd.models.loading import build_model
+from edgekd.stages.distill import DistillStage
+from edgekd.targets import load_target
+from edgekd.train import TrainConfig, accuracy, fit
+from edgekd.versions import library_versions
+
+RESULTS = Path(__file__).parent / "results"
+PAIRS = [["block2", "block2"], ["block3", "block3"]]
+
+
+def methods(epochs: int) -> dict[str, list[dict]]:
+    """Loss lists per row; two-phase methods spend one of the epochs on their first phase."""
+    return {
+        "alone": [],
+        "kd": [{"name": "kd"}],
+        "fitnets": [{"name": "fitnets", "pairs": [["block2", "block2"]], "hint_epochs": 1}, {"name": "kd"}],
+        "lit": [{"name": "lit", "epochs": 1}, {"name": "kd"}],
+        "rkd": [{"name": "rkd", "student_layer": "block3", "teacher_layer": "block3"}],
+        "at": [{"name": "at", "pairs": PAIRS}],
+        "dkd": [{"name": "dkd"}],
+        "kd+at": [{"name": "kd"}, {"name": "at", "pairs": PAIRS}],
+    }
+
+
+def first_phase_epochs(losses: list[dict]) -> int:
+    return sum(spec.get("hint_epochs", 0) + (spec.get("epochs", 0) if spec["name"] == "lit" else 0) for spec in losses)
+
+
+def student_stage(student: str, losses: list[dict], config: TrainConfig) -> DistillStage:
+    """``cnn@W`` is the teacher's family at width W (derived); other names are zoo models."""
+    if student.startswith("cnn@"):
+        return DistillStage(derive={"width": float(student[4:])}, losses=losses or [{"name": "kd"}], train=config)
+    return DistillStage(student=student, losses=losses or [{"name": "kd"}], train=config)
+
+
+def run_row(method: str, losses: list[dict], student_name: str, teacher, data, seed: int, epochs: int, workdir: Path):
+    config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=None, seed=seed)
+    stage = student_stage(student_name, losses, config)
+    ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
+                     progress=False, teacher=teacher, model_spec="cnn")
+    ctx.begin_stage(workdir / f"{method}-{student_name}-{seed}")
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if method == "alone":
+        student = stage.make_student(ctx)
+        history = fit(student, data, config, progress=False).history
+    else:
+        student = stage.apply(teacher, ctx)
+        history = [h for phase in ctx.details["history"].values() for h in phase]
+    seconds = time.perf_counter() - t0
+    val = accuracy(student, make_loader(data.val, data.info, batch_size=512, train=False))
+    return {"accuracy": val, "seconds": seconds, "epoch_seconds": statistics.mean(h["seconds"] for h in history),
+            "params": count_params(student)}
+
+
+def kd_epoch_cost(student_name: str, teacher, data, workdir: Path, repeats: int = 3) -> dict:
+    """Alternate student-alone and KD epochs (teacher logits cached) and compare median times."""
+    cached = with_cached_logits(teacher, data, workdir / "cache")
+    times = {"alone": [], "kd": [], "kd_live_teacher": []}
+    config = TrainConfig(epochs=1, lr=0.05, augment=None)
+    for _ in range(repeats):
+        for kind in times:
+            student = build_model(student_name, data.info)
+            if kind == "alone":
+                result = fit(student, data, config, progress=False)
+            else:
+                objective = DistillObjective(teacher, [(1.0, LossSpec(name="kd").build())], label_weight=0.0)
+                result = fit(student, cached if kind == "kd" else data, config, objective=objective, progress=False)
+            times[kind].append(result.history[0]["seconds"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"alone_epoch_seconds": med["alone"], "kd_epoch_seconds": med["kd"],
+            "kd_live_teacher_epoch_seconds": med["kd_live_teacher"],
+            "kd_epoch_cost_ratio": med["kd"] / med["alone"],
+            "kd_live_teacher_cost_ratio": med["kd_live_teacher"] / med["alone"], "repeats": repeats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-subset", type=int, default=20000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--student", default="cnn-small")
+    parser.add_argument("--small-student", default="cnn@0.375")
+    parser.add_argument("--only", nargs="*", help="run only these methods")
+    args = parser.parse_args()
+
+    data = load_data(DataSpec(train_subset=args.train_subset))
+    teacher = build_model("cnn", data.info)
+    teacher.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
+    teacher.eval()
+    full_val = load_data(DataSpec())
+    teacher_acc = accuracy(teacher, make_loader(full_val.val, full_val.info, batch_size=512, train=False))
+    rows = []
+    plan = [(m, l, args.student) for m, l in methods(args.epochs).items()]
+    plan += [(m, l, args.small_student) for m, l in methods(args.epochs).items() if m in ("alone", "kd")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for method, losses, student in plan:
+            if args.only and method not in args.only:
+                continue
+            runs = [run_row(method, losses, student, teacher, data, seed, args.epochs, Path(tmp)) for seed in args.seeds]
+            accs = [r["accuracy"] for r in runs]
+            row = {"method": method, "student": student, "params": runs[0]["params"], "seeds": args.seeds,
+                   "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
+                   "accuracies": accs, "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
+                   "row_seconds": sum(r["seconds"] for r in runs)}
+            rows.append(row)
+            print(f"{method:8} {student:10} {row['params']:7d} params  {row['accuracy_mean']:.4f} ± "
+                  f"{row['accuracy_std']:.4f}  {row['epoch_seconds']:.1f} s/epoch", flush=True)
+        cost = kd_epoch_cost(args.student, teacher, data, Path(tmp))
+    report = {"teacher": {"model": "cnn", "params": count_params(teacher), "accuracy": teacher_acc},
+              "epochs": args.epochs, "train_images": len(data.train), "val_images": len(full_val.val),
+              "augmentation": None, "rows": rows, **cost, "versions": library_versions()}
+    write_json(RESULTS / "distill_fashion_mnist.json", report)
+    print(f"KD epoch cost ratio {cost['kd_epoch_cost_ratio']:.2f} (cached teacher logits), "
+          f"{cost['kd_live_teacher_cost_ratio']:.2f} with a live teacher")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
