@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # so `user_code` imports as a user's module
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Never read or write the user's ~/.cache/edgekd from tests."""
-    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+# Never read or write the user's ~/.cache/edgekd: one throwaway cache for the whole session,
+# set before any fixture runs (module-scoped fixtures start CLI subprocesses that inherit it).
+os.environ["EDGEKD_CACHE"] = tempfile.mkdtemp(prefix="edgekd-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from edgekd.models.mobilenetv2 import MobileNetV2
 from edgekd.models.resnet import resnet
 
 MODELS: dict[str, partial] = {
-    "cnn": partial(PlainCNN, width=32, depth=1),
-    "cnn-small": partial(PlainCNN, width=16, depth=1),
-    "cnn-tiny": partial(PlainCNN, width=8, depth=1),
-    "cnn-wide": partial(PlainCNN, width=48, depth=2),
+    "cnn": partial(PlainCNN, width=32, depth=2, stem_depth=1),
+    "cnn-small": partial(PlainCNN, width=16, depth=2, stem_depth=1),
+    "cnn-tiny": partial(PlainCNN, width=8, depth=2, stem_depth=1),
+    "cnn-wide": partial(PlainCNN, width=48, depth=2, stem_depth=2),
     "resnet8": partial(resnet, depth=8),
     "resnet14": partial(resnet, depth=14),
     "resnet20": partial(resnet, depth=20),

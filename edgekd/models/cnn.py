@@ -17,15 +17,18 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class PlainCNN(nn.Module):
-    """block1 (2 convs, w) → pool → block2 (2 convs, 2w) → pool → block3 (``depth`` convs, 4w) → GAP → FC."""
+    """block1 (``stem_depth`` convs, w) → pool → block2 (2 convs, 2w) → pool → block3 (``depth`` convs, 4w) → GAP → FC."""
 
     blocks = ("block1", "block2", "block3")
 
-    def __init__(self, *, width: int = 32, depth: int = 1, in_channels: int = 3, num_classes: int = 10,
+    def __init__(self, *, width: int = 32, depth: int = 1, stem_depth: int = 2, in_channels: int = 3, num_classes: int = 10,
                  input_size: tuple[int, int] = (32, 32), dropout: float = 0.0):
         super().__init__()
         w = width
-        self.block1 = nn.Sequential(*conv_bn_relu(in_channels, w), *conv_bn_relu(w, w))
+        layers = conv_bn_relu(in_channels, w)
+        for _ in range(stem_depth - 1):
+            layers += conv_bn_relu(w, w)
+        self.block1 = nn.Sequential(*layers)
         self.pool1 = nn.MaxPool2d(2)
         self.block2 = nn.Sequential(*conv_bn_relu(w, 2 * w), *conv_bn_relu(2 * w, 2 * w))
         self.pool2 = nn.MaxPool2d(2) if min(input_size) >= 8 else nn.Identity()
