@@ -14,6 +14,7 @@ not run again; the first one that does not match, and every stage after it, is.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from edgekd import console, measure
-from edgekd.atomic import write_json
+from edgekd.atomic import write_json, write_text
 from edgekd.context import RunContext
 from edgekd.data import load_data
 from edgekd.errors import OutputError
@@ -41,20 +42,22 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume
                  progress: bool = True) -> dict:
     """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report."""
     out_dir = Path(out_dir)
-    manifest = open_run_folder(out_dir, resume=resume, overwrite=overwrite)
     data = load_data(recipe.data)
+    manifest = open_run_folder(out_dir, resume=resume, overwrite=overwrite)
+    write_json(out_dir / MANIFEST, manifest)  # an overwritten run's manifest is gone from here on
     ctx = RunContext(out_dir=out_dir, target=target, data=data, cache_dir=cache_dir,
                      trust_checkpoint=trust_checkpoint, progress=progress)
     records: list[StageRecord] = []
     model: nn.Module | None = None
-    reusable = resume
+    reusable, ran = resume, False
     for index, stage in enumerate(recipe.stages):
         stage_dir = out_dir / "stages" / f"{index:02d}-{stage.stage}"
-        stage_dir.mkdir(parents=True, exist_ok=True)
         ctx.begin_stage(stage_dir)
         entry = manifest["stages"][index] if index < len(manifest["stages"]) else None
         key = stage_key(stage, recipe, target)
         reusable = reusable and is_finished(entry, key, stage.stage, out_dir)
+        # An interrupted stage keeps its epoch checkpoints only if everything before it was reused.
+        prepare_stage_dir(stage_dir, key, keep_checkpoints=reusable or (resume and entry is None and not ran))
         if reusable:
             console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}: finished earlier, outputs verified; skipped")
             model = stage.restore(model, ctx)
@@ -64,7 +67,7 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume
         console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}")
         started = now()
         t0 = time.perf_counter()
-        previous = model
+        previous, ran = model, True
         model = stage.apply(model, ctx)
         record = make_record(stage, model, previous, records, ctx, seconds=time.perf_counter() - t0)
         records.append(record)
@@ -110,6 +113,15 @@ def stage_key(stage: Stage, recipe: Recipe, target: TargetProfile) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def prepare_stage_dir(stage_dir: Path, key: str, *, keep_checkpoints: bool) -> None:
+    """Empty a stage's folder unless it holds this very stage's work (an interrupted training to resume)."""
+    marker = stage_dir / ".key"
+    if stage_dir.exists() and not (keep_checkpoints and marker.exists() and marker.read_text() == key):
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_text(marker, key)
+
+
 def is_finished(entry: dict | None, key: str, name: str, out_dir: Path) -> bool:
     if not entry or entry.get("config_hash") != key:
         if entry:
@@ -142,7 +154,7 @@ def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, reco
 
 def hash_outputs(out_dir: Path, stage_dir: Path, ctx: RunContext) -> dict[str, str]:
     files = [p for p in stage_dir.iterdir()
-             if p.is_file() and p.suffix != ".tmp" and not p.name.startswith("train")]  # not training checkpoints
+             if p.is_file() and not p.name.startswith((".", "train"))]  # not markers, temp files or checkpoints
     if ctx.onnx_path is not None and ctx.onnx_path.exists():
         files.append(ctx.onnx_path)
     return {str(p.relative_to(out_dir)): file_hash(p) for p in sorted(set(files))}

@@ -106,11 +106,11 @@ def test_users_own_model_and_weights_by_import_path(tmp_path):
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    text = " ".join(result.stderr.split())
-    assert text.startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr and "error:" in result.stderr, result.stderr
+    error = result.stderr[result.stderr.index("error:"):].rstrip("\n")
+    assert "\n" not in error, "the error must be one line"
     for fragment in fragments:
-        assert fragment in text, result.stderr
+        assert fragment in error, result.stderr
 
 
 def test_unknown_target(tmp_path):

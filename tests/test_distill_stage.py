@@ -26,7 +26,7 @@ def make_ctx(tmp_path, data, teacher):
     ctx = RunContext(out_dir=tmp_path, target=load_target("host"), data=data, cache_dir=tmp_path / "cache",
                      progress=False, teacher=teacher, model_spec="cnn-small")
     ctx.begin_stage(tmp_path / "stage")
-    ctx.stage_dir.mkdir(parents=True)
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     return ctx
 
 

@@ -9,7 +9,7 @@ from edgekd.train import CrossEntropy, TrainConfig, accuracy, fit
 
 @pytest.fixture(scope="module")
 def small():
-    return load_data(DataSpec(train_subset=2000, val_subset=1000))
+    return load_data(DataSpec(train_subset=4000, val_subset=1000))
 
 
 class FailsAt(CrossEntropy):
@@ -31,7 +31,7 @@ class FailsAt(CrossEntropy):
 
 def test_training_learns_from_real_data(small):
     model = build_model("cnn-tiny", small.info)
-    result = fit(model, small, TrainConfig(epochs=2, lr=0.05), progress=False)
+    result = fit(model, small, TrainConfig(epochs=3, lr=0.1), progress=False)
     assert result.accuracy > 0.65  # chance is 0.10
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert result.history[-1]["images_per_second"] > 0
@@ -46,7 +46,7 @@ def test_interrupted_training_resumes_to_the_same_weights(small, tmp_path):
     ckpt = tmp_path / "train.pt"
     torch.manual_seed(0)
     model = build_model("cnn-tiny", small.info)
-    steps_per_epoch = -(-2000 // config.batch_size)
+    steps_per_epoch = -(-4000 // config.batch_size)
     with pytest.raises(KeyboardInterrupt):  # killed in the middle of epoch 2
         fit(model, small, config, objective=FailsAt(steps_per_epoch + 3, "kill"), checkpoint=ckpt, progress=False)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
@@ -70,7 +70,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(small, tmp_path):
 def test_nan_loss_stops_with_the_last_good_checkpoint_kept(small, tmp_path):
     ckpt = tmp_path / "train.pt"
     config = TrainConfig(epochs=2, lr=0.05)
-    steps_per_epoch = -(-2000 // config.batch_size)
+    steps_per_epoch = -(-4000 // config.batch_size)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 2.*last good checkpoint.*lower the"):
         fit(build_model("cnn-tiny", small.info), small, config, objective=FailsAt(steps_per_epoch + 2, "nan"),
             checkpoint=ckpt, progress=False)
