@@ -55,8 +55,24 @@ def compress(teacher: str | None = None, data: str | None = None, *, target: str
                         trust_checkpoint=trust_checkpoint)
 
 
-def train(model: nn.Module, data: DataBundle | DataSpec | None = None, *, config: TrainConfig = TrainConfig(),
-          checkpoint: Path | None = None) -> TrainResult:
-    """Train ``model`` in place with the shared training loop (default data: Fashion-MNIST)."""
+def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, config: TrainConfig = TrainConfig(),
+          out: str | Path | None = None) -> tuple[nn.Module, TrainResult]:
+    """Train a model (an ``nn.Module``, a zoo name or ``pkg.module:factory``) with the shared loop.
+
+    With ``out``, the weights are saved there as safetensors, and an interrupted training
+    resumes from ``OUT.ckpt`` (removed once training finishes).
+    """
+    from safetensors.torch import save_file
+
+    from edgekd.atomic import atomic_path
+    from edgekd.models.loading import build_model
+
     bundle = data if isinstance(data, DataBundle) else load_data(data or DataSpec())
-    return fit(model, bundle, config, checkpoint=checkpoint)
+    net = build_model(model, bundle.info) if isinstance(model, str) else model
+    checkpoint = Path(out).with_suffix(".ckpt") if out is not None else None
+    result = fit(net, bundle, config, checkpoint=checkpoint)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
+        checkpoint.unlink(missing_ok=True)
+    return net, result

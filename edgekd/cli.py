@@ -78,24 +78,17 @@ def train(
 ) -> None:
     """Train a model on a dataset and save its weights (resumes from OUT.ckpt if interrupted)."""
     from pydantic import ValidationError
-    from safetensors.torch import save_file
 
-    from edgekd.atomic import atomic_path
-    from edgekd.data import DataSpec, load_data
-    from edgekd.models.loading import build_model
-    from edgekd.train import TrainConfig, fit
+    from edgekd.api import train as run
+    from edgekd.data import DataSpec
+    from edgekd.train import TrainConfig
 
     try:
         config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                              label_smoothing=label_smoothing, seed=seed)
     except ValidationError as exc:
         raise EdgekdError(f"invalid training option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    bundle = load_data(DataSpec(source=data, train_subset=train_subset))
-    net = build_model(model, bundle.info)
-    result = fit(net, bundle, config, checkpoint=out.with_suffix(".ckpt"))
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
-    out.with_suffix(".ckpt").unlink(missing_ok=True)
+    _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
     typer.echo(f"{model}: validation accuracy {result.accuracy:.4f} after {epochs} epochs "
                f"({result.seconds:.0f} s); weights in {out}")
 

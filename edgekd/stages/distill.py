@@ -98,7 +98,7 @@ class DistillStage(Stage):
                      for t in self.ensemble]
             temperature = next((s.settings().temperature for s in self.losses if s.name in ("kd", "dkd")), 4.0)
             teacher = Ensemble([teacher, *extra], temperature=temperature)
-        return teacher.eval()
+        return teacher.eval().to(memory_format=torch.channels_last)  # the student's batches are channels-last
 
     def make_student(self, ctx: RunContext) -> nn.Module:
         """A freshly initialized student (initialization seeded by ``train.seed``)."""

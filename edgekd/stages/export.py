@@ -9,7 +9,6 @@ difference and the top-1 agreement must meet the thresholds, or the stage fails 
 from __future__ import annotations
 
 import io
-import itertools
 import warnings
 from typing import Literal
 
@@ -107,7 +106,7 @@ def check_parity(model: nn.Module, onnx_path, ctx: RunContext, *, limit: int | N
     model.eval()
     session = create_session(onnx_path, threads=ctx.target.threads if ctx.target.is_host else None)
     max_diff, agree, correct, seen = 0.0, 0, 0, 0
-    for ort_logits, labels, images in itertools.islice(run_logits(session, ctx.val_loader), None):
+    for ort_logits, labels, images in run_logits(session, ctx.val_loader):
         torch_logits = model(images).numpy()
         max_diff = max(max_diff, float(np.abs(torch_logits - ort_logits).max()))
         agree += int((torch_logits.argmax(1) == ort_logits.argmax(1)).sum())

@@ -18,7 +18,7 @@ from edgekd.models.loading import build_model, load_weights
 from edgekd.stages.base import Stage
 from edgekd.train import TrainConfig, fit
 
-DEFAULT_TRAINING = TrainConfig(epochs=15, lr=0.1, label_smoothing=0.1)
+DEFAULT_TRAINING = TrainConfig(epochs=18, lr=0.1, label_smoothing=0.1)
 
 
 class TeacherStage(Stage):

@@ -1,0 +1,48 @@
+"""Print the README's results tables (Markdown) from benchmarks/results/*.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def teacher_table(r: dict) -> list[str]:
+    lines = ["| model | params | MACs | epochs | test accuracy (PyTorch / ONNX Runtime) | train time (2 cores) |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | {r['epochs']} | "
+             f"{r['accuracy']:.2%} / {r['onnxruntime_accuracy']:.2%} | {r['train_seconds'] / 60:.1f} min |", "",
+             "| batch | PyTorch eager | ONNX Runtime fp32 | ratio |", "|---:|---:|---:|---:|"]
+    lines += [f"| {x['batch']} | {x['pytorch_ms']:.3f} ms | {x['onnxruntime_ms']:.3f} ms | {x['onnxruntime_over_pytorch']:.2f}× |"
+              for x in r["latency"]]
+    return lines
+
+
+def distill_table(r: dict) -> list[str]:
+    t = r["teacher"]
+    lines = [f"Teacher {t['model']} ({t['params']:,} params, {t['accuracy']:.2%}); every row: "
+             f"{r['epochs']} epochs on {r['train_images']:,} training images, no augmentation, "
+             f"{len(r['rows'][0]['seeds'])} seeds, accuracy on the {r['val_images']:,}-image test set.", "",
+             "| method | student | params | accuracy (mean ± std) | s/epoch |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {x['method']} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | "
+              f"{x['epoch_seconds']:.1f} |" for x in r["rows"]]
+    for x in r.get("full_data_rows", []):
+        lines.append(f"| {x['method']} (all {x['train_images']:,} images, {x['epochs']} epochs) | {x['student']} | "
+                     f"{x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |")
+    lines += ["", f"KD epoch / student-alone epoch, measured alternately in one run: "
+                  f"**{r['kd_epoch_cost_ratio']:.2f}×** with cached teacher logits "
+                  f"({r['kd_live_teacher_cost_ratio']:.2f}× with the teacher run live)."]
+    return lines
+
+
+def main() -> None:
+    for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table)):
+        path = RESULTS / name
+        if path.exists():
+            print(f"**{name}**\n")
+            print("\n".join(table(json.loads(path.read_text()))), end="\n\n")
+
+
+if __name__ == "__main__":
+    main()
