@@ -18,6 +18,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEKD_CACHE") or Path.home() / ".cache" / "edgekd")
 
 
+def default_run_dir(target: str, recipe: str) -> Path:
+    """Where a run goes without ``out``: ``runs/TARGET-RECIPE``."""
+    return Path("runs") / f"{target}-{recipe}"
+
+
 def prepare_recipe(recipe: str | Path | Recipe, *, teacher: str | None = None, weights: str | None = None,
                    data: str | None = None) -> Recipe:
     """Load a recipe and apply the command-line style overrides (teacher model, weights, data)."""
@@ -50,7 +55,7 @@ def compress(teacher: str | None = None, data: str | None = None, *, target: str
 
     profile = load_target(target)
     plan = prepare_recipe(recipe, teacher=teacher, weights=weights, data=data)
-    out = Path(out) if out is not None else Path("runs") / f"{profile.name}-{plan.name}"
+    out = Path(out) if out is not None else default_run_dir(profile.name, plan.name)
     return run_pipeline(plan, profile, out, resume=resume, overwrite=overwrite, cache_dir=cache_dir(),
                         trust_checkpoint=trust_checkpoint)
 
