@@ -123,10 +123,10 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
                                "val_accuracy": val_acc, "seconds": round(seconds, 2),
                                "images_per_second": round(images / seconds, 1)})
         result.accuracy, result.seconds = val_acc, result.seconds + seconds
+        if checkpoint is not None:  # saved before the epoch is announced: what is printed is on disk
+            save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1)
         console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
                      f"val acc {val_acc:.4f}, {images / seconds:.0f} img/s")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1)
     if config.epochs == 0 or math.isnan(result.accuracy):
         result.accuracy = accuracy(model, val_loader)
     model.to(memory_format=torch.contiguous_format)
