@@ -50,6 +50,7 @@ def methods(epochs: int) -> dict[str, list[dict]]:
         "at": [{"name": "at", "pairs": PAIRS}],
         "dkd": [{"name": "dkd"}],
         "kd+at": [{"name": "kd"}, {"name": "at", "pairs": PAIRS}],
+        "dkd+rkd": [{"name": "dkd"}, {"name": "rkd", "student_layer": "block3", "teacher_layer": "block3"}],
     }
 
 
@@ -140,11 +141,16 @@ def main() -> None:
             rows.append(row)
             print(f"{method:8} {student:10} {row['params']:7d} params  {row['accuracy_mean']:.4f} ± "
                   f"{row['accuracy_std']:.4f}  {row['epoch_seconds']:.1f} s/epoch", flush=True)
-        cost = None if args.headline else kd_epoch_cost(args.student, teacher, data, Path(tmp))
+        merge = args.headline or bool(args.only)
+        cost = None if merge else kd_epoch_cost(args.student, teacher, data, Path(tmp))
     path = RESULTS / "distill_fashion_mnist.json"
     if args.headline:
         report = json.loads(path.read_text())
         report["full_data_rows"] = rows
+    elif merge:  # --only: add or replace these rows in the existing results
+        report = json.loads(path.read_text())
+        new = {(r["method"], r["student"]) for r in rows}
+        report["rows"] = [r for r in report["rows"] if (r["method"], r["student"]) not in new] + rows
     else:
         report = {"teacher": {"model": "cnn", "params": count_params(teacher), "accuracy": teacher_acc},
                   "epochs": args.epochs, "train_images": len(data.train), "val_images": len(data.val),
