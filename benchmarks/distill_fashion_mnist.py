@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from edgekd.atomic import write_json

@@ -1,6 +1,4 @@
-import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from edgekd.context import RunContext
