@@ -37,6 +37,7 @@ class TeacherStage(Stage):
     cache: bool = True
 
     def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
+        torch.manual_seed(self.train.seed)  # reproducible initialization, not just reproducible batches
         teacher = build_model(self.model, ctx.data.info)
         check_fits_data(teacher, ctx)
         if self.weights:
