@@ -16,12 +16,11 @@ from pathlib import Path
 
 import onnx
 import torch
-from safetensors.torch import save_file
 
 from edgekd.atomic import write_json
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.measure import count_macs, count_params
-from edgekd.models.loading import build_model
+from edgekd.models.loading import build_model, save_weights
 from edgekd.recipe import load_recipe
 from edgekd.runtime.onnxruntime import create_session, evaluate
 from edgekd.stages.export import export_onnx, simplify
@@ -63,7 +62,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - t0
     model.eval()
     RESULTS.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, RESULTS / "teacher_cnn_fashion_mnist.safetensors")
+    save_weights(model, RESULTS / "teacher_cnn_fashion_mnist.safetensors")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "teacher.onnx"
         onnx.save(simplify(export_onnx(model, (1, 28, 28), opset=17)), str(path))

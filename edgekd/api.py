@@ -67,17 +67,13 @@ def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, 
     With ``out``, the weights are saved there as safetensors, and an interrupted training
     resumes from ``OUT.ckpt`` (removed once training finishes).
     """
-    from safetensors.torch import save_file
-
-    from edgekd.atomic import atomic_path
-    from edgekd.models.loading import build_model
+    from edgekd.models.loading import build_model, save_weights
 
     bundle = data if isinstance(data, DataBundle) else load_data(data or DataSpec())
     net = build_model(model, bundle.info) if isinstance(model, str) else model
     checkpoint = Path(out).with_suffix(".ckpt") if out is not None else None
     result = fit(net, bundle, config, checkpoint=checkpoint)
     if out is not None:
-        with atomic_path(out) as tmp:
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
+        save_weights(net, out)
         checkpoint.unlink(missing_ok=True)
     return net, result

@@ -77,6 +77,16 @@ def read_state_dict(path: str | Path, *, trust: bool = False) -> dict[str, torch
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model``'s state_dict as safetensors, atomically (the format ``load_weights`` prefers)."""
+    from safetensors.torch import save_file
+
+    from edgekd.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+
+
 def load_weights(model: nn.Module, path: str | Path, *, trust: bool = False) -> nn.Module:
     """Load a weights file into ``model``; a file of another model names the keys that differ."""
     state = read_state_dict(path, trust=trust)

@@ -16,11 +16,11 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from edgekd import console
-from edgekd.atomic import atomic_path, write_json
+from edgekd.atomic import write_json
 from edgekd.context import RunContext
 from edgekd.distill import LITConfig, LossSpec
 from edgekd.distill.cache import with_cached_logits
@@ -28,7 +28,7 @@ from edgekd.distill.lit import LITObjective, pair_blocks
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.errors import EdgekdError
 from edgekd.models import derive_model
-from edgekd.models.loading import build_model, load_weights
+from edgekd.models.loading import build_model, load_weights, save_weights
 from edgekd.stages.base import Stage
 from edgekd.stages.teacher import check_fits_data
 from edgekd.train import TrainConfig, fit
@@ -144,6 +144,5 @@ class DistillStage(Stage):
     def save(self, student: nn.Module, ctx: RunContext) -> None:
         if self.derive is None:
             ctx.model_spec = self.student
-        with atomic_path(ctx.stage_dir / "model.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in student.state_dict().items()}, tmp)
+        save_weights(student, ctx.stage_dir / "model.safetensors")
         write_json(ctx.stage_dir / "student.json", json.loads(self.model_dump_json()))

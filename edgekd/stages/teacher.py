@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from edgekd import console
-from edgekd.atomic import atomic_path
 from edgekd.context import RunContext
 from edgekd.errors import DataError
-from edgekd.models.loading import build_model, load_weights
+from edgekd.models.loading import build_model, load_weights, save_weights
 from edgekd.stages.base import Stage
 from edgekd.train import TrainConfig, fit
 
@@ -54,8 +53,7 @@ class TeacherStage(Stage):
                          progress=ctx.progress)
             ctx.details.update(source="trained", train_seconds=round(result.seconds, 1), history=result.history)
             if self.cache:
-                with atomic_path(self.cache_file(ctx)) as tmp:
-                    save_file(teacher.state_dict(), tmp)
+                save_weights(teacher, self.cache_file(ctx))
         self.save(teacher, ctx)
         return teacher
 
@@ -67,8 +65,7 @@ class TeacherStage(Stage):
 
     def save(self, teacher: nn.Module, ctx: RunContext) -> None:
         ctx.teacher, ctx.model_spec = teacher, self.model
-        with atomic_path(ctx.stage_dir / "model.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, tmp)
+        save_weights(teacher, ctx.stage_dir / "model.safetensors")
 
     def cache_file(self, ctx: RunContext) -> Path:
         """Cache key: model, data contents, training settings."""
