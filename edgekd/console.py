@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 _console = Console(stderr=True, highlight=False)
@@ -24,6 +25,11 @@ def set_quiet(quiet: bool) -> None:
 def info(message: str) -> None:
     if not _quiet:
         _console.print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    """Shown even when quiet: something the user should know about the result."""
+    _console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def error(message: str) -> None:

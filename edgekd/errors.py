@@ -45,6 +45,10 @@ class TrainingDivergedError(EdgekdError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class PruneError(EdgekdError):
+    """Pruning cannot keep this model consistent, or cannot reach the requested size."""
+
+
 class ExportError(EdgekdError):
     """Export failed, or the exported model does not reproduce the PyTorch model."""
 

@@ -121,6 +121,8 @@ def detect_host(data: dict) -> dict:
         detected["peak"] = {"fp32_tflops": threads * ghz * fp32_per_cycle / 1000,
                             "fp16_tflops": threads * ghz * fp32_per_cycle / 1000,
                             "int8_tops": threads * ghz * int8_per_cycle / 1000}
+    if "channel_multiple" not in data:  # ONNX Runtime's NCHWc conv kernels block channels by the vector width
+        detected["channel_multiple"] = 16 if "avx512f" in flags else 8
     if "memory_bandwidth_gbs" not in data:
         detected["memory_bandwidth_gbs"] = 20.0 * threads
     return detected
@@ -136,9 +138,9 @@ def read_cpuinfo() -> tuple[str, set[str], float | None]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine(), set(), None
-    model = re.search(r"^(?:model name|Hardware)\s*:\s*(.+)$", text, re.M)
-    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
-    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M)
+    model = re.search(r"^(?:model name|Hardware)\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.MULTILINE)
     return (model.group(1).strip() if model else platform.machine(),
             set(flags.group(1).split()) if flags else set(),
             float(mhz.group(1)) if mhz else None)

@@ -17,6 +17,7 @@ def render_markdown(report: dict) -> str:
         acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
                      f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
+    lines += step_tables(report) + notes(report)
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
     lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {pre['formula']}, "
@@ -24,6 +25,33 @@ def render_markdown(report: dict) -> str:
               "## Artifacts", ""]
     lines += [f"- `{path}`" for path in report["artifacts"].values()]
     return "\n".join(lines) + "\n"
+
+
+def step_tables(report: dict) -> list[str]:
+    """Stages that work in steps (pruning rounds, 2:4 masking) get a row per step."""
+    out = []
+    for s in report["stages"]:
+        steps = s["details"].get("steps")
+        if not steps:
+            continue
+        out += ["", f"### {s['name']}: steps", "",
+                "| step | kind | params | MACs | size | accuracy before recovery | after recovery | host speed-up b1 / b64 |",
+                "|---|---|---:|---:|---:|---:|---:|---|"]
+        for row in steps:
+            speedups = " / ".join(f"{c['speedup']:.2f}×" for c in row.get("host_latency", [])) or "–"
+            out.append(f"| {row['step']} | {row['kind']} | {row['params']:,} | {row['macs']:,} | "
+                       f"{human_bytes(row['size_bytes'])} | {row['accuracy_pruned']:.2%} | "
+                       f"{row['accuracy_recovered']:.2%} | {speedups} |")
+        out += ["", "Host speed-ups are ONNX Runtime on this machine, the stage's input and output models timed "
+                "side by side."]
+    return out
+
+
+def notes(report: dict) -> list[str]:
+    found = [(s["name"], n) for s in report["stages"] for n in s["details"].get("notes", [])]
+    if not found:
+        return []
+    return ["", "## Notes", ""] + [f"- **{name}**: {note}" for name, note in found]
 
 
 def latency_table(report: dict) -> list[str]:

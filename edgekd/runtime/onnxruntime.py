@@ -70,3 +70,24 @@ def summarize(times_ms: list[float]) -> LatencyStats:
     ordered = sorted(times_ms)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return LatencyStats(median_ms=statistics.median(ordered), p90_ms=pick(0.90), p99_ms=pick(0.99), runs=len(ordered))
+
+
+def compare_latency(onnx_paths: list[str | Path], input_shape: tuple[int, ...], batch: int, *,
+                    threads: int | None = None, warmup: int = 10, runs: int = 100, seed: int = 0) -> list[LatencyStats]:
+    """Time several models side by side: each round runs every model once, so drift hits all alike.
+
+    Ratios of the returned medians are what a comparison should quote on a shared machine.
+    """
+    sessions = [create_session(p, threads=threads) for p in onnx_paths]
+    batch_input = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
+    feeds = [{s.get_inputs()[0].name: batch_input} for s in sessions]
+    for _ in range(warmup):
+        for session, feed in zip(sessions, feeds):
+            session.run(None, feed)
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(runs):
+        for session, feed, spent in zip(sessions, feeds, times):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            spent.append((time.perf_counter() - t0) * 1000)
+    return [summarize(t) for t in times]

@@ -7,11 +7,13 @@ from edgekd.stages.base import Stage
 from edgekd.stages.benchmark import BenchmarkStage
 from edgekd.stages.distill import DistillStage
 from edgekd.stages.export import ExportStage
+from edgekd.stages.prune import PruneStage
 from edgekd.stages.teacher import TeacherStage
 
 STAGES: dict[str, type[Stage]] = {
     "teacher": TeacherStage,
     "distill": DistillStage,
+    "prune": PruneStage,
     "export": ExportStage,
     "benchmark": BenchmarkStage,
 }

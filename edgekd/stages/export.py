@@ -22,7 +22,9 @@ from edgekd import console
 from edgekd.atomic import atomic_path
 from edgekd.context import RunContext
 from edgekd.errors import ExportError
+from edgekd.runtime.trtexec import write_build_script
 from edgekd.stages.base import Stage
+from edgekd.targets import Runtime
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -46,12 +48,20 @@ class ExportStage(Stage):
             onnx.save(onnx_model, str(tmp))
             parity = check_parity(model, tmp, ctx, limit=self.parity_images)
             self.enforce(parity)
+            if ctx.sparse_layers:  # refused before the rename: a violating model is never handed over
+                ctx.details["sparsity_2_4"] = verify_two_four(tmp, ctx.sparse_layers)
         console.info(f"export: {path.name} matches PyTorch (max |Δlogit| {parity['max_abs_diff']:.2e}, "
                      f"top-1 agreement {parity['top1_agreement']:.4%}); ONNX Runtime accuracy {parity['accuracy']:.4f}")
         ctx.onnx_path = path
         ctx.accuracy, ctx.accuracy_source = parity.pop("accuracy"), "onnxruntime"
         ctx.size_bytes = path.stat().st_size
         ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify)
+        if ctx.target.runtime is Runtime.TENSORRT:
+            script, command = write_build_script(ctx.out_dir, path, ctx.target, ctx.input_shape,
+                                                 sparse=bool(ctx.sparse_layers) and ctx.target.sparsity_2_4)
+            ctx.details["tensorrt"] = {"build_script": script.name, "command": command,
+                                       "note": "TensorRT is not used here; build the engine on the device"}
+            console.info(f"export: TensorRT engine to be built on the device with {script.name}")
         return model
 
     def restore(self, model: nn.Module, ctx: RunContext) -> nn.Module:
@@ -65,6 +75,17 @@ class ExportStage(Stage):
                 f"(limit {self.max_abs_diff:g}), top-1 agreement {parity['top1_agreement']:.4%} "
                 f"(limit {self.min_top1_agreement:.1%}) on {parity['images']} images; the model likely uses an "
                 "op the exporter translates differently: try another opset, or export without simplify")
+
+
+def verify_two_four(onnx_path, sparse_layers: tuple[str, ...]) -> dict:
+    """Check that the exported weights of the 2:4-pruned layers are still 2:4 (BN folding keeps zeros)."""
+    from edgekd.prune.semistructured import onnx_two_four_weights
+
+    sparse, dense = onnx_two_four_weights(onnx.load(str(onnx_path)))
+    if len(sparse) < len(sparse_layers):
+        raise ExportError(f"{len(sparse_layers)} layers were pruned to 2:4 but only {len(sparse)} exported weights "
+                          f"are 2:4 (dense: {', '.join(dense[:5])}); an export step filled in the zeros")
+    return {"layers": len(sparse_layers), "verified_weights": len(sparse)}
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], *, opset: int) -> onnx.ModelProto:

@@ -1,0 +1,54 @@
+"""Channel importance criteria by name: which filters a structured pruning step removes first.
+
+Each maps to a torch-pruning importance over a whole dependency group (a conv's filters plus
+the BatchNorm, consumers and residual partners that must lose the same channels):
+
+* ``l1`` / ``l2``: filter weight magnitude (Li et al. 2017, "Pruning Filters for Efficient ConvNets").
+* ``bn-scale``: |γ| of the BatchNorm after the conv (Liu et al. 2017, "Network Slimming").
+* ``taylor``: first-order Taylor estimate of the loss change, |w · ∂L/∂w|, from gradients on
+  real training batches (Molchanov et al. 2019, "Importance Estimation for Neural Network Pruning").
+"""
+
+from __future__ import annotations
+
+import enum
+
+import torch.nn.functional as F
+import torch_pruning as tp
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+class Importance(str, enum.Enum):
+    L1 = "l1"
+    L2 = "l2"
+    BN_SCALE = "bn-scale"
+    TAYLOR = "taylor"
+
+    @property
+    def needs_gradients(self) -> bool:
+        return self is Importance.TAYLOR
+
+
+def make_importance(kind: Importance) -> tp.importance.Importance:
+    """The torch-pruning importance object for ``kind``."""
+    return {
+        Importance.L1: lambda: tp.importance.MagnitudeImportance(p=1),
+        Importance.L2: lambda: tp.importance.MagnitudeImportance(p=2),
+        Importance.BN_SCALE: tp.importance.BNScaleImportance,
+        Importance.TAYLOR: tp.importance.TaylorImportance,
+    }[kind]()
+
+
+def accumulate_gradients(model: nn.Module, loader: DataLoader, batches: int) -> None:
+    """Leave ∂CE/∂w summed over ``batches`` training batches in every parameter's ``.grad``."""
+    was_training = model.training
+    model.eval()  # BatchNorm statistics stay as trained
+    model.zero_grad(set_to_none=True)
+    for i, (images, labels, *_) in enumerate(loader):
+        if i == batches:
+            break
+        F.cross_entropy(model(images), labels).backward()
+    model.train(was_training)
+
+

@@ -1,0 +1,220 @@
+"""Structured (channel) pruning on torch-pruning's dependency graph, searched to a size goal.
+
+torch-pruning traces the model and groups every parameter that must lose the same channels
+(a conv's filters, its BatchNorm, the next layers' inputs, residual partners, concatenation
+slices, depthwise twins), so removing channels keeps the graph valid. This module adds what a
+pipeline needs around it: protected layers by name, equal pruning of ``chunk``-ed tensors, a
+search for the channel ratio that meets a MAC, parameter or latency goal, and a forward check
+that names the layer when a model's code fixes a channel count that pruning changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from edgekd.errors import PruneError, closest
+from edgekd.prune.importance import Importance, make_importance
+
+WEIGHTED = (nn.Conv2d, nn.Linear)
+CHANNEL_OPS = (tp.ops.OPTYPE.CONV, tp.ops.OPTYPE.LINEAR, tp.ops.OPTYPE.DEPTHWISE_CONV)
+
+
+@dataclass(frozen=True)
+class ChannelPruning:
+    """How channels are chosen: importance, per-layer (uniform) or global ranking, rounding, protection."""
+
+    importance: Importance = Importance.L2
+    global_ranking: bool = False
+    round_to: int | None = None
+    protect: tuple[str, ...] = ()
+    max_layer_ratio: float = 0.9
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    model: nn.Module
+    channel_ratio: float
+    remaining: float  # the measured fraction of the goal's metric left, e.g. MACs after / before
+
+
+def layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of the conv and linear layers in the order the forward pass runs them."""
+    order: list[str] = []
+    names = {m: n for n, m in model.named_modules()}
+    hooks = [m.register_forward_hook(lambda mod, *_: order.append(names[mod]))
+             for m in model.modules() if isinstance(m, WEIGHTED)]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(order))
+
+
+def protected_layers(model: nn.Module, example: torch.Tensor, patterns: tuple[str, ...]) -> list[str]:
+    """Layer names matched by ``patterns`` (``first``, ``last`` or shell patterns); ``last`` always.
+
+    The last layer gives the model's outputs, whose count must not change.
+    """
+    order = layers_in_order(model, example)
+    if not order:
+        raise PruneError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
+    chosen = {order[-1]}
+    for pattern in patterns:
+        matched = {"first": [order[0]], "last": [order[-1]]}.get(pattern) or fnmatch.filter(order, pattern)
+        if not matched:
+            hint = closest(pattern, order)
+            raise PruneError(f"protect: {pattern!r} matches no conv or linear layer"
+                             + (f"; did you mean {', '.join(hint)}?" if hint else f"; the layers are {', '.join(order)}"))
+        chosen.update(matched)
+    return [n for n in order if n in chosen]
+
+
+def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    except Exception as exc:  # tracing fails in many ways on unusual models
+        raise PruneError(f"torch-pruning cannot trace {type(model).__name__} ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); structured pruning needs a model whose "
+                         "forward pass autograd can follow") from None
+
+
+def split_channel_groups(model: nn.Module, graph: tp.DependencyGraph) -> dict[nn.Module, int]:
+    """Layers whose outputs are ``chunk``-ed or ``split`` into equal parts: prune each part alike.
+
+    The forward code splits by a fixed count or size, so every part must keep the same number
+    of channels. Unequal splits are written into the code and cannot follow pruning.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    groups: dict[nn.Module, int] = {}
+    for node in graph.module2node.values():
+        if node.type != tp.ops.OPTYPE.SPLIT or getattr(node.grad_fn, "_saved_dim", 1) not in (1, -3):
+            continue
+        sizes = list(node.module.split_sizes or [])
+        for producer in channel_producers(node, names):
+            if len(set(sizes)) > 1:
+                raise PruneError(f"layer {names[producer]}: its output is split into unequal parts {sizes} by the "
+                                 f"model's code, which pruning cannot rewrite; add {names[producer]!r} to protect")
+            existing = groups.get(producer, getattr(producer, "groups", 1))
+            groups[producer] = math.lcm(existing, len(sizes))
+    return groups
+
+
+def channel_producers(node, names: dict) -> list[nn.Module]:
+    """The conv/linear layers whose output channels reach ``node`` (through BN, activations, adds)."""
+    found, stack, seen = [], list(node.inputs), set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.type in CHANNEL_OPS:
+            found.append(current.module)
+        elif current.type == tp.ops.OPTYPE.CONCAT:
+            raise PruneError(f"a concatenation feeds a split near layer {names.get(current.module, '?')}; edgekd "
+                             "cannot keep both consistent: protect the layers feeding the concatenation")
+        else:
+            stack.extend(current.inputs)
+    return found
+
+
+def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, how: ChannelPruning,
+                   layer_ratios: dict[str, float] | None = None) -> nn.Module:
+    """Remove ``ratio`` of the channels of every prunable group of ``model`` (or per layer), in place."""
+    if ratio <= 0 and not layer_ratios:
+        return model
+    graph_groups = split_channel_groups(model, build_graph(model, example))
+    modules = dict(model.named_modules())
+    ignored = [modules[n] for n in how.protect]
+    pruner = tp.pruner.MetaPruner(
+        model, example, importance=make_importance(how.importance), pruning_ratio=ratio,
+        pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()},
+        global_pruning=how.global_ranking, max_pruning_ratio=how.max_layer_ratio, ignored_layers=ignored,
+        round_to=how.round_to if how.round_to and how.round_to > 1 else None, out_channel_groups=graph_groups)
+    pruner.step()
+    return model
+
+
+def check_forward(model: nn.Module, example: torch.Tensor, expected: torch.Size) -> None:
+    """Run the pruned model once; a failure names the last layer that ran and what fixed the size."""
+    names = {m: n for n, m in model.named_modules()}
+    ran: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, *_: ran.append(names[mod]))
+             for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            out = model.eval()(example)
+    except Exception as exc:
+        after = f"after layer {ran[-1]!r}" if ran else "before its first layer"
+        raise PruneError(f"pruning breaks {type(model).__name__}'s forward pass {after} ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0]}): the code there fixes a channel count (a view/reshape "
+                         f"or split with constants); protect the layers feeding it, e.g. protect: [{ran[-1] if ran else 'first'!r}]"
+                         ) from None
+    finally:
+        for h in hooks:
+            h.remove()
+    if out.shape != expected:
+        raise PruneError(f"pruning changed the output shape from {tuple(expected)} to {tuple(out.shape)}; "
+                         "protect the layer that produces the output")
+
+
+def copy_with_gradients(model: nn.Module) -> nn.Module:
+    """A deep copy that keeps each parameter's ``.grad`` (Taylor importance reads them)."""
+    clone = copy.deepcopy(model)
+    for src, dst in zip(model.parameters(), clone.parameters()):
+        dst.grad = None if src.grad is None else src.grad.clone()
+    return clone
+
+
+def search_ratio(model: nn.Module, example: torch.Tensor, goal: float, measure: Callable[[nn.Module], float],
+                 how: ChannelPruning, *, iterations: int = 14, tolerance: float = 0.005) -> SearchResult:
+    """Bisect the channel ratio whose pruned copy of ``model`` keeps ``goal`` of ``measure``.
+
+    ``measure(pruned)`` returns the fraction left (e.g. MACs after / MACs before); it falls
+    as the ratio rises, in steps when channels are rounded. When rounding makes every layer
+    jump at once and the goal falls between two steps, layers move one by one (largest
+    first) from the lower ratio to the higher until the goal is crossed. The closest result wins.
+    """
+    expected = model.eval()(example).shape
+
+    def attempt(ratio: float, layer_ratios: dict[str, float] | None = None) -> SearchResult:
+        candidate = prune_channels(copy_with_gradients(model), example, ratio, how, layer_ratios)
+        check_forward(candidate, example, expected)
+        return SearchResult(candidate, ratio, measure(candidate))
+
+    low, high = 0.0, how.max_layer_ratio
+    best = above = below = None
+    for _ in range(iterations):
+        result = attempt((low + high) / 2)
+        best = closer(best, result, goal)
+        if abs(result.remaining - goal) <= tolerance:
+            return best
+        if result.remaining > goal:
+            low, above = result.channel_ratio, result
+        else:
+            high, below = result.channel_ratio, result
+    if how.global_ranking or above is None or below is None:
+        return best
+    layers = sorted((n for n in layers_in_order(model, example) if n not in how.protect),
+                    key=lambda n: dict(model.named_modules())[n].weight.numel(), reverse=True)
+    layer_ratios = dict.fromkeys(layers, above.channel_ratio)
+    for name in layers:
+        layer_ratios[name] = below.channel_ratio
+        result = attempt(above.channel_ratio, dict(layer_ratios))
+        best = closer(best, result, goal)
+        if result.remaining <= goal:
+            break
+    return best
+
+
+def closer(best: SearchResult | None, result: SearchResult, goal: float) -> SearchResult:
+    return result if best is None or abs(result.remaining - goal) < abs(best.remaining - goal) else best

@@ -1,0 +1,75 @@
+"""Side-by-side host latency of PyTorch models through ONNX Runtime, for before/after claims.
+
+A compression stage must show that its model is faster than the one it started from; on a
+shared machine only measurements interleaved in one run make such a ratio trustworthy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from edgekd.runtime.onnxruntime import LatencyStats, compare_latency
+from edgekd.targets import available_cores
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Median ms per batch for a baseline and a candidate, timed alternately."""
+
+    batch: int
+    baseline: LatencyStats
+    candidate: LatencyStats
+
+    @property
+    def speedup(self) -> float:
+        """baseline / candidate: above 1 means the candidate is faster."""
+        return self.baseline.median_ms / self.candidate.median_ms
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "baseline_ms": round(self.baseline.median_ms, 4),
+                "candidate_ms": round(self.candidate.median_ms, 4), "speedup": round(self.speedup, 3),
+                "runs": self.candidate.runs}
+
+
+class HostComparer:
+    """Exports a baseline model once, then times candidates against it on this machine's CPU."""
+
+    def __init__(self, baseline: nn.Module, input_shape: tuple[int, ...], *, threads: int | None = None,
+                 runs: int = 100):
+        from edgekd.stages.export import export_onnx  # the stage owns export; imported late to avoid a cycle
+
+        self._export = export_onnx
+        self._dir = tempfile.TemporaryDirectory(prefix="edgekd-latency-")
+        self.input_shape = input_shape
+        self.threads = threads or available_cores()
+        self.runs = runs
+        self.baseline_path = self.save(baseline, "baseline")
+
+    def save(self, model: nn.Module, name: str) -> Path:
+        import onnx
+
+        path = Path(self._dir.name) / f"{name}.onnx"
+        onnx.save(self._export(model, self.input_shape, opset=17), str(path))
+        return path
+
+    def compare(self, candidate: nn.Module, batch_sizes: tuple[int, ...]) -> list[Comparison]:
+        path = self.save(candidate, "candidate")
+        out = []
+        for batch in batch_sizes:
+            base, cand = compare_latency([self.baseline_path, path], self.input_shape, batch,
+                                         threads=self.threads, runs=self.runs)
+            out.append(Comparison(batch, base, cand))
+        return out
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+    def __enter__(self) -> HostComparer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
