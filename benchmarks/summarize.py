@@ -36,8 +36,23 @@ def distill_table(r: dict) -> list[str]:
     return lines
 
 
+def prune_table(r: dict) -> list[str]:
+    lines = ["| model | importance / scope | round to | MACs before → after | params before → after | accuracy before "
+             "| pruned | recovered (epochs) | ONNX accuracy | host speed-up b1 | b64 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['model']} ({x['train_images']:,} images) | {x['importance']} / {x['scope']} | {x['round_to']} | "
+                     f"{x['macs_before'] / 1e6:.1f} M → {x['macs_after'] / 1e6:.1f} M "
+                     f"(−{1 - x['macs_after'] / x['macs_before']:.1%}) | {x['params_before']:,} → {x['params_after']:,} | "
+                     f"{x['accuracy_before']:.2%} | {x['accuracy_pruned']:.2%} | {x['accuracy_recovered']:.2%} "
+                     f"({x['recovery_epochs']}) | {x['onnx_accuracy']:.2%} | {x['latency_speedup_b1']:.2f}× | "
+                     f"{x['latency_speedup_b64']:.2f}× |")
+    return lines
+
+
 def main() -> None:
-    for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table)):
+    for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table),
+                        ("prune_fashion_mnist.json", prune_table)):
         path = RESULTS / name
         if path.exists():
             print(f"**{name}**\n")

@@ -49,6 +49,10 @@ class PruneError(EdgekdError):
     """Pruning cannot keep this model consistent, or cannot reach the requested size."""
 
 
+class FactorizeError(EdgekdError):
+    """Low-rank factorization cannot reach the requested target on this model."""
+
+
 class ExportError(EdgekdError):
     """Export failed, or the exported model does not reproduce the PyTorch model."""
 

@@ -17,7 +17,7 @@ def render_markdown(report: dict) -> str:
         acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
                      f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
-    lines += step_tables(report) + notes(report)
+    lines += step_tables(report) + layer_tables(report) + notes(report)
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
     lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {pre['formula']}, "
@@ -44,6 +44,23 @@ def step_tables(report: dict) -> list[str]:
                        f"{row['accuracy_recovered']:.2%} | {speedups} |")
         out += ["", "Host speed-ups are ONNX Runtime on this machine, the stage's input and output models timed "
                 "side by side."]
+    return out
+
+
+def layer_tables(report: dict) -> list[str]:
+    """Stages that decide per layer (factorization) list every layer and what was done to it."""
+    out = []
+    for s in report["stages"]:
+        layers = s["details"].get("layers")
+        if not layers:
+            continue
+        out += ["", f"### {s['name']}: layers", "",
+                "| layer | method | rank | MACs before → after | accuracy effect alone | note |",
+                "|---|---|---:|---:|---:|---|"]
+        for x in layers:
+            effect = "–" if x["accuracy_effect"] is None else f"{x['accuracy_effect']:+.2%}"
+            out.append(f"| {x['layer']} | {x['method']} | {x['rank'] if x['rank'] is not None else '–'} | "
+                       f"{x['macs_before']:,} → {x['macs_after']:,} | {effect} | {x['skipped'] or ''} |")
     return out
 
 

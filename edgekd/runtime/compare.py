@@ -10,10 +10,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
-from edgekd.runtime.onnxruntime import LatencyStats, compare_latency
 from edgekd.targets import available_cores
+
+if TYPE_CHECKING:
+    from edgekd.runtime.onnxruntime import LatencyStats
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class HostComparer:
         return path
 
     def compare(self, candidate: nn.Module, batch_sizes: tuple[int, ...]) -> list[Comparison]:
+        from edgekd.runtime.onnxruntime import compare_latency  # ONNX Runtime loads only when timing
+
         path = self.save(candidate, "candidate")
         out = []
         for batch in batch_sizes:

@@ -7,6 +7,7 @@ from edgekd.stages.base import Stage
 from edgekd.stages.benchmark import BenchmarkStage
 from edgekd.stages.distill import DistillStage
 from edgekd.stages.export import ExportStage
+from edgekd.stages.factorize import FactorizeStage
 from edgekd.stages.prune import PruneStage
 from edgekd.stages.teacher import TeacherStage
 
@@ -14,6 +15,7 @@ STAGES: dict[str, type[Stage]] = {
     "teacher": TeacherStage,
     "distill": DistillStage,
     "prune": PruneStage,
+    "factorize": FactorizeStage,
     "export": ExportStage,
     "benchmark": BenchmarkStage,
 }

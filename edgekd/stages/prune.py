@@ -85,6 +85,11 @@ class PruneStage(Stage):
     def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
         if model is None:
             raise EdgekdError("the prune stage needs a model: put a teacher or distill stage before it")
+        if self.metric is Metric.LATENCY:
+            try:
+                check_can_stand_for(ctx.target)
+            except EdgekdError as exc:
+                raise PruneError(f"metric: latency times the model here, but {exc}; use metric: macs") from None
         dense = copy.deepcopy(model).eval()
         example = torch.zeros(1, *ctx.input_shape)
         how = self.channel_pruning(ctx, model, example)
@@ -177,8 +182,10 @@ class PruneStage(Stage):
         try:
             check_can_stand_for(ctx.target)
         except EdgekdError:
-            console.info(f"prune: this machine cannot stand for {ctx.target.name}; the slower-than-dense check "
-                         "is left to `edgekd bench` on the device")
+            note = (f"this machine cannot stand for {ctx.target.name}, so the slower-than-dense check was not made; "
+                    "measure on the device with `edgekd bench`")
+            console.info(f"prune: {note}")
+            ctx.details.setdefault("notes", []).append(note)
             return
         comparison = timer.compare(pruned, (self.latency_batch,))[0]
         if comparison.speedup < 1 / SLOWER_TOLERANCE:

@@ -1,0 +1,123 @@
+"""Which layers can be factorized, what they cost, and what a given rank would cost.
+
+MACs are counted per image from each layer's real input and output sizes (captured with
+hooks on one forward pass), so a rank can be chosen for a MAC budget without building the
+decomposed layers.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class Method(str, enum.Enum):
+    SVD = "svd"  # Linear
+    SPATIAL_SVD = "spatial-svd"  # Conv2d k×k
+    TUCKER2 = "tucker2"  # Conv2d
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A conv or linear layer as the forward pass saw it (sizes per image, batch dropped)."""
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    @property
+    def macs(self) -> int:
+        m = self.module
+        if isinstance(m, nn.Linear):
+            return m.in_features * m.out_features
+        kh, kw = m.kernel_size
+        return self.output_shape[1] * self.output_shape[2] * m.out_channels * m.in_channels // m.groups * kh * kw
+
+
+def trace_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
+    """Conv2d and Linear layers in forward order, with their per-image input and output shapes."""
+    seen: dict[str, Layer] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def hook(module, inputs, output):
+        name = names[module]
+        if name not in seen:  # a layer used twice is described by its first use
+            seen[name] = Layer(name, module, tuple(inputs[0].shape[1:]), tuple(output.shape[1:]))
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(seen.values())
+
+
+def method_for(layer: Layer, conv_method: Method) -> Method:
+    return Method.SVD if isinstance(layer.module, nn.Linear) else conv_method
+
+
+def why_not(layer: Layer, method: Method, skip: tuple[str, ...]) -> str | None:
+    """Why ``layer`` is left alone, or None when it can be factorized."""
+    m = layer.module
+    if any(fnmatch.fnmatch(layer.name, p) for p in skip):
+        return "listed in skip"
+    if isinstance(m, nn.Linear):
+        return None if min(m.in_features, m.out_features) > 1 else "a single input or output has no rank to cut"
+    if m.groups > 1:
+        return "depthwise/grouped conv: each group is already a small dense kernel, no low-rank structure to exploit"
+    if method is Method.SPATIAL_SVD and min(m.kernel_size) == 1:
+        return "a 1×k or k×1 kernel has no second spatial axis to split"
+    if isinstance(m.padding, str) and m.padding == "same":
+        return "padding='same' cannot be split between two convs"
+    return None
+
+
+def full_rank(layer: Layer, method: Method) -> int:
+    """The rank at which the decomposition is exact (Tucker-2: the output-channel rank)."""
+    m = layer.module
+    if method is Method.SVD:
+        return min(m.in_features, m.out_features)
+    kh, kw = m.kernel_size
+    if method is Method.SPATIAL_SVD:
+        return min(m.in_channels * kh, m.out_channels * kw)
+    return m.out_channels
+
+
+def tucker_ranks(layer: Layer, rank: int) -> tuple[int, int]:
+    """Tucker-2 (rank_in, rank_out) for one rank knob: both channel modes cut by the same fraction."""
+    m = layer.module
+    fraction = rank / m.out_channels
+    return max(1, round(m.in_channels * fraction)), rank
+
+
+def macs_at_rank(layer: Layer, method: Method, rank: int) -> int:
+    """MACs per image of the decomposed layer at ``rank``."""
+    m = layer.module
+    if method is Method.SVD:
+        return rank * (m.in_features + m.out_features)
+    kh, kw = m.kernel_size
+    _, ho, wo = layer.output_shape
+    if method is Method.SPATIAL_SVD:
+        # The k_h×1 conv keeps the input width (no horizontal stride or padding), then the 1×k_w conv.
+        w_mid = layer.input_shape[2]
+        return rank * ho * w_mid * m.in_channels * kh + m.out_channels * ho * wo * rank * kw
+    rank_in, rank_out = tucker_ranks(layer, rank)
+    _, hi, wi = layer.input_shape
+    return hi * wi * m.in_channels * rank_in + ho * wo * rank_out * rank_in * kh * kw + ho * wo * m.out_channels * rank_out
+
+
+def rank_for_macs(layer: Layer, method: Method, fraction: float) -> int:
+    """The largest rank whose decomposition costs at most ``fraction`` of the layer's MACs (≥ 1)."""
+    budget = fraction * layer.macs
+    low, high = 1, full_rank(layer, method)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if macs_at_rank(layer, method, mid) <= budget else (low, mid - 1)
+    return low
