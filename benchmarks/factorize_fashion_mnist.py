@@ -58,7 +58,13 @@ def full_rank_errors(model, data) -> dict[str, float]:
     """Max over layers of ‖decomposed(x) − layer(x)‖ / ‖layer(x)‖ on real inputs, per method."""
     images, _ = next(iter(make_loader(data.val, data.info, batch_size=256, train=False)))
     inputs = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: inputs.setdefault(n, i[0]))
+
+    def keep_input(name):
+        def hook(module, args, output):
+            inputs.setdefault(name, args[0])
+        return hook
+
+    hooks = [m.register_forward_hook(keep_input(n))
              for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     model(images)
     for h in hooks:
@@ -72,8 +78,6 @@ def full_rank_errors(model, data) -> dict[str, float]:
                 continue
             x = inputs[layer.name]
             rank = full_rank(layer, method)
-            if method is Method.TUCKER2:
-                rank = layer.module.out_channels
             expected = layer.module(x)
             worst = max(worst, float((decompose(layer, method, rank)(x) - expected).norm() / expected.norm()))
         errors[method.value] = worst

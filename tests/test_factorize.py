@@ -14,8 +14,8 @@ from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import FactorizeError
 from edgekd.factorize import select
-from edgekd.factorize.decompose import decompose, spatial_svd, svd_linear, tucker2
-from edgekd.factorize.layers import Method, full_rank, macs_at_rank, trace_layers, why_not
+from edgekd.factorize.decompose import decompose, svd_linear, tucker2
+from edgekd.factorize.layers import Method, full_rank, macs_at_rank, rank_for_macs, trace_layers, why_not
 from edgekd.measure import count_macs
 from edgekd.models.loading import build_model
 from edgekd.stages.factorize import FactorizeStage
@@ -28,20 +28,19 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).detach().norm() / b.detach().norm())
 
 
-CONVS = [nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(6, 12, (3, 5), stride=(2, 1), padding=(1, 2), bias=False),
+CONVS = [nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(6, 12, (3, 5), stride=(2, 1), padding=(1, 2), bias=False),
          nn.Conv2d(4, 8, 3, dilation=2, padding=2, stride=2)]
 
 
-@pytest.mark.parametrize("conv", CONVS, ids=["3x3", "3x5-strided", "dilated"])
+@pytest.mark.parametrize("conv", CONVS, ids=["3x3", "one-input-channel", "3x5-strided", "dilated"])
 def test_full_rank_conv_decompositions_are_exact(conv):
     torch.manual_seed(0)
     x = torch.randn(2, conv.in_channels, 12, 12)
     expected = conv(x)
-    kh, kw = conv.kernel_size
-    spatial = spatial_svd(conv, min(conv.in_channels * kh, conv.out_channels * kw))
-    tucker = tucker2(conv, conv.in_channels, conv.out_channels)
-    assert relative_error(spatial(x), expected) < 1e-5
-    assert relative_error(tucker(x), expected) < 1e-5
+    layer = trace_layers(conv, x[:1])[0]
+    for method in (Method.SPATIAL_SVD, Method.TUCKER2):
+        assert relative_error(decompose(layer, method, full_rank(layer, method))(x), expected) < 1e-5
+    assert relative_error(tucker2(conv, 1000, 1000)(x), expected) < 1e-5  # ranks beyond full are clamped
 
 
 def test_full_rank_linear_svd_is_exact_and_truncation_is_optimal():
@@ -73,6 +72,15 @@ def test_layers_that_cannot_gain_are_skipped_with_a_reason():
     assert why_not(layers["stem.0"], Method.SPATIAL_SVD, ("stem.*",)) == "listed in skip"
     tiny = trace_layers(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2))[0]
     assert not select.worthwhile(tiny, Method.SVD, 1)  # rank 1 costs 1·(2+2) MACs, as much as the layer
+
+
+def test_ranks_are_rounded_to_the_channel_multiple():
+    layer = trace_layers(nn.Sequential(nn.Conv2d(64, 64, 3)), torch.zeros(1, 64, 8, 8))[0]
+    for fraction in (0.2, 0.5, 0.8):
+        rank = rank_for_macs(layer, Method.SPATIAL_SVD, fraction, 16)
+        assert rank % 16 == 0 and macs_at_rank(layer, Method.SPATIAL_SVD, rank) <= fraction * layer.macs
+        assert macs_at_rank(layer, Method.SPATIAL_SVD, rank + 16) > fraction * layer.macs
+    assert select.energy_rank(layer, Method.SPATIAL_SVD, 0.5, 16) % 16 == 0
 
 
 def test_energy_rank_grows_with_energy():

@@ -65,6 +65,7 @@ def tucker2(layer: nn.Conv2d, rank_in: int, rank_out: int) -> nn.Sequential:
     """
     weight = layer.weight.detach().double()  # [O, I, kh, kw]
     out_c, in_c, kh, kw = weight.shape
+    rank_in, rank_out = min(rank_in, in_c, out_c * kh * kw), min(rank_out, out_c, in_c * kh * kw)
     u_out = torch.linalg.svd(weight.reshape(out_c, -1), full_matrices=False)[0][:, :rank_out]  # [O, r_out]
     u_in = torch.linalg.svd(weight.transpose(0, 1).reshape(in_c, -1), full_matrices=False)[0][:, :rank_in]  # [I, r_in]
     core = torch.einsum("oihw,or,is->rshw", weight, u_out, u_in)  # [r_out, r_in, kh, kw]

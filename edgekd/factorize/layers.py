@@ -87,14 +87,19 @@ def full_rank(layer: Layer, method: Method) -> int:
     kh, kw = m.kernel_size
     if method is Method.SPATIAL_SVD:
         return min(m.in_channels * kh, m.out_channels * kw)
-    return m.out_channels
+    return min(m.out_channels, m.in_channels * kh * kw)
 
 
 def tucker_ranks(layer: Layer, rank: int) -> tuple[int, int]:
-    """Tucker-2 (rank_in, rank_out) for one rank knob: both channel modes cut by the same fraction."""
+    """Tucker-2 (rank_in, rank_out) for one rank knob: both channel modes cut by the same fraction.
+
+    Each mode's full rank is bounded by its unfolding's other side (a 1-input-channel 3×3 conv
+    has at most 9 independent filters), and at full rank on both modes the decomposition is exact.
+    """
     m = layer.module
-    fraction = rank / m.out_channels
-    return max(1, round(m.in_channels * fraction)), rank
+    kh, kw = m.kernel_size
+    full_in = min(m.in_channels, m.out_channels * kh * kw)
+    return max(1, round(full_in * rank / full_rank(layer, Method.TUCKER2))), rank
 
 
 def macs_at_rank(layer: Layer, method: Method, rank: int) -> int:
@@ -113,11 +118,23 @@ def macs_at_rank(layer: Layer, method: Method, rank: int) -> int:
     return hi * wi * m.in_channels * rank_in + ho * wo * rank_out * rank_in * kh * kw + ho * wo * m.out_channels * rank_out
 
 
-def rank_for_macs(layer: Layer, method: Method, fraction: float) -> int:
-    """The largest rank whose decomposition costs at most ``fraction`` of the layer's MACs (≥ 1)."""
+def rank_for_macs(layer: Layer, method: Method, fraction: float, multiple: int = 1) -> int:
+    """The largest rank, a multiple of ``multiple``, costing at most ``fraction`` of the layer's MACs.
+
+    Ranks become channel counts, so they are rounded like pruned channels (fast kernels block
+    channels); when even one multiple is over budget, that smallest multiple is returned.
+    """
     budget = fraction * layer.macs
-    low, high = 1, full_rank(layer, method)
+    top = full_rank(layer, method) // multiple
+    if top == 0:
+        return full_rank(layer, method)
+    low, high = 1, top
     while low < high:
         mid = (low + high + 1) // 2
-        low, high = (mid, high) if macs_at_rank(layer, method, mid) <= budget else (low, mid - 1)
-    return low
+        low, high = (mid, high) if macs_at_rank(layer, method, mid * multiple) <= budget else (low, mid - 1)
+    return low * multiple
+
+
+def round_rank(layer: Layer, method: Method, rank: int, multiple: int) -> int:
+    """``rank`` rounded up to a multiple of ``multiple``, at most the full rank."""
+    return min(-(-rank // multiple) * multiple, full_rank(layer, method))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from edgekd.factorize.decompose import decompose, set_module, singular_values
-from edgekd.factorize.layers import Layer, Method, full_rank, macs_at_rank, rank_for_macs
+from edgekd.factorize.layers import Layer, Method, full_rank, macs_at_rank, rank_for_macs, round_rank
 
 
 @dataclass
@@ -49,20 +49,21 @@ def worthwhile(layer: Layer, method: Method, rank: int) -> bool:
     return macs_at_rank(layer, method, rank) < layer.macs
 
 
-def energy_rank(layer: Layer, method: Method, energy: float) -> int:
+def energy_rank(layer: Layer, method: Method, energy: float, multiple: int = 1) -> int:
+    """The smallest rank (rounded up to ``multiple``) keeping ``energy`` of the squared singular values."""
     s2 = singular_values(layer, method) ** 2
-    kept = (s2.cumsum(0) / s2.sum() < energy).sum().item() + 1
-    return int(min(kept, full_rank(layer, method)))
+    kept = int((s2.cumsum(0) / s2.sum() < energy).sum().item()) + 1
+    return round_rank(layer, method, min(kept, full_rank(layer, method)), multiple)
 
 
-def by_energy(layers, energy: float) -> Plan:
-    plan = {n: energy_rank(l, m, energy) for n, (l, m) in layers.items()}
+def by_energy(layers, energy: float, multiple: int = 1) -> Plan:
+    plan = {n: energy_rank(l, m, energy, multiple) for n, (l, m) in layers.items()}
     return {n: r for n, r in plan.items() if worthwhile(*layers[n], r)}
 
 
-def by_fraction(layers, fraction: float | dict[str, float]) -> Plan:
+def by_fraction(layers, fraction: float | dict[str, float], multiple: int = 1) -> Plan:
     pick = (lambda n: fraction[n]) if isinstance(fraction, dict) else (lambda n: fraction)
-    plan = {n: rank_for_macs(l, m, pick(n)) for n, (l, m) in layers.items() if pick(n) < 1}
+    plan = {n: rank_for_macs(l, m, pick(n), multiple) for n, (l, m) in layers.items() if pick(n) < 1}
     return {n: r for n, r in plan.items() if worthwhile(*layers[n], r)}
 
 
@@ -81,16 +82,39 @@ def search(make_plan: Callable[[float], Plan], layers, needed: int, *, low: floa
     return best if best is not None else make_plan(low)
 
 
+def give_back_slack(layers, plan: Plan, needed: int, multiple: int = 1, order: list[str] | None = None) -> Plan:
+    """Raise ranks one multiple at a time, in ``order`` (most harmed layers first), while the plan
+    still saves ``needed`` MACs: coarse ranks overshoot the target, and the overshoot is accuracy."""
+    plan = dict(plan)
+    changed = True
+    while changed:
+        changed = False
+        for name in order or list(plan):
+            if name not in plan:
+                continue
+            layer, method = layers[name]
+            trial = dict(plan)
+            bigger = plan[name] + multiple
+            if bigger >= full_rank(layer, method) or not worthwhile(layer, method, bigger):
+                del trial[name]
+            else:
+                trial[name] = bigger
+            if saved_macs(layers, trial) >= needed:
+                plan, changed = trial, True
+    return plan
+
+
 def sensitivity(model: nn.Module, layers, candidates: tuple[float, ...],
-                evaluate: Callable[[nn.Module], float]) -> dict[str, dict[float, float]]:
+                evaluate: Callable[[nn.Module], float], multiple: int = 1) -> dict[str, dict[float, float]]:
     """Validation score with each layer alone cut to each candidate MAC fraction (AIMET's eval dict)."""
     scores: dict[str, dict[float, float]] = {}
     for name, (layer, method) in layers.items():
-        scores[name] = {}
+        scores[name], seen = {}, set()
         for fraction in candidates:
-            rank = rank_for_macs(layer, method, fraction)
-            if not worthwhile(layer, method, rank):
+            rank = rank_for_macs(layer, method, fraction, multiple)
+            if not worthwhile(layer, method, rank) or rank in seen:
                 continue
+            seen.add(rank)
             set_module(model, name, decompose(layer, method, rank))
             try:
                 scores[name][fraction] = evaluate(model)
@@ -99,13 +123,13 @@ def sensitivity(model: nn.Module, layers, candidates: tuple[float, ...],
     return scores
 
 
-def greedy(layers, scores: dict[str, dict[float, float]], needed: int) -> Plan:
+def greedy(layers, scores: dict[str, dict[float, float]], needed: int, multiple: int = 1) -> Plan:
     """The highest accuracy threshold whose per-layer cheapest passing ratios save ``needed`` MACs."""
     def plan_at(threshold: float) -> Plan:
         fractions = {}
         for name in layers:
             passing = [f for f, acc in scores.get(name, {}).items() if acc >= threshold]
             fractions[name] = min(passing) if passing else 1.0
-        return by_fraction(layers, fractions)
+        return by_fraction(layers, fractions, multiple)
 
     return search(plan_at, layers, needed, low=0.0, high=1.0)

@@ -49,6 +49,7 @@ class FactorizeStage(Stage):
                                           description="per-layer MAC fractions the greedy search scores")
     score_images: int = Field(1000, ge=100, description="held-out training images that score greedy candidates")
     skip: tuple[str, ...] = Field((), description="layer name patterns to leave alone")
+    round_to: int | None = Field(None, ge=1, description="rank multiple; default: the target's channel_multiple")
     report_batches: tuple[int, ...] = (1, 64)
     recovery: RecoveryConfig = RecoveryConfig()
 
@@ -83,6 +84,14 @@ class FactorizeStage(Stage):
         recovered = result.accuracy if result else factorized_acc
         with HostComparer(original, ctx.input_shape, threads=ctx.target.threads if ctx.target.is_host else None) as t:
             latency = [c.to_dict() for c in t.compare(model, self.report_batches)]
+        slower = [c for c in latency if c["speedup"] < 1]
+        if slower:
+            note = ("the factorized model runs slower than the original on this host (" + ", ".join(
+                f"{c['speedup']:.2f}× at batch {c['batch']}" for c in slower) + "): ranks that are not multiples of "
+                "the runtime's channel blocking, or small layers split into several ops, cost more than they save; "
+                "raise round_to or skip the small layers")
+            console.warn(f"factorize: {note}")
+            ctx.details.setdefault("notes", []).append(note)
         console.info(f"factorize: {len(plan)} layers, MACs {total:,} → {after:,} ({1 - after / total:.1%} fewer); "
                      f"accuracy {factorized_acc:.4f} → {recovered:.4f} after recovery")
         ctx.accuracy, ctx.accuracy_source = recovered, "pytorch"
@@ -124,25 +133,32 @@ class FactorizeStage(Stage):
     def choose_ranks(self, model: nn.Module, candidates, total: int,
                      ctx: RunContext) -> tuple[select.Plan, dict[str, float]]:
         """The rank per layer, and (greedy) each chosen cut's accuracy effect on the scoring images."""
+        multiple = self.round_to or ctx.target.channel_multiple
         if self.energy is not None:
-            return select.by_energy(candidates, self.energy), {}
+            return select.by_energy(candidates, self.energy, multiple), {}
         needed = round(self.reduction * total)
-        reachable = select.saved_macs(candidates, select.by_fraction(candidates, min(self.candidates)))
+        reachable = select.saved_macs(candidates, select.by_fraction(candidates, min(self.candidates), multiple))
         if reachable < needed:
             raise FactorizeError(f"factorizable layers can save at most {reachable / total:.1%} of the MACs, not the "
                                  f"{self.reduction:.0%} asked for; lower reduction, or prune as well")
         if self.selection == "energy":
-            return select.search(lambda e: select.by_energy(candidates, e), candidates, needed, low=0.0, high=1.0), {}
+            plan = select.search(lambda e: select.by_energy(candidates, e, multiple), candidates, needed,
+                                 low=0.0, high=1.0)
+            return select.give_back_slack(candidates, plan, needed, multiple), {}
         if self.selection == "uniform":
-            return select.search(lambda f: select.by_fraction(candidates, f), candidates, needed, low=0.0, high=1.0), {}
+            plan = select.search(lambda f: select.by_fraction(candidates, f, multiple), candidates, needed,
+                                 low=0.0, high=1.0)
+            return select.give_back_slack(candidates, plan, needed, multiple), {}
         score = self.scorer(ctx)
-        scores = select.sensitivity(model, candidates, self.candidates, score)
+        scores = select.sensitivity(model, candidates, self.candidates, score, multiple)
         baseline = score(model)
-        plan = select.greedy(candidates, scores, needed)
+        plan = select.greedy(candidates, scores, needed, multiple)
+        most_harmed = sorted(plan, key=lambda n: min(scores[n].values(), default=baseline))
+        plan = select.give_back_slack(candidates, plan, needed, multiple, most_harmed)
         effects = {}
         for name, rank in plan.items():
             layer, method = candidates[name]
-            fraction = next((f for f in scores[name] if rank_for_macs(layer, method, f) == rank), None)
+            fraction = next((f for f in scores[name] if rank_for_macs(layer, method, f, multiple) == rank), None)
             if fraction is not None:
                 effects[name] = round(scores[name][fraction] - baseline, 4)
         return plan, effects
