@@ -4,7 +4,8 @@ Every row runs the pipeline's own ``factorize`` stage on the default teacher (it
 results/) with the same MAC target; ``accuracy_factorized`` is before recovery (the number
 selection methods are judged by), ``accuracy_recovered`` after KD fine-tuning from the
 unfactorized model on all 60,000 training images. Latency: the original and factorized models
-exported to ONNX and timed side by side with ONNX Runtime on this machine (medians).
+exported to ONNX and timed side by side with ONNX Runtime on this machine (medians), in
+``--repeats`` rounds with fresh sessions; the median round is kept and all are recorded.
 ``full_rank_max_rel_error``: every factorizable layer of the teacher decomposed at full rank,
 its output on real test images compared with the original layer's.
 
@@ -29,8 +30,9 @@ from edgekd.context import RunContext
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.factorize.decompose import decompose
-from edgekd.factorize.layers import Method, full_rank, trace_layers, why_not
+from edgekd.factorize.layers import Method, full_rank, why_not
 from edgekd.models.loading import build_model
+from edgekd.models.tracing import trace_layers
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.export import check_parity
 from edgekd.stages.factorize import FactorizeStage
@@ -84,7 +86,7 @@ def full_rank_errors(model, data) -> dict[str, float]:
     return errors
 
 
-def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int) -> dict:
+def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int, repeats: int) -> dict:
     selection, conv = ROWS[name]
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
                      progress=False)
@@ -96,7 +98,7 @@ def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int) -> di
     factorized = stage.apply(copy.deepcopy(model), ctx)
     d = ctx.details
     with HostComparer(model, ctx.input_shape, threads=ctx.target.threads, runs=runs) as timer:
-        b1, b64 = timer.compare(factorized, (1, 64))
+        (b1, b64), rounds = timer.compare_rounds(factorized, (1, 64), repeats)
         parity = check_parity(factorized, timer.save(factorized, "parity"), ctx, limit=None)
     row = {"name": name, "model": "cnn", "selection": selection, "conv_method": conv,
            "macs_before": d["macs_before"], "macs_after": d["macs_after"],
@@ -104,7 +106,9 @@ def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int) -> di
            "accuracy_recovered": d["accuracy_recovered"], "recovery_epochs": epochs,
            "onnx_accuracy": parity["accuracy"], "onnx_top1_agreement": parity["top1_agreement"],
            "latency_speedup_b1": b1.speedup, "latency_speedup_b64": b64.speedup,
-           "latency_ms": {"b1": b1.to_dict(), "b64": b64.to_dict()}, "layers": d["layers"]}
+           "latency_ms": {"b1": b1.to_dict(), "b64": b64.to_dict()},
+           "speedup_rounds": {"b1": [round(r[0].speedup, 3) for r in rounds],
+                              "b64": [round(r[1].speedup, 3) for r in rounds]}, "layers": d["layers"]}
     print(f"{name:22} MACs {d['macs_after'] / d['macs_before']:.3f}  acc {d['accuracy_before']:.4f} → "
           f"{d['accuracy_factorized']:.4f} → {d['accuracy_recovered']:.4f}  speed-up b1 {b1.speedup:.2f}× "
           f"b64 {b64.speedup:.2f}×", flush=True)
@@ -116,13 +120,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(ROWS))
     parser.add_argument("--epochs", type=int, default=4, help="recovery epochs")
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds (new sessions); the median is kept")
     args = parser.parse_args()
     data = load_data(DataSpec())
     model = teacher(data)
     errors = full_rank_errors(model, data)
     print("full-rank max relative error:", errors, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_row(n, model, data, Path(tmp), args.epochs, args.runs) for n in args.only or ROWS]
+        rows = [run_row(n, model, data, Path(tmp), args.epochs, args.runs, args.repeats) for n in args.only or ROWS]
     path = RESULTS / "factorize_fashion_mnist.json"
     if args.only and path.exists():
         old = json.loads(path.read_text())

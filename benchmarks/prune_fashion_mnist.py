@@ -75,9 +75,8 @@ def run_row(name: str, data, workdir: Path, runs: int, repeats: int) -> dict:
     prune_seconds = time.perf_counter() - t0
     step = ctx.details["steps"][-1]
     with HostComparer(model, ctx.input_shape, threads=target.threads, runs=runs) as timer:
-        rounds = [timer.compare(pruned, (1, 64)) for _ in range(repeats)]  # fresh sessions each round
+        (b1, b64), rounds = timer.compare_rounds(pruned, (1, 64), repeats)
         parity = check_parity(pruned, timer.save(pruned, "parity"), ctx, limit=None)
-    b1, b64 = (sorted((r[i] for r in rounds), key=lambda c: c.speedup)[len(rounds) // 2] for i in (0, 1))
     row = {"name": name, "model": model_name, "importance": stage.importance.value, "scope": stage.scope,
            "round_to": ctx.details["round_to"], "train_images": len(data.train), "baseline_epochs": epochs,
            "recovery_epochs": recovery_epochs,

@@ -15,12 +15,13 @@ from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import FactorizeError
 from edgekd.factorize import select
 from edgekd.factorize.decompose import decompose, svd_linear, tucker2
-from edgekd.factorize.layers import Method, full_rank, macs_at_rank, rank_for_macs, trace_layers, why_not
+from edgekd.factorize.layers import Method, full_rank, macs_at_rank, rank_for_macs, why_not
 from edgekd.measure import count_macs
 from edgekd.models.loading import build_model
+from edgekd.models.tracing import trace_layers
 from edgekd.stages.factorize import FactorizeStage
 from edgekd.targets import load_target
-from edgekd.train import TrainConfig, accuracy, fit
+from edgekd.train import TrainConfig, fit
 from topologies import TOPOLOGIES
 
 

@@ -21,9 +21,9 @@ import torch_pruning as tp
 from torch import nn
 
 from edgekd.errors import PruneError, closest
+from edgekd.models.tracing import trace_layers
 from edgekd.prune.importance import Importance, make_importance
 
-WEIGHTED = (nn.Conv2d, nn.Linear)
 CHANNEL_OPS = (tp.ops.OPTYPE.CONV, tp.ops.OPTYPE.LINEAR, tp.ops.OPTYPE.DEPTHWISE_CONV)
 
 
@@ -47,17 +47,7 @@ class SearchResult:
 
 def layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     """Names of the conv and linear layers in the order the forward pass runs them."""
-    order: list[str] = []
-    names = {m: n for n, m in model.named_modules()}
-    hooks = [m.register_forward_hook(lambda mod, *_: order.append(names[mod]))
-             for m in model.modules() if isinstance(m, WEIGHTED)]
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return list(dict.fromkeys(order))
+    return [layer.name for layer in trace_layers(model, example)]
 
 
 def protected_layers(model: nn.Module, example: torch.Tensor, patterns: tuple[str, ...]) -> list[str]:

@@ -71,6 +71,16 @@ class HostComparer:
             out.append(Comparison(batch, base, cand))
         return out
 
+    def compare_rounds(self, candidate: nn.Module, batch_sizes: tuple[int, ...],
+                       rounds: int) -> tuple[list[Comparison], list[list[Comparison]]]:
+        """``rounds`` comparisons, each with fresh sessions: per batch size the median one, and all of them.
+
+        On a shared machine one round can be off by 10% or more; the median round is the claim.
+        """
+        results = [self.compare(candidate, batch_sizes) for _ in range(rounds)]
+        median = [sorted((r[i] for r in results), key=lambda c: c.speedup)[rounds // 2] for i in range(len(batch_sizes))]
+        return median, results
+
     def close(self) -> None:
         self._dir.cleanup()
 

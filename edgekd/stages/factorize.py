@@ -29,8 +29,9 @@ from edgekd.distill.recovery import RecoveryConfig, recover
 from edgekd.errors import EdgekdError, FactorizeError
 from edgekd.factorize import select
 from edgekd.factorize.decompose import decompose, set_module
-from edgekd.factorize.layers import Method, macs_at_rank, method_for, rank_for_macs, trace_layers, why_not
+from edgekd.factorize.layers import Method, macs_at_rank, method_for, rank_for_macs, why_not
 from edgekd.models.loading import save_weights
+from edgekd.models.tracing import trace_layers
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Stage
 from edgekd.train import accuracy
