@@ -22,6 +22,19 @@ def fashion():
     return load_fashion_mnist()
 
 
+# The head of a recipe for end-to-end tests of a compression stage: a small teacher and a KD
+# student, one epoch each on a subset. Append the stage under test and an export.
+DISTILLED_ON_A_SUBSET = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
+stages:
+  - stage: teacher
+    model: cnn-small
+    train: {epochs: 1, lr: 0.05}
+  - stage: distill
+    student: cnn-small
+    train: {epochs: 1, lr: 0.05, augment: null}
+"""
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed `edgekd` command as a user would."""
     full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}

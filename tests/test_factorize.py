@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
+from conftest import DISTILLED_ON_A_SUBSET, run_cli
 from edgekd.context import RunContext
 from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
@@ -131,15 +131,7 @@ def test_an_unreachable_target_is_refused(trained, tmp_path):
         FactorizeStage(reduction=0.95, selection="uniform").apply(copy.deepcopy(model), stage_ctx(tmp_path, data))
 
 
-RECIPE = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
-stages:
-  - stage: teacher
-    model: cnn-small
-    train: {epochs: 1, lr: 0.05}
-  - stage: distill
-    student: cnn-small
-    train: {epochs: 1, lr: 0.05, augment: null}
-  - stage: factorize
+RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: factorize
     conv: tucker2
     selection: greedy
     reduction: 0.3

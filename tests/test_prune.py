@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
+from conftest import DISTILLED_ON_A_SUBSET, run_cli
 from topologies import TOPOLOGIES, FixedView, UnequalSplit
 
 from edgekd.context import RunContext
@@ -201,15 +201,7 @@ def test_jetson_target_gets_two_four_sparsity_with_notes(trained, tmp_path):
     assert any("fewer than 256 channels" in n for n in ctx.details["notes"])
 
 
-RECIPE = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
-stages:
-  - stage: teacher
-    model: cnn-small
-    train: {epochs: 1, lr: 0.05}
-  - stage: distill
-    student: cnn-small
-    train: {epochs: 1, lr: 0.05, augment: null}
-  - stage: prune
+RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: prune
     reduction: 0.4
     round_to: 4
     latency_check: false
