@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edgekd import console
 from edgekd.data import DataBundle, make_loader
 from edgekd.targets import TargetProfile
 
@@ -38,6 +39,16 @@ class RunContext:
     @cached_property
     def val_loader(self) -> DataLoader:
         return make_loader(self.data.val, self.data.info, batch_size=256, train=False)
+
+    @property
+    def host_threads(self) -> int | None:
+        """Intra-op threads for ONNX Runtime here: the host profile's, else the runtime's default."""
+        return self.target.threads if self.target.is_host else None
+
+    def note(self, source: str, message: str) -> None:
+        """Something the user should know about this stage's result: shown now and kept in its report row."""
+        console.warn(f"{source}: {message}")
+        self.details.setdefault("notes", []).append(message)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

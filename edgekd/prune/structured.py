@@ -194,8 +194,8 @@ def search_ratio(model: nn.Module, example: torch.Tensor, goal: float, measure: 
             high, below = result.channel_ratio, result
     if how.global_ranking or above is None or below is None:
         return best
-    layers = sorted((n for n in layers_in_order(model, example) if n not in how.protect),
-                    key=lambda n: dict(model.named_modules())[n].weight.numel(), reverse=True)
+    layers = [layer.name for layer in sorted(trace_layers(model, example), key=lambda l: l.module.weight.numel(),
+                                             reverse=True) if layer.name not in how.protect]
     layer_ratios = dict.fromkeys(layers, above.channel_ratio)
     for name in layers:
         layer_ratios[name] = below.channel_ratio

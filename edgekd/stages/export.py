@@ -125,7 +125,7 @@ def check_parity(model: nn.Module, onnx_path, ctx: RunContext, *, limit: int | N
     from edgekd.runtime.onnxruntime import create_session, run_logits
 
     model.eval()
-    session = create_session(onnx_path, threads=ctx.target.threads if ctx.target.is_host else None)
+    session = create_session(onnx_path, threads=ctx.host_threads)
     max_diff, agree, correct, seen = 0.0, 0, 0, 0
     for ort_logits, labels, images in run_logits(session, ctx.val_loader):
         torch_logits = model(images).numpy()

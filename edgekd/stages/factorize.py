@@ -83,7 +83,7 @@ class FactorizeStage(Stage):
         factorized_acc = accuracy(model, ctx.val_loader)
         result = recover(model, original, ctx, self.recovery, checkpoint=ctx.stage_dir / "train-recovery.pt")
         recovered = result.accuracy if result else factorized_acc
-        with HostComparer(original, ctx.input_shape, threads=ctx.target.threads if ctx.target.is_host else None) as t:
+        with HostComparer(original, ctx.input_shape, threads=ctx.host_threads) as t:
             latency = [c.to_dict() for c in t.compare(model, self.report_batches)]
         slower = [c for c in latency if c["speedup"] < 1]
         if slower:
@@ -91,8 +91,7 @@ class FactorizeStage(Stage):
                 f"{c['speedup']:.2f}× at batch {c['batch']}" for c in slower) + "): ranks that are not multiples of "
                 "the runtime's channel blocking, or small layers split into several ops, cost more than they save; "
                 "raise round_to or skip the small layers")
-            console.warn(f"factorize: {note}")
-            ctx.details.setdefault("notes", []).append(note)
+            ctx.note("factorize", note)
         console.info(f"factorize: {len(plan)} layers, MACs {total:,} → {after:,} ({1 - after / total:.1%} fewer); "
                      f"accuracy {factorized_acc:.4f} → {recovered:.4f} after recovery")
         ctx.accuracy, ctx.accuracy_source = recovered, "pytorch"

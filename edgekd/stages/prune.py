@@ -95,7 +95,7 @@ class PruneStage(Stage):
         how = self.channel_pruning(ctx, model, example)
         before = {"macs": measure.count_macs(dense, ctx.input_shape), "params": measure.count_params(dense)}
         rows = []
-        with HostComparer(dense, ctx.input_shape, threads=ctx.target.threads if ctx.target.is_host else None) as timer:
+        with HostComparer(dense, ctx.input_shape, threads=ctx.host_threads) as timer:
             for step in range(1, self.steps + 1):
                 model, row = self.prune_step(model, step, dense, before, example, how, timer, ctx)
                 rows.append(row)
@@ -182,10 +182,8 @@ class PruneStage(Stage):
         try:
             check_can_stand_for(ctx.target)
         except EdgekdError:
-            note = (f"this machine cannot stand for {ctx.target.name}, so the slower-than-dense check was not made; "
-                    "measure on the device with `edgekd bench`")
-            console.info(f"prune: {note}")
-            ctx.details.setdefault("notes", []).append(note)
+            ctx.note("prune", f"this machine cannot stand for {ctx.target.name}, so the slower-than-dense check was "
+                              "not made; measure on the device with `edgekd bench`")
             return
         comparison = timer.compare(pruned, (self.latency_batch,))[0]
         if comparison.speedup < 1 / SLOWER_TOLERANCE:
@@ -212,9 +210,8 @@ class PruneStage(Stage):
                          f"({', '.join(narrow[:6])}{', ...' if len(narrow) > 6 else ''}); TensorRT's sparse kernels "
                          "rarely beat dense ones that narrow, so expect little gain from them")
         for note in notes:
-            console.warn(f"prune: {note}")
+            ctx.note("prune", note)
         ctx.sparse_layers = tuple(names)
-        ctx.details.setdefault("notes", []).extend(notes)
         recovered = result.accuracy if result else masked
         ctx.accuracy, ctx.accuracy_source = recovered, "pytorch"
         return model, {"step": "2:4", "kind": "2:4 sparsity", "layers": names, "narrow_layers": narrow,
