@@ -28,6 +28,7 @@ class RunContext:
     model_spec: str | None = None
     teacher: nn.Module | None = None
     onnx_path: Path | None = None
+    quantized_onnx: Path | None = None  # an int8 Q/DQ model from the quantize stage, for export to hand over
     sparse_layers: tuple[str, ...] = ()  # layers pruned to 2:4; the export stage verifies them
     # Filled by the stage running now; the pipeline moves them into that stage's record.
     accuracy: float | None = None

@@ -53,6 +53,10 @@ class FactorizeError(EdgekdError):
     """Low-rank factorization cannot reach the requested target on this model."""
 
 
+class QuantizeError(EdgekdError):
+    """int8 cannot meet the accuracy budget with the chosen method, or the model cannot be quantized."""
+
+
 class ExportError(EdgekdError):
     """Export failed, or the exported model does not reproduce the PyTorch model."""
 

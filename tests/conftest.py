@@ -40,3 +40,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
     exe = Path(sys.executable).parent / "edgekd"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600)
+
+
+def stage_ctx(tmp_path: Path, data, target: str = "host"):
+    """A run context for calling one stage's ``apply`` directly, with its folder made."""
+    from edgekd.context import RunContext
+    from edgekd.targets import load_target
+
+    ctx = RunContext(out_dir=tmp_path, target=load_target(target), data=data, cache_dir=tmp_path / "cache",
+                     progress=False)
+    ctx.begin_stage(tmp_path / "stage")
+    ctx.stage_dir.mkdir(parents=True)
+    return ctx

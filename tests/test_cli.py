@@ -25,17 +25,20 @@ def fast_run(tmp_path_factory):
 def test_fast_run_writes_the_run_folder(fast_run):
     out, result = fast_run
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "export", "benchmark"]
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
     assert report["target"]["name"] == "jetson-orin" and report["target"]["runtime"] == "tensorrt"
     for rel in report["artifacts"].values():
         assert (out / rel).is_file()
     for stage in report["stages"]:
         assert stage["params"] > 0 and stage["macs"] > 0 and stage["size_bytes"] > 0
         assert 0.5 < stage["accuracy"] <= 1.0
-    teacher, student, export, bench = report["stages"]
+    teacher, student, quantize, export, bench = report["stages"]
     assert student["params"] < teacher["params"] and student["accuracy_source"] == "pytorch"
-    assert export["params"] == student["params"]  # the student is what ships
-    assert export["accuracy_source"] == "onnxruntime" and export["details"]["parity"]["max_abs_diff"] <= 1e-4
+    assert export["params"] == student["params"]  # the student is what ships, in int8
+    assert quantize["details"]["scheme"] == "tensorrt" and quantize["details"]["drop_points"] <= 1.0
+    assert export["details"]["precision"] == "int8" and export["accuracy"] == quantize["accuracy"]
+    assert export["accuracy_source"] == "onnxruntime" and export["details"]["parity"]["top1_agreement"] >= 0.95
+    assert "--stronglyTyped" in (out / "build_engine.sh").read_text()
     latency = bench["latency"]
     host = [r for r in latency if r["kind"] == "measured"]
     orin = [r for r in latency if r["device"] == "jetson-orin"]
@@ -68,7 +71,7 @@ def test_resume_redoes_no_finished_stage(fast_run):
     before = json.loads((out / "report.json").read_text())
     result = run_cli("compress", "--target", "jetson-orin", "--recipe", "fast", "--out", str(out), "--resume")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("finished earlier, outputs verified; skipped") == 4
+    assert result.stderr.count("finished earlier, outputs verified; skipped") == 5
     after = json.loads((out / "report.json").read_text())
     assert after["stages"] == before["stages"]
 

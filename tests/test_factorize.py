@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DISTILLED_ON_A_SUBSET, run_cli
-from edgekd.context import RunContext
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
 from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import FactorizeError
@@ -20,7 +19,6 @@ from edgekd.measure import count_macs
 from edgekd.models.loading import build_model
 from edgekd.models.tracing import trace_layers
 from edgekd.stages.factorize import FactorizeStage
-from edgekd.targets import load_target
 from edgekd.train import TrainConfig, fit
 from topologies import TOPOLOGIES
 
@@ -98,13 +96,6 @@ def trained():
     fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
     return data, model
 
-
-def stage_ctx(tmp_path, data):
-    ctx = RunContext(out_dir=tmp_path, target=load_target("host"), data=data, cache_dir=tmp_path / "cache",
-                     progress=False)
-    ctx.begin_stage(tmp_path / "stage")
-    ctx.stage_dir.mkdir(parents=True)
-    return ctx
 
 
 @pytest.mark.parametrize("selection", ["greedy", "uniform", "energy"])

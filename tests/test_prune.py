@@ -7,10 +7,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import DISTILLED_ON_A_SUBSET, run_cli
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
 from topologies import TOPOLOGIES, FixedView, UnequalSplit
 
-from edgekd.context import RunContext
 from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import PruneError
@@ -25,7 +24,6 @@ from edgekd.runtime.compare import HostComparer
 from edgekd.runtime.onnxruntime import create_session
 from edgekd.stages.export import export_onnx
 from edgekd.stages.prune import PruneStage
-from edgekd.targets import load_target
 from edgekd.train import TrainConfig, accuracy, fit
 
 SHAPE = (1, 16, 16)
@@ -149,13 +147,6 @@ def trained(tmp_path_factory):
     fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
     return data, model
 
-
-def stage_ctx(tmp_path, data, target="host"):
-    ctx = RunContext(out_dir=tmp_path, target=load_target(target), data=data, cache_dir=tmp_path / "cache",
-                     progress=False)
-    ctx.begin_stage(tmp_path / "stage")
-    ctx.stage_dir.mkdir(parents=True)
-    return ctx
 
 
 QUICK = RecoveryConfig(train=TrainConfig(epochs=1, lr=0.01, augment=None))

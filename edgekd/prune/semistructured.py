@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -77,12 +76,14 @@ def is_two_four(weight: np.ndarray, axis: int) -> bool:
 
 def onnx_two_four_weights(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """(2:4-sparse, dense) weight names of the graph's Conv and Gemm nodes with 4k input channels."""
-    initializers = {t.name: t for t in model.graph.initializer}
+    from edgekd.quantize.graph import GraphView  # weights may sit behind a DequantizeLinear (int8)
+
+    view = GraphView(model)
     sparse, dense = [], []
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2 or node.input[1] not in initializers:
+    for node in view.nodes:
+        weight = view.weight_of(node) if node.op_type in ("Conv", "Gemm") else None
+        if weight is None:
             continue
-        weight = numpy_helper.to_array(initializers[node.input[1]])
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         axis = 0 if node.op_type == "Gemm" and not trans_b else 1
         if weight.shape[axis] % GROUP:

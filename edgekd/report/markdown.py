@@ -17,7 +17,7 @@ def render_markdown(report: dict) -> str:
         acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
                      f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
-    lines += step_tables(report) + layer_tables(report) + notes(report)
+    lines += step_tables(report) + layer_tables(report) + int8_tables(report) + notes(report)
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
     lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {pre['formula']}, "
@@ -61,6 +61,25 @@ def layer_tables(report: dict) -> list[str]:
             effect = "–" if x["accuracy_effect"] is None else f"{x['accuracy_effect']:+.2%}"
             out.append(f"| {x['layer']} | {x['method']} | {x['rank'] if x['rank'] is not None else '–'} | "
                        f"{x['macs_before']:,} → {x['macs_after']:,} | {effect} | {x['skipped'] or ''} |")
+    return out
+
+
+def int8_tables(report: dict) -> list[str]:
+    """The quantize stage: scheme, method, float vs int8 accuracy and host speed, and the layers kept float."""
+    out = []
+    for s in report["stages"]:
+        d = s["details"]
+        if "scheme" not in d:
+            continue
+        speedups = " / ".join(f"{c['speedup']:.2f}× at batch {c['batch']}" for c in d.get("host_latency", []))
+        out += ["", f"### {s['name']}: int8", "",
+                f"Scheme **{d['scheme']}**, method **{d['method']}**, calibrated on {d['calibration_images']} training "
+                f"images. Accuracy (ONNX Runtime, validation set): float {d['accuracy_float']:.2%} → int8 "
+                f"{d['accuracy_int8']:.2%} ({d['drop_points']:+.2f} points lost; budget {d['max_accuracy_drop_points']:g})."
+                f" Host speed-up int8 vs float, side by side: {speedups or '–'}."]
+        if d.get("float_layers"):
+            out += ["", "| layer kept float | why |", "|---|---|"]
+            out += [f"| {x['layer']} | {x['why']} |" for x in d["float_layers"]]
     return out
 
 

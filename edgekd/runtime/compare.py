@@ -60,10 +60,11 @@ class HostComparer:
         onnx.save(self._export(model, self.input_shape, opset=17), str(path))
         return path
 
-    def compare(self, candidate: nn.Module, batch_sizes: tuple[int, ...]) -> list[Comparison]:
+    def compare(self, candidate: nn.Module | Path, batch_sizes: tuple[int, ...]) -> list[Comparison]:
+        """Time ``candidate`` (a model, or an ONNX file such as an int8 model) against the baseline."""
         from edgekd.runtime.onnxruntime import compare_latency  # ONNX Runtime loads only when timing
 
-        path = self.save(candidate, "candidate")
+        path = candidate if isinstance(candidate, Path) else self.save(candidate, "candidate")
         out = []
         for batch in batch_sizes:
             base, cand = compare_latency([self.baseline_path, path], self.input_shape, batch,
@@ -71,7 +72,7 @@ class HostComparer:
             out.append(Comparison(batch, base, cand))
         return out
 
-    def compare_rounds(self, candidate: nn.Module, batch_sizes: tuple[int, ...],
+    def compare_rounds(self, candidate: nn.Module | Path, batch_sizes: tuple[int, ...],
                        rounds: int) -> tuple[list[Comparison], list[list[Comparison]]]:
         """``rounds`` comparisons, each with fresh sessions: per batch size the median one, and all of them.
 

@@ -12,15 +12,19 @@ import onnxruntime as ort
 from torch.utils.data import DataLoader
 
 
-def create_session(onnx_path: str | Path, *, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session with all graph optimizations; ``threads`` intra-op threads (None: ORT's default)."""
+def create_session(onnx_path: str | Path | bytes, *, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session with all graph optimizations; ``threads`` intra-op threads (None: ORT's default).
+
+    ``onnx_path`` may also be a serialized model (bytes), for models not written to disk.
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def run_logits(session: ort.InferenceSession, loader: DataLoader):
@@ -30,7 +34,7 @@ def run_logits(session: ort.InferenceSession, loader: DataLoader):
         yield session.run(None, {name: images.numpy()})[0], labels.numpy(), images
 
 
-def evaluate(onnx_path: str | Path, loader: DataLoader, *, threads: int | None = None) -> float:
+def evaluate(onnx_path: str | Path | bytes, loader: DataLoader, *, threads: int | None = None) -> float:
     """Top-1 accuracy of the ONNX model over every batch of ``loader``."""
     session = create_session(onnx_path, threads=threads)
     correct = total = 0

@@ -9,6 +9,7 @@ from edgekd.stages.distill import DistillStage
 from edgekd.stages.export import ExportStage
 from edgekd.stages.factorize import FactorizeStage
 from edgekd.stages.prune import PruneStage
+from edgekd.stages.quantize import QuantizeStage
 from edgekd.stages.teacher import TeacherStage
 
 STAGES: dict[str, type[Stage]] = {
@@ -16,6 +17,7 @@ STAGES: dict[str, type[Stage]] = {
     "distill": DistillStage,
     "prune": PruneStage,
     "factorize": FactorizeStage,
+    "quantize": QuantizeStage,
     "export": ExportStage,
     "benchmark": BenchmarkStage,
 }

@@ -1,9 +1,12 @@
 """The ``export`` stage: ONNX with a dynamic batch, checked, simplified, and proven equal to PyTorch.
 
 Steps, in order: ``torch.onnx.export`` (TorchScript exporter, opset ≥ 17) → ``onnx.checker``
-→ onnxsim → parity on real validation images with ONNX Runtime: the largest absolute logit
-difference and the top-1 agreement must meet the thresholds, or the stage fails and no
-``model.onnx`` is handed over. The same pass measures the ONNX model's accuracy.
+→ onnxsim → the target runtime's Q/DQ rules (:mod:`edgekd.quantize.compliance`) → parity on
+real validation images with ONNX Runtime: the largest absolute logit difference and the top-1
+agreement must meet the thresholds, or the stage fails and no ``model.onnx`` is handed over.
+The same pass measures the ONNX model's accuracy. After a quantize stage, its int8 model is the
+one checked and handed over; it must agree with the float model's top-1 on ``min_int8_agreement``
+of the images.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from edgekd import console
 from edgekd.atomic import atomic_path
 from edgekd.context import RunContext
 from edgekd.errors import ExportError
+from edgekd.quantize import compliance
 from edgekd.runtime.trtexec import write_build_script
 from edgekd.stages.base import Stage
 from edgekd.targets import Runtime
@@ -37,25 +41,36 @@ class ExportStage(Stage):
     simplify: bool = True
     max_abs_diff: float = Field(1e-4, gt=0)
     min_top1_agreement: float = Field(0.999, gt=0, le=1)
+    min_int8_agreement: float = Field(0.95, gt=0, le=1, description="int8 vs float top-1 agreement to accept")
     parity_images: int | None = Field(None, ge=1, description="validation images to compare; all when unset")
 
     def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        onnx_model = export_onnx(model, ctx.input_shape, opset=self.opset)
-        if self.simplify:
-            onnx_model = simplify(onnx_model)
+        quantized = ctx.quantized_onnx is not None
+        if quantized:
+            onnx_model = onnx.load(str(ctx.quantized_onnx))
+        else:
+            onnx_model = export_onnx(model, ctx.input_shape, opset=self.opset)
+            if self.simplify:
+                onnx_model = simplify(onnx_model)
+        violations = compliance.check(onnx_model, ctx.target.runtime)
+        if violations:  # before anything is written: a model the device would reject is never handed over
+            raise ExportError(f"{ctx.target.name}'s runtime ({ctx.target.runtime.value}) would reject this model: "
+                              f"{compliance.summarize(violations)}; quantize with a quantize stage for this target")
         path = ctx.out_dir / "model.onnx"
         with atomic_path(path) as tmp:
             onnx.save(onnx_model, str(tmp))
             parity = check_parity(model, tmp, ctx, limit=self.parity_images)
-            self.enforce(parity)
+            self.enforce_int8(parity) if quantized else self.enforce(parity)
             if ctx.sparse_layers:  # refused before the rename: a violating model is never handed over
                 ctx.details["sparsity_2_4"] = verify_two_four(tmp, ctx.sparse_layers)
-        console.info(f"export: {path.name} matches PyTorch (max |Δlogit| {parity['max_abs_diff']:.2e}, "
-                     f"top-1 agreement {parity['top1_agreement']:.4%}); ONNX Runtime accuracy {parity['accuracy']:.4f}")
+        console.info(f"export: {path.name} ({'int8' if quantized else 'float'}) matches PyTorch (max |Δlogit| "
+                     f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.4%}); "
+                     f"ONNX Runtime accuracy {parity['accuracy']:.4f}")
         ctx.onnx_path = path
         ctx.accuracy, ctx.accuracy_source = parity.pop("accuracy"), "onnxruntime"
         ctx.size_bytes = path.stat().st_size
-        ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify)
+        ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify,
+                           precision="int8" if quantized else "float")
         if ctx.target.runtime is Runtime.TENSORRT:
             script, command = write_build_script(ctx.out_dir, path, ctx.target, ctx.input_shape,
                                                  sparse=bool(ctx.sparse_layers) and ctx.target.sparsity_2_4)
@@ -63,6 +78,13 @@ class ExportStage(Stage):
                                        "note": "TensorRT is not used here; build the engine on the device"}
             console.info(f"export: TensorRT engine to be built on the device with {script.name}")
         return model
+
+    def enforce_int8(self, parity: dict) -> None:
+        """An int8 model differs from float by design; its predictions must still agree."""
+        if parity["top1_agreement"] < self.min_int8_agreement:
+            raise ExportError(f"the int8 model agrees with the float model on only {parity['top1_agreement']:.2%} "
+                              f"of {parity['images']} images (limit {self.min_int8_agreement:.0%}); the quantize "
+                              "stage's accuracy does not hold for the exported file")
 
     def restore(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         ctx.onnx_path = ctx.out_dir / "model.onnx"

@@ -1,0 +1,193 @@
+"""The ``quantize`` stage: an int8 Q/DQ ONNX model in the target's scheme, within an accuracy budget.
+
+Order of work:
+
+1. The model is exported to ONNX (as the export stage does) and its ONNX Runtime accuracy measured.
+2. Post-training quantization with NNCF, calibrated on ``calibration_images`` training images,
+   in the target profile's scheme (:mod:`edgekd.quantize.scheme`).
+3. Accuracy control: if int8 loses more than ``max_accuracy_drop`` points on held-out training
+   images, the most sensitive layers stay float until it does not (:mod:`edgekd.quantize.accuracy`).
+4. The budget is then checked on the validation set. ``method: auto`` falls back to QAT with
+   KD from the float model when it still does not hold; ``method: qat`` goes there directly.
+5. The int8 model is checked against the target runtime's Q/DQ rules and timed against the float
+   model on this machine, side by side. The export stage hands it over as ``model.onnx``.
+
+The stage passes the float PyTorch model on (it is the reference the export stage compares with).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import onnx
+import torch
+from pydantic import Field
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from edgekd import console
+from edgekd.atomic import atomic_path
+from edgekd.context import RunContext
+from edgekd.data import make_loader
+from edgekd.distill.recovery import RecoveryConfig
+from edgekd.errors import EdgekdError, QuantizeError
+from edgekd.quantize import compliance
+from edgekd.quantize.accuracy import ControlResult, keep_sensitive_layers_float
+from edgekd.quantize.graph import float_layers, module_name, quantizers
+from edgekd.quantize.ptq import quantize_onnx
+from edgekd.quantize.qat import export_qdq, quantization_aware_training
+from edgekd.quantize.scheme import Scheme
+from edgekd.runtime.compare import HostComparer
+from edgekd.stages.base import Stage
+from edgekd.train import Schedule, TrainConfig
+
+INT8_FILE = "model.int8.onnx"
+UNPLACED = "NNCF placed no quantizer on its input (its placement rules, not accuracy control)"
+QAT_DEFAULT = RecoveryConfig(train=TrainConfig(epochs=2, lr=0.001, schedule=Schedule.COSINE, augment=None))
+
+
+class QuantizeStage(Stage):
+    """int8 PTQ with accuracy control, or QAT with KD, in the target profile's Q/DQ scheme."""
+
+    stage: Literal["quantize"] = "quantize"
+    method: Literal["auto", "ptq", "qat"] = Field(
+        "auto", description="auto: PTQ with accuracy control, QAT+KD only if the budget still fails")
+    calibration_images: int = Field(512, ge=32, description="training images that calibrate activation ranges")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="points of top-1 accuracy int8 may lose vs float")
+    bias_correction: Literal["full", "fast"] = Field("full", description="NNCF bias correction after PTQ")
+    accuracy_control: bool = Field(True, description="keep the most sensitive layers float to meet the budget")
+    score_images: int = Field(2000, ge=100, description="held-out training images that score accuracy control")
+    qat: RecoveryConfig = QAT_DEFAULT
+    report_batches: tuple[int, ...] = (1, 64)
+
+    def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
+        if model is None:
+            raise EdgekdError("the quantize stage needs a model: put a teacher or distill stage before it")
+        model = model.eval()
+        scheme = Scheme.for_target(ctx.target)
+        calibration, scoring = self.held_out_loaders(ctx)
+        float_model = export_float(model, ctx.input_shape)
+        float_accuracy = ort_accuracy(float_model, ctx.val_loader, ctx)
+        details: dict = {"scheme": scheme.value, "calibration_images": len(calibration.dataset),
+                         "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
+        int8, int8_accuracy, method, chosen = None, None, self.method, {}
+        if self.method in ("auto", "ptq"):
+            control = self.post_training(float_model, calibration, scoring, scheme, ctx)
+            int8, int8_accuracy = control.model, ort_accuracy(control.model, ctx.val_loader, ctx)
+            method = "ptq+accuracy-control" if control.float_layers else "ptq"
+            chosen = {layer.layer: layer.to_dict() for layer in control.float_layers}
+            details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
+                              "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
+                                                           for n, r in control.ranking.items()}}
+            if self.over_budget(float_accuracy, int8_accuracy):
+                if self.method == "ptq":
+                    raise QuantizeError(self.budget_message("PTQ" + (" with accuracy control" if self.accuracy_control
+                                                                     else ""), float_accuracy, int8_accuracy)
+                                        + "; use method: auto or qat (QAT with KD)")
+                ctx.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
+                                     f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
+                int8, chosen = None, {}
+        if int8 is None:
+            int8, history = self.quantization_aware(model, calibration, scheme, ctx)
+            int8_accuracy, method = ort_accuracy(int8, ctx.val_loader, ctx), "qat+kd"
+            details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
+            if self.over_budget(float_accuracy, int8_accuracy):
+                raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
+                                    + "; give qat more epochs, or raise max_accuracy_drop")
+        self.check_compliance(int8, ctx)
+        path = ctx.stage_dir / INT8_FILE
+        with atomic_path(path) as tmp:
+            onnx.save(int8, str(tmp))
+        with HostComparer(model, ctx.input_shape, threads=ctx.host_threads) as timer:
+            latency = [c.to_dict() for c in timer.compare(path, self.report_batches)]
+        kept = [module_name(n) for n in float_layers(int8)]
+        self.note_if_slower(latency, scheme, kept, ctx)
+        console.info(f"quantize: {method}, {scheme.value} scheme: accuracy {float_accuracy:.4f} (float) → "
+                     f"{int8_accuracy:.4f} (int8, ONNX Runtime); host speed-up "
+                     + ", ".join(f"{c['speedup']:.2f}× at batch {c['batch']}" for c in latency)
+                     + (f"; float layers: {', '.join(kept)}" if kept else ""))
+        ctx.quantized_onnx = path
+        ctx.accuracy, ctx.accuracy_source, ctx.size_bytes = int8_accuracy, "onnxruntime", path.stat().st_size
+        ctx.details.update(details, method=method, accuracy_int8=int8_accuracy,
+                           drop_points=points(float_accuracy - int8_accuracy), host_latency=latency,
+                           float_layers=[chosen.get(name, {"layer": name, "why": UNPLACED}) for name in kept],
+                           quantizers=len(quantizers(int8)))
+        return model
+
+    def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module | None:
+        ctx.quantized_onnx = ctx.stage_dir / INT8_FILE
+        return model
+
+    def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
+        """Calibration and scoring images: disjoint, shuffled, from the training set (never the validation set)."""
+        train = ctx.data.train
+        if len(train) < self.calibration_images + 100:
+            raise QuantizeError(f"the training set has {len(train)} images; calibration_images is "
+                                f"{self.calibration_images} and scoring needs 100 more: lower calibration_images")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
+        end = min(len(train), self.calibration_images + self.score_images)
+        make = lambda indices: make_loader(Subset(train, indices), ctx.data.info, batch_size=32,  # noqa: E731
+                                           train=False)
+        return make(order[:self.calibration_images]), make(order[self.calibration_images:end])
+
+    def post_training(self, float_model: onnx.ModelProto, calibration: DataLoader, scoring: DataLoader,
+                      scheme: Scheme, ctx: RunContext) -> ControlResult:
+        def quantize(keep: list[str]) -> onnx.ModelProto:
+            return quantize_onnx(float_model, calibration, scheme, keep_float=keep,
+                                 full_bias_correction=self.bias_correction == "full")
+
+        if not self.accuracy_control:
+            return ControlResult(quantize([]), float("nan"))
+        score = lambda m: ort_accuracy(m, scoring, ctx)  # noqa: E731
+        return keep_sensitive_layers_float(float_model, quantize, score, reference=score(float_model),
+                                           max_drop=self.max_accuracy_drop / 100)
+
+    def quantization_aware(self, model: nn.Module, calibration: DataLoader, scheme: Scheme,
+                           ctx: RunContext) -> tuple[onnx.ModelProto, list]:
+        fake_quantized, result = quantization_aware_training(model, ctx, scheme, self.qat, calibration,
+                                                             checkpoint=ctx.stage_dir / "train-qat.pt")
+        return export_qdq(fake_quantized, ctx.input_shape), result.history if result else []
+
+    @staticmethod
+    def note_if_slower(latency: list[dict], scheme: Scheme, kept: list[str], ctx: RunContext) -> None:
+        slower = [c for c in latency if c["speedup"] < 1]
+        if not slower:
+            return
+        why = ("ONNX Runtime on x86 does not fuse signed-activation Q/DQ into its int8 kernels, so this TensorRT "
+               "artifact runs dequantized here; the host figure says nothing about the device"
+               if scheme is Scheme.TENSORRT else
+               f"float layers between int8 ones ({', '.join(kept)}) add quantize/dequantize steps" if kept else
+               "the layers may be too small for int8 kernels to pay off")
+        ctx.note("quantize", "the int8 model runs slower than float on this host (" + ", ".join(
+            f"{c['speedup']:.2f}× at batch {c['batch']}" for c in slower) + f"): {why}")
+
+    def check_compliance(self, int8: onnx.ModelProto, ctx: RunContext) -> None:
+        violations = compliance.check(int8, ctx.target.runtime)
+        if violations:
+            raise QuantizeError(f"the int8 model breaks {ctx.target.runtime.value}'s Q/DQ rules: "
+                                f"{compliance.summarize(violations)}")
+
+    def over_budget(self, float_accuracy: float, int8_accuracy: float) -> bool:
+        return points(float_accuracy - int8_accuracy) > self.max_accuracy_drop
+
+    def budget_message(self, method: str, float_accuracy: float, int8_accuracy: float) -> str:
+        return (f"{method} loses {points(float_accuracy - int8_accuracy):.2f} points of validation accuracy "
+                f"({float_accuracy:.4f} → {int8_accuracy:.4f}), over max_accuracy_drop {self.max_accuracy_drop:g}")
+
+
+def export_float(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProto:
+    """The float model as the export stage writes it (BatchNorm folded, simplified): what PTQ calibrates."""
+    from edgekd.stages.export import export_onnx, simplify
+
+    return simplify(export_onnx(model, input_shape, opset=17))
+
+
+def ort_accuracy(model: onnx.ModelProto, loader: DataLoader, ctx: RunContext) -> float:
+    from edgekd.runtime.onnxruntime import evaluate
+
+    return evaluate(model.SerializeToString(), loader, threads=ctx.host_threads)
+
+
+def points(fraction: float) -> float:
+    return round(100 * fraction, 2)
+

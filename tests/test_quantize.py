@@ -1,0 +1,212 @@
+"""int8: the Q/DQ rules per runtime, both schemes on a real model, accuracy control, QAT, export, the recipe."""
+
+import copy
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekd.data import DataSpec, load_data
+from edgekd.distill.recovery import RecoveryConfig
+from edgekd.errors import ExportError, QuantizeError
+from edgekd.models.loading import build_model
+from edgekd.quantize import compliance
+from edgekd.quantize.graph import float_layers, quantizers
+from edgekd.quantize.qat import fold_batchnorm
+from edgekd.quantize.scheme import sign_activations
+from edgekd.runtime.onnxruntime import create_session, evaluate
+from edgekd.stages.export import ExportStage
+from edgekd.stages.quantize import QuantizeStage
+from edgekd.targets import Runtime
+from edgekd.train import TrainConfig, fit
+
+# --- the compliance checker on hand-made graphs -------------------------------------------------
+
+
+def qdq_conv_graph(*, act_dtype=np.int8, act_zero_point=0, weight_axis=0, qlinear=False) -> onnx.ModelProto:
+    """input → Q → DQ → Conv(weights: int8 + DQ, per output channel on ``weight_axis``) → output."""
+    weight = np.ones((4, 3, 3, 3), np.int8)
+    scales = np.full(weight.shape[weight_axis], 0.1, np.float32)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "act_scale"),
+             numpy_helper.from_array(np.array(act_zero_point, act_dtype), "act_zp"),
+             numpy_helper.from_array(weight, "w_int8"), numpy_helper.from_array(scales, "w_scale"),
+             numpy_helper.from_array(np.zeros_like(scales, np.int8), "w_zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["input", "act_scale", "act_zp"], ["q"], name="act_quant"),
+             helper.make_node("DequantizeLinear", ["q", "act_scale", "act_zp"], ["dq"], name="act_dequant"),
+             helper.make_node("DequantizeLinear", ["w_int8", "w_scale", "w_zp"], ["w"], name="weight_dequant",
+                              axis=weight_axis),
+             helper.make_node("Conv", ["dq", "w"], ["output"], name="conv")]
+    if qlinear:
+        nodes.append(helper.make_node("QLinearConv", ["q", "act_scale", "act_zp", "w_int8", "w_scale", "w_zp",
+                                                      "act_scale", "act_zp"], ["q2"], name="qlinear_conv"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_signed_symmetric_graph_passes_every_runtime():
+    for runtime in Runtime:
+        assert compliance.check(qdq_conv_graph(), runtime) == []
+
+
+def test_checker_flags_uint8_activations_for_tensorrt_by_node():
+    violations = compliance.check(qdq_conv_graph(act_dtype=np.uint8), Runtime.TENSORRT)
+    assert {v.node for v in violations} == {"act_quant", "act_dequant"}
+    assert all("uint8" in v.rule for v in violations)
+    assert compliance.check(qdq_conv_graph(act_dtype=np.uint8), Runtime.ONNXRUNTIME) == []
+
+
+def test_checker_flags_a_non_zero_zero_point_for_tensorrt():
+    violations = compliance.check(qdq_conv_graph(act_zero_point=3), Runtime.TENSORRT)
+    assert {v.node for v in violations} == {"act_quant", "act_dequant"}
+    assert all("zero-point" in v.rule for v in violations)
+
+
+def test_checker_flags_per_channel_weights_off_the_output_axis_and_qoperator_ops():
+    violations = compliance.check(qdq_conv_graph(weight_axis=1), Runtime.TENSORRT)
+    assert [v.node for v in violations] == ["weight_dequant"] and "output-channel axis 0" in violations[0].rule
+    violations = compliance.check(qdq_conv_graph(qlinear=True), Runtime.TENSORRT)
+    assert [v.node for v in violations] == ["qlinear_conv"]
+
+
+def test_signing_keeps_the_range_and_passes_tensorrt_rules():
+    model = qdq_conv_graph(act_dtype=np.uint8)
+    assert sign_activations(model) == 1
+    assert compliance.check(model, Runtime.TENSORRT) == []
+    scale = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "act_scale"))
+    assert scale * 127 == pytest.approx(0.05 * 255)  # same largest representable value
+
+
+# --- the stage on a real model -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_data(DataSpec(train_subset=3000, val_subset=1000))
+    model = build_model("cnn-small", data.info)
+    fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
+    return data, model.eval()
+
+
+PTQ = {"method": "ptq", "calibration_images": 256, "score_images": 1000}
+
+
+@pytest.mark.parametrize("target", ["jetson-orin", "x86-avx512-vnni"])
+def test_both_schemes_give_runnable_int8_models_that_meet_their_runtime(trained, tmp_path, target):
+    data, model = trained
+    ctx = stage_ctx(tmp_path, data, target)
+    QuantizeStage(**PTQ).apply(copy.deepcopy(model), ctx)
+    int8 = onnx.load(str(ctx.quantized_onnx))
+    found = quantizers(int8)
+    assert len(found) >= 10 and compliance.check(int8, ctx.target.runtime) == []
+    dtypes = {q.dtype for q in found if not q.on_weight}
+    if target == "jetson-orin":
+        assert dtypes == {"int8"} and not any(q.zero_point_nonzero for q in found)
+    else:
+        assert "uint8" in dtypes  # the CPU scheme keeps ONNX Runtime's fast unsigned activations
+        assert compliance.check(int8, Runtime.TENSORRT)  # and so would be refused for TensorRT
+    assert ctx.details["drop_points"] <= 1.0
+    assert evaluate(ctx.quantized_onnx, ctx.val_loader) == ctx.accuracy
+    assert [c["batch"] for c in ctx.details["host_latency"]] == [1, 64]
+
+
+def plant_fragile_layer(model: torch.nn.Module, scale: float = 1000.0) -> torch.nn.Module:
+    """Same function, but one channel entering ``block2.3`` is 1000× larger than the rest.
+
+    Per-tensor int8 of that activation then rounds every other channel to zero: quantizing the
+    input of ``block2.3`` ruins the model, while keeping ``block2.3`` float repairs it.
+    """
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.block2[1].weight[0] *= scale
+        model.block2[1].bias[0] *= scale
+        model.block2[3].weight[:, 0] /= scale
+    return model
+
+
+def test_accuracy_control_keeps_a_planted_fragile_layer_float(trained, tmp_path):
+    data, model = trained
+    fragile = plant_fragile_layer(model)
+    images, _ = next(iter(stage_ctx(tmp_path / "probe", data).val_loader))
+    torch.testing.assert_close(fragile(images), model(images), rtol=1e-3, atol=1e-3)
+    with pytest.raises(QuantizeError, match="PTQ loses"):  # without accuracy control the plant breaks int8
+        QuantizeStage(**PTQ, accuracy_control=False).apply(fragile, stage_ctx(tmp_path / "plain", data))
+    ctx = stage_ctx(tmp_path / "controlled", data)
+    QuantizeStage(**PTQ).apply(fragile, ctx)
+    assert ctx.details["method"] == "ptq+accuracy-control"
+    kept = {layer["layer"]: layer["why"] for layer in ctx.details["float_layers"]}
+    assert "block2.3" in kept and kept["block2.3"].startswith("accuracy control")
+    assert len(kept) <= 2  # the fragile layer, not the whole model
+    assert ctx.details["drop_points"] <= 1.0
+
+
+def test_qat_with_kd_exports_signed_int8_with_int8_weights_and_no_batchnorm(trained, tmp_path):
+    data, model = trained
+    ctx = stage_ctx(tmp_path, data, "jetson-orin")
+    qat = RecoveryConfig(train=TrainConfig(epochs=1, lr=0.001, augment=None))
+    QuantizeStage(method="qat", calibration_images=256, max_accuracy_drop=3.0, qat=qat).apply(copy.deepcopy(model), ctx)
+    int8 = onnx.load(str(ctx.quantized_onnx))
+    ops = [n.op_type for n in int8.graph.node]
+    assert ctx.details["method"] == "qat+kd" and len(ctx.details["qat"]["history"]) == 1
+    assert "BatchNormalization" not in ops
+    assert compliance.check(int8, Runtime.TENSORRT) == []
+    assert ops.count("QuantizeLinear") < ops.count("DequantizeLinear")  # weights are stored int8, not re-quantized
+    assert float_layers(int8) == []
+    create_session(ctx.quantized_onnx)
+
+
+def test_batchnorm_folding_keeps_the_function(trained):
+    data, model = trained
+    images = torch.randn(4, 1, 28, 28)
+    folded = fold_batchnorm(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(folded(images), model(images), rtol=1e-4, atol=1e-4)
+
+
+def test_export_refuses_an_int8_model_its_target_runtime_would_reject(trained, tmp_path):
+    data, model = trained
+    cpu = stage_ctx(tmp_path / "cpu", data, "x86-avx512-vnni")
+    QuantizeStage(**PTQ).apply(copy.deepcopy(model), cpu)
+    jetson = stage_ctx(tmp_path / "jetson", data, "jetson-orin")
+    jetson.quantized_onnx = cpu.quantized_onnx  # the x86 artifact handed to a TensorRT target
+    with pytest.raises(ExportError, match="tensorrt.*uint8"):
+        ExportStage().apply(model, jetson)
+    assert not (jetson.out_dir / "model.onnx").exists()
+
+
+# --- the recipe from the CLI --------------------------------------------------------------------
+
+RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: prune
+    reduction: 0.3
+    round_to: 4
+    latency_check: false
+    recovery: {train: {epochs: 1, lr: 0.01, augment: null}}
+  - stage: quantize
+    calibration_images: 256
+    score_images: 500
+    max_accuracy_drop: 2.0
+  - stage: export
+"""
+
+
+def test_distill_prune_quantize_export_artifacts_differ_as_their_targets_require(tmp_path):
+    recipe = tmp_path / "int8.yaml"
+    recipe.write_text(RECIPE)
+    artifacts = {}
+    for target in ("jetson-orin", "x86-avx512-vnni"):
+        out = tmp_path / target
+        result = run_cli("compress", "--target", target, "--recipe", str(recipe), "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "report.json").read_text())
+        quantize, export = report["stages"][3], report["stages"][4]
+        assert quantize["details"]["scheme"] == ("tensorrt" if target == "jetson-orin" else "cpu")
+        assert export["details"]["precision"] == "int8"
+        assert export["accuracy"] >= quantize["details"]["accuracy_float"] - 0.02
+        artifacts[target] = onnx.load(str(out / "model.onnx"))
+    assert compliance.check(artifacts["jetson-orin"], Runtime.TENSORRT) == []
+    assert "--stronglyTyped" in (tmp_path / "jetson-orin" / "build_engine.sh").read_text()
+    assert compliance.check(artifacts["x86-avx512-vnni"], Runtime.TENSORRT)  # uint8 activations: not for TensorRT
+    assert compliance.check(artifacts["x86-avx512-vnni"], Runtime.ONNXRUNTIME) == []
