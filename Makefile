@@ -36,12 +36,13 @@ demo-fast: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# About 16 + 15 + 25 + 20 minutes on 2 cores; each script writes benchmarks/results/*.json.
+# About 16 + 15 + 25 + 20 + 15 minutes on 2 cores; each script writes benchmarks/results/*.json.
 bench: setup
 	$(BIN)/python benchmarks/teacher_fashion_mnist.py
 	$(BIN)/python benchmarks/distill_fashion_mnist.py
 	$(BIN)/python benchmarks/prune_fashion_mnist.py
 	$(BIN)/python benchmarks/factorize_fashion_mnist.py
+	$(BIN)/python benchmarks/quantize_fashion_mnist.py
 	python3 benchmarks/summarize.py
 
 clean:

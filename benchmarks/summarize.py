@@ -65,10 +65,26 @@ def factorize_table(r: dict) -> list[str]:
     return lines
 
 
+def quantize_table(r: dict) -> list[str]:
+    lines = ["| model | scheme | method | budget | float | int8 | drop (points) | int8/float latency b1 | b64 | "
+             "float layers |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for x in r["rows"]:
+        if "error" in x:
+            lines.append(f"| {x['model']} | {x['scheme']} | {x['name']} | | | | refused: {x['error']} | | | |")
+            continue
+        method = x["method"] + (" (fast bias corr.)" if x["bias_correction"] == "fast" else "")
+        verdict = "" if x["meets_budget"] else " (misses)"
+        lines.append(f"| {x['model']} | {x['scheme']} | {method} | {x['budget_points']:g} | {x['accuracy_float']:.2%} | "
+                     f"{x['accuracy_int8']:.2%} | {x['drop_points']:.2f}{verdict} | {x['latency_ratio_b1']:.2f}× | "
+                     f"{x['latency_ratio_b64']:.2f}× | {', '.join(x['float_layers']) or '–'} |")
+    return lines
+
+
 def main() -> None:
     for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table),
                         ("prune_fashion_mnist.json", prune_table),
-                        ("factorize_fashion_mnist.json", factorize_table)):
+                        ("factorize_fashion_mnist.json", factorize_table),
+                        ("quantize_fashion_mnist.json", quantize_table)):
         path = RESULTS / name
         if path.exists():
             print(f"**{name}**\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,6 +36,27 @@ def user_errors(command):
     return wrapper
 
 
+def lead_or_serve(nproc: int) -> bool:
+    """True where this process runs the command: the only process, or torchrun's rank 0.
+
+    With ``--nproc N`` outside torchrun, the command is run again under torchrun and this process
+    exits with its status; under torchrun, the other ranks train the leader's trainings, then return False.
+    """
+    from edgekd import distributed
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(distributed.launch(nproc, distributed.without_option(sys.argv[1:], "--nproc")))
+    if distributed.init_from_env() and not distributed.is_leader():
+        from edgekd.train import train_job
+
+        distributed.serve(train_job)
+        return False
+    return True
+
+
+NPROC_HELP = "Training processes on this machine (torchrun; gloo on CPU, NCCL on GPU). For several machines run torchrun yourself (README)."
+
+
 @app.command()
 @user_errors
 def compress(
@@ -48,14 +70,19 @@ def compress(
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow full unpickling of --weights (only for files you trust).")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only errors and the summary.")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
 ) -> None:
     """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder."""
+    from edgekd import distributed
     from edgekd.api import compress as run
     from edgekd.api import default_run_dir
 
     console.set_quiet(quiet)
-    report = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
-                 resume=resume, overwrite=overwrite, trust_checkpoint=trust_checkpoint)
+    if not lead_or_serve(nproc):
+        return
+    with distributed.leading():
+        report = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
+                     resume=resume, overwrite=overwrite, trust_checkpoint=trust_checkpoint)
     summary = report["summary"]
     out_dir = out or default_run_dir(report["target"]["name"], report["recipe"]["name"])
     typer.echo(f"{report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
@@ -76,10 +103,12 @@ def train(
     label_smoothing: Annotated[float, typer.Option(min=0, max=0.99)] = 0.1,
     seed: int = 0,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on this many images only.")] = None,
+    nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
 ) -> None:
     """Train a model on a dataset and save its weights (resumes from OUT.ckpt if interrupted)."""
     from pydantic import ValidationError
 
+    from edgekd import distributed
     from edgekd.api import train as run
     from edgekd.data import DataSpec
     from edgekd.train import TrainConfig
@@ -89,7 +118,10 @@ def train(
                              label_smoothing=label_smoothing, seed=seed)
     except ValidationError as exc:
         raise EdgekdError(f"invalid training option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
+    if not lead_or_serve(nproc):
+        return
+    with distributed.leading():
+        _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
     typer.echo(f"{model}: validation accuracy {result.accuracy:.4f} after {epochs} epochs "
                f"({result.seconds:.0f} s); weights in {out}")
 

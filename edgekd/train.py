@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgekd import console
+from edgekd import console, distributed
 from edgekd.atomic import atomic_path
 from edgekd.data import Augment, DataBundle, make_loader
 from edgekd.data.loader import set_epoch
@@ -99,22 +99,27 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
     objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    augment = Augment(**config.augment.model_dump()) if config.augment else None
-    train_loader = make_loader(data.train, data.info, batch_size=config.batch_size, train=True,
-                               augment=augment, seed=config.seed)
+    parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
+    train_loader = training_loader(data, config, sharded=parallel)
     val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
-    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    optimizer = make_optimizer(params, config)
+    optimizer = make_optimizer(trainable(model, objective), config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
     result = TrainResult(accuracy=float("nan"), seconds=0.0)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         start_epoch = load_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result)
         console.info(f"resuming training from {checkpoint} at epoch {start_epoch + 1}/{config.epochs}")
+    trainer = model
+    if parallel:
+        distributed.share(distributed.TrainingJob(model, objective, data, config, start_epoch,
+                                                  optimizer.state_dict(), scheduler.state_dict()))
+        trainer = data_parallel(model)
+    elif distributed.world_size() > 1:
+        distributed.train_alone()
     for epoch in range(start_epoch, config.epochs):
         set_epoch(train_loader, config.seed, epoch)
         t0 = time.perf_counter()
-        loss, train_acc, images = train_epoch(model, objective, train_loader, optimizer, scheduler,
+        loss, train_acc, images = train_epoch(trainer, objective, train_loader, optimizer, scheduler,
                                               epoch=epoch, config=config, checkpoint=checkpoint,
                                               memory_format=memory_format, progress=progress)
         seconds = time.perf_counter() - t0
@@ -131,6 +136,43 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
         result.accuracy = accuracy(model, val_loader)
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+def train_job(job: distributed.TrainingJob) -> None:
+    """A worker's share of the leader's :func:`fit`: the same epochs on its shard of each batch, no output."""
+    config, model, objective = job.config, job.model, job.objective
+    torch.manual_seed(config.seed)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    train_loader = training_loader(job.data, config, sharded=True)
+    optimizer = make_optimizer(trainable(model, objective), config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    optimizer.load_state_dict(job.optimizer_state)
+    scheduler.load_state_dict(job.scheduler_state)
+    trainer = data_parallel(model)
+    for epoch in range(job.start_epoch, config.epochs):
+        set_epoch(train_loader, config.seed, epoch)
+        train_epoch(trainer, objective, train_loader, optimizer, scheduler, epoch=epoch, config=config,
+                    checkpoint=None, memory_format=memory_format, progress=False)
+
+
+def training_loader(data: DataBundle, config: TrainConfig, *, sharded: bool) -> DataLoader:
+    """Shuffled, augmented batches; ``sharded``: each process takes its share of every global batch."""
+    world = distributed.world_size() if sharded else 1
+    augment = Augment(**config.augment.model_dump()) if config.augment else None
+    return make_loader(data.train, data.info, batch_size=max(1, config.batch_size // world), train=True,
+                       augment=augment, seed=config.seed, distributed=sharded)
+
+
+def trainable(model: nn.Module, objective: nn.Module) -> list[nn.Parameter]:
+    return [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+
+
+def data_parallel(model: nn.Module) -> nn.Module:
+    """DistributedDataParallel: gradients averaged across processes during backward."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, find_unused_parameters=True)  # block-wise objectives skip layers
 
 
 def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, epoch: int, config: TrainConfig,
@@ -151,6 +193,8 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
                     f"lower the learning rate (now {config.lr}) or check the data for NaNs")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if distributed.world_size() > 1:
+                distributed.average_gradients(objective.parameters())
             optimizer.step()
             scheduler.step()
             n = len(labels)

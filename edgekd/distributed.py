@@ -1,0 +1,141 @@
+"""Training on several processes or machines with torchrun: rank 0 leads, the others train with it.
+
+``edgekd compress --nproc N`` (or ``torchrun ... -m edgekd.cli compress ...``) starts N copies of
+the command. Rank 0, the *leader*, runs the recipe exactly as a single process would: it makes
+every decision, measures, prints and writes every file. Each training it does (:func:`edgekd.train.fit`:
+teacher, distillation, recovery, QAT) is sent to the other ranks as a :class:`TrainingJob` (model,
+objective, data, settings, optimizer state), and all ranks then train it in lockstep under
+DistributedDataParallel, each on its shard of every global batch. The other ranks keep nothing,
+so a resumed run needs no per-rank state and machines need not share a filesystem.
+
+Backends: gloo on CPU, NCCL on GPU. Processes on one machine split its cores between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from edgekd import console
+
+STOP, LOCAL = "stop", "local"  # messages a worker may receive instead of a job
+
+
+@dataclass
+class TrainingJob:
+    """Everything a worker needs to train the leader's model with it, from where the leader starts."""
+
+    model: torch.nn.Module
+    objective: torch.nn.Module
+    data: Any  # DataBundle
+    config: Any  # TrainConfig
+    start_epoch: int
+    optimizer_state: dict
+    scheduler_state: dict
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_leader() -> bool:
+    return rank() == 0
+
+
+def init_from_env() -> bool:
+    """Join the process group torchrun described in the environment; False when not under torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // local))
+    return True
+
+
+def can_send(model: torch.nn.Module, objective: torch.nn.Module) -> bool:
+    """Leader: whether this training can go to the workers (feature taps with closures cannot be pickled)."""
+    try:
+        pickle.dumps((model, objective))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        console.warn(f"this training cannot be sent to the other processes ({type(exc).__name__}: {exc}); "
+                     "it runs on rank 0 alone")
+        return False
+    return True
+
+
+def share(job: TrainingJob) -> None:
+    """Leader: send ``job`` to the workers, which then train it with the leader."""
+    dist.broadcast_object_list([pickle.dumps(job)], src=0)
+
+
+def train_alone() -> None:
+    """Leader: tell the workers this training is not theirs (they wait for the next one)."""
+    dist.broadcast_object_list([LOCAL], src=0)
+
+
+def serve(train: Callable[[TrainingJob], None]) -> None:
+    """Worker: train every job the leader sends, until it says stop."""
+    while True:
+        message = [None]
+        dist.broadcast_object_list(message, src=0)
+        if message[0] == STOP:
+            return
+        if message[0] != LOCAL:
+            train(pickle.loads(message[0]))
+
+
+@contextlib.contextmanager
+def leading() -> Iterator[None]:
+    """Leader: run the pipeline, then release the workers (also when the pipeline fails)."""
+    try:
+        yield
+    finally:
+        if world_size() > 1:
+            dist.broadcast_object_list([STOP], src=0)
+            dist.destroy_process_group()
+
+
+def average_gradients(parameters) -> None:
+    """All-reduce the gradients of parameters DDP does not own (an objective's regressors)."""
+    world = world_size()
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this machine; its exit status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "edgekd.cli", *argv]
+    console.info(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m edgekd.cli "
+                 + " ".join(argv))
+    return subprocess.call(command)
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` (so the relaunched command does not relaunch)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
