@@ -12,6 +12,10 @@ sessions (the median round is kept). Accuracy is ONNX Runtime's, on the full 10,
 * ``cpu`` scheme: ONNX Runtime's unsigned/asymmetric activations (the host and x86 profiles).
 * Tight budget: NNCF's fast bias correction (its default) under a 0.25-point budget: plain PTQ
   misses it; accuracy control and QAT with KD are each asked to meet it.
+* Outlier channel: the teacher with one channel entering ``block2.3`` scaled up 1000× (and the
+  layer's weights for it scaled down: the float model computes the same function). Per-tensor
+  int8 then rounds that activation's other channels to zero, as real models with outlier channels
+  suffer; plain PTQ collapses and accuracy control must find the layer.
 
 Run: .venv/bin/python benchmarks/quantize_fashion_mnist.py [--only NAME ...] [--repeats 3]
 Writes benchmarks/results/quantize_fashion_mnist.json (``--only`` merges into it).
@@ -27,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from edgekd.atomic import write_json
@@ -59,6 +64,8 @@ ROWS = {
                                    {"method": "ptq", "accuracy_control": False, "bias_correction": "fast"}, TIGHT),
     "tight-teacher-tensorrt-ptq+ac": ("teacher", "tensorrt", {"method": "ptq", "bias_correction": "fast"}, TIGHT),
     "tight-teacher-tensorrt-qat": ("teacher", "tensorrt", {"method": "qat", "qat": QAT}, TIGHT),
+    "outlier-teacher-cpu-ptq": ("outlier-teacher", "cpu", {"method": "ptq", "accuracy_control": False}, 1.0),
+    "outlier-teacher-cpu-ptq+ac": ("outlier-teacher", "cpu", {"method": "ptq"}, 1.0),
 }
 
 
@@ -78,6 +85,16 @@ def student(data, workdir: Path):
         save_weights(model, STUDENT)
     model.load_state_dict(load_file(STUDENT))
     return model.eval()
+
+
+def with_outlier_channel(model, scale: float = 1000.0):
+    """The same function, with channel 0 of the activation entering ``block2.3`` ``scale``× larger."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.block2[1].weight[0] *= scale
+        model.block2[1].bias[0] *= scale
+        model.block2[3].weight[:, 0] /= scale
+    return model
 
 
 def context(data, folder: Path, target: str) -> RunContext:
@@ -134,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(path.read_text()) if args.only and path.exists() else {"rows": []}
     with tempfile.TemporaryDirectory(prefix="edgekd-quantize-bench-") as tmp:
         models = {"teacher": teacher(data), "student": student(data, Path(tmp))}
+        models["outlier-teacher"] = with_outlier_channel(models["teacher"])
         names = args.only or list(ROWS)
         rows = {r["name"]: r for r in previous["rows"]}
         for name in names:
