@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
 from conftest import run_cli
 from edgekd.data.idx import find_fashion_mnist
@@ -28,7 +30,7 @@ def test_fast_run_writes_the_run_folder(fast_run):
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
     assert report["target"]["name"] == "jetson-orin" and report["target"]["runtime"] == "tensorrt"
     for rel in report["artifacts"].values():
-        assert (out / rel).is_file()
+        assert (out / rel).exists()
     for stage in report["stages"]:
         assert stage["params"] > 0 and stage["macs"] > 0 and stage["size_bytes"] > 0
         assert 0.5 < stage["accuracy"] <= 1.0
@@ -64,6 +66,31 @@ def test_report_accuracy_matches_an_independent_onnx_runtime_evaluation(fast_run
     independent = float((logits.argmax(1) == labels).mean())
     assert report["data"]["val_images"] == 10000
     assert abs(report["summary"]["accuracy"] - independent) <= 0.001
+
+
+def test_deploy_bundle_runs_its_inference_example_on_real_images(fast_run, tmp_path):
+    out, _ = fast_run
+    deploy = out / "deploy"
+    assert sorted(p.name for p in deploy.iterdir()) == ["build_engine.sh", "infer.py", "model.onnx",
+                                                         "preprocessing.json"]
+    assert (deploy / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    assert "--stronglyTyped" in (deploy / "build_engine.sh").read_text()
+    folder = find_fashion_mnist()
+    images = np.frombuffer(gzip.decompress((folder / "t10k-images-idx3-ubyte.gz").read_bytes()), np.uint8, offset=16)
+    labels = np.frombuffer(gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes()), np.uint8, offset=8)
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"test{i}.png"
+        Image.fromarray(images[i * 784:(i + 1) * 784].reshape(28, 28)).save(path)
+        paths.append(str(path))
+    copied = tmp_path / "device"
+    shutil.copytree(deploy, copied)  # the bundle is self-contained: it runs from wherever it is copied
+    result = subprocess.run([sys.executable, str(copied / "infer.py"), *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    classes = json.loads((deploy / "preprocessing.json").read_text())["classes"]
+    predicted = [classes.index(line.split("\t")[1]) for line in result.stdout.splitlines()]
+    assert len(predicted) == 40
+    assert np.mean(np.array(predicted) == labels[:40]) >= 0.6
 
 
 def test_resume_redoes_no_finished_stage(fast_run):

@@ -37,7 +37,7 @@ def test_sigkill_mid_stage_then_resume(tmp_path):
     assert "teacher: finished earlier, outputs verified; skipped" in resumed.stderr
     assert "resuming training from" in resumed.stderr and "at epoch 2/2" in resumed.stderr
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "export", "benchmark"]
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
     assert not [p for p in out.rglob("*.tmp")]
 
     fresh = run_cli(*args[:-1], str(tmp_path / "fresh"))

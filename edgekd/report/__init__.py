@@ -17,6 +17,7 @@ def build_report(recipe, ctx, records) -> dict:
     artifacts = {"report_json": "report.json", "report_md": "report.md", "manifest": "manifest.json"}
     if ctx.onnx_path is not None:
         artifacts["model_onnx"] = str(ctx.onnx_path.relative_to(ctx.out_dir))
+        artifacts["deploy"] = "deploy/"
     final = records[-1]
     return {
         "schema_version": SCHEMA_VERSION,

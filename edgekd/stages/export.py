@@ -24,6 +24,7 @@ from torch import nn
 from edgekd import console
 from edgekd.atomic import atomic_path
 from edgekd.context import RunContext
+from edgekd.deploy import write_bundle
 from edgekd.errors import ExportError
 from edgekd.quantize import compliance
 from edgekd.runtime.trtexec import write_build_script
@@ -71,12 +72,17 @@ class ExportStage(Stage):
         ctx.size_bytes = path.stat().st_size
         ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify,
                            precision="int8" if quantized else "float")
+        script = None
         if ctx.target.runtime is Runtime.TENSORRT:
             script, command = write_build_script(ctx.out_dir, path, ctx.target, ctx.input_shape,
                                                  sparse=bool(ctx.sparse_layers) and ctx.target.sparsity_2_4)
             ctx.details["tensorrt"] = {"build_script": script.name, "command": command,
                                        "note": "TensorRT is not used here; build the engine on the device"}
             console.info(f"export: TensorRT engine to be built on the device with {script.name}")
+        bundle = write_bundle(ctx.out_dir, path, ctx.target, ctx.data.info.preprocessing(), build_script=script)
+        ctx.details["deploy"] = sorted(p.name for p in bundle.iterdir())
+        console.info(f"export: {bundle.name}/ holds what to copy onto {ctx.target.name}: "
+                     + ", ".join(ctx.details["deploy"]))
         return model
 
     def enforce_int8(self, parity: dict) -> None:

@@ -1,0 +1,45 @@
+"""The run folder's ``deploy/``: everything to copy onto the device, and nothing else.
+
+* ``model.onnx``: the exported model (int8 Q/DQ after a quantize stage), as checked by the export stage.
+* ``preprocessing.json``: how to turn an image into the model's input, and the class names.
+* ``infer.py``: a short inference example for the target's runtime (ONNX Runtime; on a Jetson
+  it asks for ONNX Runtime's TensorRT and CUDA providers first).
+* ``build_engine.sh`` (TensorRT targets): the ``trtexec`` build and timing commands, to run on
+  the device itself (engines do not carry over between GPUs or TensorRT versions).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgekd.atomic import atomic_path, write_json, write_text
+from edgekd.targets import Runtime, TargetProfile
+
+INFER_TEMPLATE = Path(__file__).parent / "templates" / "infer.py"
+
+# ONNX Runtime execution providers to ask for, best first, per target runtime.
+PROVIDERS = {
+    Runtime.TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    Runtime.ONNXRUNTIME: ["CPUExecutionProvider"],
+    Runtime.OPENVINO: ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def write_bundle(out_dir: Path, onnx_path: Path, target: TargetProfile, preprocessing: dict, *,
+                 build_script: Path | None = None) -> Path:
+    """Write ``out_dir/deploy`` for ``target``; returns its path."""
+    bundle = out_dir / "deploy"
+    bundle.mkdir(parents=True, exist_ok=True)
+    with atomic_path(bundle / "model.onnx") as tmp:
+        shutil.copyfile(onnx_path, tmp)
+    write_json(bundle / "preprocessing.json", {**preprocessing, "input_name": "input", "output_name": "logits",
+                                               "target": target.name, "runtime": target.runtime.value,
+                                               "providers": PROVIDERS[target.runtime],
+                                               "threads": target.threads})
+    write_text(bundle / "infer.py", INFER_TEMPLATE.read_text())
+    (bundle / "infer.py").chmod(0o755)
+    if build_script is not None:
+        write_text(bundle / build_script.name, build_script.read_text())
+        (bundle / build_script.name).chmod(0o755)
+    return bundle
