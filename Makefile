@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TARGET ?= jetson-orin
 FM     := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo demo-fast test bench clean
+.PHONY: setup data browser demo demo-fast test bench clean
 
 setup: $(VENV)/.installed data
 
@@ -33,8 +33,15 @@ demo: setup
 demo-fast: setup
 	$(BIN)/edgekd compress --target $(TARGET) --recipe fast --overwrite
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium renders report.html in the tests (Debian's package; installed when root).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium >/dev/null; }; \
+	else echo "note: no Chromium; the report.html rendering test will be skipped"; fi
 
 # About 16 + 15 + 25 + 20 + 15 minutes on 2 cores; each script writes benchmarks/results/*.json.
 bench: setup

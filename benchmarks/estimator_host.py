@@ -12,7 +12,6 @@ Writes benchmarks/results/estimator_host.json.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 import statistics
 import sys
 import tempfile
@@ -23,23 +22,23 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.atomic import write_json
-from edgekd.estimate import Calibration, node_costs, roofline
+from edgekd.estimate import node_costs, roofline
 from edgekd.models import create_model
 from edgekd.quantize.ptq import quantize_onnx
 from edgekd.quantize.scheme import Scheme
 from edgekd.runtime.onnxruntime import measure_latency
 from edgekd.stages.quantize import export_float
-from edgekd.targets import load_target
+from edgekd.targets import Calibration, load_target
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("cnn-tiny", "cnn-small", "cnn", "resnet20", "mobilenetv2-0.5")
 SHAPES = {"fit": (1, 28, 28), "held-out": (3, 32, 32)}
 BATCHES = (1, 64)
-GRID = {"compute_efficiency": (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6),
-        "int8_compute_efficiency": (0.02, 0.05, 0.1, 0.15, 0.2, 0.3),
-        "memory_efficiency": (0.1, 0.25, 0.5, 1.0),
-        "node_overhead_us": (1.0, 2.0, 5.0, 10.0, 20.0)}
+GRID = {"compute_efficiency": (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5),
+        "int8_compute_efficiency": (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8),
+        "memory_efficiency": (0.25, 0.5, 1.0),
+        "node_overhead_us": (0.5, 1.0, 2.0, 3.0, 5.0, 10.0)}
 
 
 def models_for(shape: tuple[int, int, int], workdir: Path):
@@ -99,7 +98,7 @@ def main() -> int:
     in_sample = [r["abs_rel_error"] for r in rows if r["split"] == "fit"]
     result = {"host": target.description, "target_peak": target.peak.model_dump(),
               "memory_bandwidth_gbs": target.memory_bandwidth_gbs, "threads": target.threads,
-              "calibration": asdict(fitted), "fitted_on": "the 28x28 rows (grid search, median abs rel error)",
+              "calibration": fitted.model_dump(), "fitted_on": "the 28x28 rows (grid search, median abs rel error)",
               "median_abs_rel_error": statistics.median(held_out),
               "median_abs_rel_error_held_out": statistics.median(held_out),
               "median_abs_rel_error_fit_rows": statistics.median(in_sample),

@@ -38,7 +38,6 @@ def measure_host_latency(onnx_path: Path, input_shape: tuple[int, ...], batch_si
     return records
 
 
-
 def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ...] | None = None,
                runs: int = 200) -> list[LatencyRecord]:
     """Measure ``onnx_path`` with ``target``'s runtime, here, if this machine can stand for it."""
@@ -46,20 +45,54 @@ def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ..
     profile = load_target(target)
     check_can_stand_for(profile)
     shape = onnx_input_shape(onnx_path)
+    if profile.runtime is Runtime.TENSORRT:
+        return measure_tensorrt_latency(onnx_path, shape, batch_sizes or profile.batch_sizes, device=profile,
+                                        runs=runs)
     return measure_host_latency(onnx_path, shape, batch_sizes or profile.batch_sizes, device=profile, runs=runs)
+
+
+def measure_tensorrt_latency(onnx_path: Path, input_shape: tuple[int, ...], batch_sizes, *, device: TargetProfile,
+                             runs: int = 200, warmup: int = 50) -> list[LatencyRecord]:
+    """Build ``model.engine`` beside the ONNX file (timing cache kept) and time it at each batch size."""
+    import time
+
+    import numpy as np
+
+    from edgekd.runtime import tensorrt
+    from edgekd.runtime.onnxruntime import summarize
+
+    engine_path = tensorrt.build_engine(onnx_path, device, input_shape, sparse=device.sparsity_2_4,
+                                        engine_path=onnx_path.with_name("model.engine"),
+                                        timing_cache=onnx_path.with_name("timing.cache"))
+    engine = tensorrt.Engine(engine_path)
+    records = []
+    for batch in sorted(set(batch_sizes)):
+        batch_input = np.zeros((batch, *input_shape), np.float32)
+        for _ in range(warmup):
+            engine.run(batch_input)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            engine.run(batch_input)
+            times.append((time.perf_counter() - t0) * 1000)
+        stats = summarize(times)
+        records.append(LatencyRecord(batch=batch, device=f"{device.name} (this machine)", kind=LatencyKind.MEASURED,
+                                     runtime="tensorrt", ms=stats.median_ms, p90_ms=stats.p90_ms,
+                                     p99_ms=stats.p99_ms, runs=stats.runs,
+                                     note="includes host-device copies of the input and output"))
+    return records
 
 
 def check_can_stand_for(profile: TargetProfile) -> None:
     if profile.is_host:
         return
     if profile.runtime is Runtime.TENSORRT:
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
+        from edgekd.runtime import tensorrt
+
+        if not tensorrt.available():
             raise EdgekdError(f"TensorRT is not installed here, so {profile.name} cannot be measured on this machine; "
-                              f"run `edgekd bench` on the {profile.name} itself (JetPack ships TensorRT)") from None
-        raise EdgekdError("measuring TensorRT engines is not implemented yet (the TensorRT backend is the next "
-                          "step); use --target host for an ONNX Runtime figure on this machine")
+                              f"run `edgekd bench` on the {profile.name} itself (JetPack ships TensorRT)")
+        return
     machine = platform.machine().lower()
     _, flags, _ = read_cpuinfo()
     wants_arm = bool(ARM_FLAGS & set(profile.isa))

@@ -173,6 +173,24 @@ def bench(
 
 
 @app.command()
+@user_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (from `edgekd compress --out`).")],
+    merge: Annotated[Optional[list[Path]], typer.Option(help="`edgekd bench --out` files to add to the (one) run's report.")] = None,
+) -> None:
+    """Add device measurements to a run's report, or compare runs side by side."""
+    from edgekd.report import compare_runs, merge_measurements
+
+    if merge:
+        if len(runs) != 1:
+            raise EdgekdError("--merge adds measurements to one run: give exactly one run folder")
+        added = sum(merge_measurements(runs[0], path) for path in merge)
+        typer.echo(f"{added} measured records added; {runs[0] / 'report.md'} and report.html rewritten")
+        return
+    typer.echo(compare_runs(runs), nl=False)
+
+
+@app.command()
 def models(pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'resnet*'.")] = "*") -> None:
     """List the zoo models."""
     from edgekd.models import list_models

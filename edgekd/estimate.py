@@ -5,9 +5,9 @@ its time is the larger of FLOPs / attainable compute and bytes / attainable band
 et al. 2009, "Roofline"), plus a fixed per-node overhead (kernel launch, scheduling). The peaks
 come from the target profile, for the precision each node runs in: int8 where a node's
 activation input is dequantized int8 (Q/DQ), else the profile's float precision. Attainable
-figures are the peaks times efficiencies (``Calibration``); the defaults were fitted on this
-project's host measurements (see ``benchmarks/estimator_host.py``) and are a first guess for
-other devices. Every figure this module produces is an *estimate*, and is labelled so.
+figures are the peaks times efficiencies (the profile's ``estimate`` calibration; the defaults
+were fitted on this project's host measurements, ``benchmarks/estimator_host.py``, and are a
+first guess for other devices). Every figure this module produces is an *estimate*, and is labelled so.
 """
 
 from __future__ import annotations
@@ -19,22 +19,12 @@ import onnx
 from onnx import shape_inference
 
 from edgekd.quantize.graph import GraphView
-from edgekd.targets import Precision, TargetProfile
+from edgekd.targets import Calibration, Precision, TargetProfile
 
 ELEMENTWISE = {"Relu", "Clip", "Add", "Mul", "Sub", "Div", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu",
                "BatchNormalization", "Sum", "Max", "Min"}
 FREE = {"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape",
         "Constant", "Transpose", "Concat"}  # fused away or a view: only their overhead is left out too
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Fractions of peak a runtime attains, and a fixed cost per executed node."""
-
-    compute_efficiency: float = 0.25
-    int8_compute_efficiency: float = 0.1  # int8 kernels reach a smaller share of their (4× higher) peak
-    memory_efficiency: float = 0.5
-    node_overhead_us: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -103,9 +93,9 @@ def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: np.nd
 
 
 def estimate_latency(model: onnx.ModelProto, target: TargetProfile, batch: int,
-                     calibration: Calibration = Calibration()) -> Estimate:
-    """Roofline estimate of one inference of ``batch`` images on ``target``."""
-    return roofline(node_costs(model, batch), target, batch, calibration)
+                     calibration: Calibration | None = None) -> Estimate:
+    """Roofline estimate of one inference of ``batch`` images on ``target`` (its own calibration by default)."""
+    return roofline(node_costs(model, batch), target, batch, calibration or target.estimate)
 
 
 def roofline(costs: list[NodeCost], target: TargetProfile, batch: int, calibration: Calibration) -> Estimate:

@@ -57,6 +57,20 @@ class Peak(_Strict):
     fp32_tflops: float = Field(gt=0)
 
 
+class Calibration(_Strict):
+    """How close the runtime gets to the peaks, for latency estimates (:mod:`edgekd.estimate`).
+
+    The defaults were fitted on this project's host measurements (``benchmarks/estimator_host.py``);
+    for a device they are a first guess until measurements there are fitted. An efficiency can
+    exceed 1 where the profile's peak is low (the host's is derived from the base clock, not turbo).
+    """
+
+    compute_efficiency: float = Field(0.25, gt=0, le=2)
+    int8_compute_efficiency: float = Field(0.1, gt=0, le=2)
+    memory_efficiency: float = Field(0.5, gt=0, le=1)
+    node_overhead_us: float = Field(5.0, ge=0)
+
+
 class Software(_Strict):
     jetpack: str | None = None
     tensorrt: str | None = None
@@ -78,6 +92,7 @@ class TargetProfile(_Strict):
     batch_sizes: tuple[int, ...] = Field((1, 8), min_length=1)
     channel_multiple: int = Field(8, ge=1)
     software: Software | None = None
+    estimate: Calibration = Calibration()
     detected: bool = False
 
     @property

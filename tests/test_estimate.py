@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.estimate import Calibration, estimate_latency, node_costs
-from edgekd.targets import TargetProfile
+from edgekd.estimate import estimate_latency, node_costs
+from edgekd.targets import Calibration, TargetProfile
 
 EXACT = Calibration(compute_efficiency=1.0, int8_compute_efficiency=1.0, memory_efficiency=1.0, node_overhead_us=0.0)
 
@@ -53,7 +53,7 @@ def test_memory_bound_and_compute_bound_times():
     assert slow_memory.memory_bound_nodes == 2
     fast_memory = estimate_latency(conv_relu(), target(1e9), 1, EXACT)  # bandwidth is no limit: FLOPs dominate
     assert fast_memory.ms == pytest.approx((576 + 32) / 1e12 * 1e3)
-    overhead = estimate_latency(conv_relu(), target(1e9), 1, Calibration(1.0, 1.0, 1.0, node_overhead_us=5.0))
+    overhead = estimate_latency(conv_relu(), target(1e9), 1, EXACT.model_copy(update={"node_overhead_us": 5.0}))
     assert overhead.ms == pytest.approx(fast_memory.ms + 2 * 5e-3)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import onnx
 from torch.utils.data import DataLoader
 
+from edgekd import console
 from edgekd.quantize.scheme import Scheme, sign_activations
 
 
@@ -47,11 +48,23 @@ def quantize_onnx(float_model: onnx.ModelProto, calibration: DataLoader, scheme:
 
     quiet_nncf()
     keep_float = list(keep_float)
-    quantized = nncf.quantize(
-        float_model, nncf_dataset(calibration, float_model.graph.input[0].name),
-        preset=scheme.nncf_preset(), subset_size=len(calibration),  # NNCF counts items: here, batches
-        fast_bias_correction=not full_bias_correction,
-        ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None)
+
+    def run(full: bool) -> onnx.ModelProto:
+        return nncf.quantize(
+            float_model, nncf_dataset(calibration, float_model.graph.input[0].name),
+            preset=scheme.nncf_preset(), subset_size=len(calibration),  # NNCF counts items: here, batches
+            fast_bias_correction=not full,
+            ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None)
+
+    try:
+        quantized = run(full_bias_correction)
+    except RuntimeError as exc:
+        if not full_bias_correction:
+            raise
+        # NNCF's full bias correction runs subgraphs of the model in ONNX Runtime; with residual
+        # blocks that extraction can fail (seen with NNCF 3.4 / ONNX Runtime 1.31 on resnet20).
+        console.warn(f"NNCF's full bias correction failed ({str(exc).splitlines()[0][:120]}); using its fast one")
+        quantized = run(False)
     if scheme.signed_activations:
         sign_activations(quantized)
     return quantized

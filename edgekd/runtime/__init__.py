@@ -11,7 +11,7 @@ from types import ModuleType
 
 from edgekd.errors import UnknownNameError
 
-RUNTIMES = {"onnxruntime": "edgekd.runtime.onnxruntime"}
+RUNTIMES = {"onnxruntime": "edgekd.runtime.onnxruntime", "tensorrt": "edgekd.runtime.tensorrt"}
 
 
 def get_runtime(name: str) -> ModuleType:

@@ -1,9 +1,11 @@
 """The ``benchmark`` stage: latency of the exported model, measured where it can be, labelled always.
 
 On this machine the ONNX model is timed with ONNX Runtime (warm-up, then at least 200 timed
-runs per batch size; median, p90, p99). Those figures describe *this* machine. For any target
-other than ``host`` they are reported as host figures, and the target's own latency is marked
-``not-measured``: it becomes a measurement only when ``edgekd bench`` runs on the device.
+runs per batch size; median, p90, p99), and ONNX Runtime's profiler breaks batch 1 down per
+layer. Those figures describe *this* machine. For any target other than ``host`` they are
+reported as host figures, and the target's own latency is a roofline *estimate* from its
+profile (:mod:`edgekd.estimate`), labelled ``estimated``: it becomes a measurement only when
+``edgekd bench`` runs on the device and ``edgekd report --merge`` adds the record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from edgekd import console
 from edgekd.bench import measure_host_latency
 from edgekd.context import RunContext
 from edgekd.errors import EdgekdError
+from edgekd.estimate import estimate_latency
 from edgekd.records import LatencyKind, LatencyRecord
 from edgekd.stages.base import Stage
 from edgekd.targets import load_target
@@ -40,10 +43,33 @@ class BenchmarkStage(Stage):
             console.info(f"benchmark: batch {r.batch}: median {r.ms:.3f} ms, p90 {r.p90_ms:.3f}, p99 {r.p99_ms:.3f} "
                          f"(ONNX Runtime, {r.threads} threads, this machine)")
         ctx.latency.extend(records)
+        from edgekd.runtime.onnxruntime import profile_layers  # ONNX Runtime loads only when measuring
+
+        ctx.details["layer_times"] = {"batch": 1, "device": records[0].device,
+                                      "nodes": profile_layers(ctx.onnx_path, ctx.input_shape, 1, threads=host.threads)}
         if not ctx.target.is_host:
-            for batch in ctx.target.batch_sizes:
-                ctx.latency.append(LatencyRecord(
-                    batch=batch, device=ctx.target.name, kind=LatencyKind.NOT_MEASURED, runtime=ctx.target.runtime.value,
-                    note=f"no {ctx.target.name} here; run `edgekd bench model.onnx --target {ctx.target.name}` "
-                         "on the device to measure"))
+            ctx.latency.extend(target_estimates(ctx))
         return model
+
+
+def target_estimates(ctx: RunContext) -> list[LatencyRecord]:
+    """The target's latency per batch size: a labelled roofline estimate, or not-measured without peaks."""
+    import onnx
+
+    target, model = ctx.target, None
+    how = f"run `edgekd bench model.onnx --target {target.name}` on the device, then `edgekd report RUN --merge`"
+    records = []
+    for batch in target.batch_sizes:
+        if target.peak is None or target.memory_bandwidth_gbs is None:
+            records.append(LatencyRecord(batch=batch, device=target.name, kind=LatencyKind.NOT_MEASURED,
+                                         runtime=target.runtime.value,
+                                         note=f"the profile has no peak numbers to estimate from; {how}"))
+            continue
+        model = model or onnx.load(str(ctx.onnx_path))
+        estimate = estimate_latency(model, target, batch)
+        records.append(LatencyRecord(
+            batch=batch, device=target.name, kind=LatencyKind.ESTIMATED, runtime=target.runtime.value, ms=estimate.ms,
+            note=f"roofline estimate of {ctx.onnx_path.name} from the profile's peaks "
+                 f"({estimate.compute_bound_nodes} compute-bound, {estimate.memory_bound_nodes} memory-bound nodes); "
+                 f"not a measurement: {how}"))
+    return records

@@ -1,0 +1,67 @@
+"""The shape of ``report.json`` (schema version 1), for tools that read it and for edgekd itself.
+
+``edgekd report`` validates a run's report with :class:`Report` before merging or comparing,
+and the tests validate every report a run writes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Latency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch: int = Field(ge=1)
+    device: str
+    kind: Literal["measured", "estimated", "not-measured"]
+    runtime: str
+    ms: float | None = Field(None, gt=0)
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    runs: int = Field(0, ge=0)
+    threads: int | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _figure_matches_kind(self) -> "Latency":
+        if (self.ms is None) != (self.kind == "not-measured"):
+            raise ValueError(f"a {self.kind} record must {'not ' if self.kind == 'not-measured' else ''}have ms")
+        if self.kind == "measured" and self.runs < 1:
+            raise ValueError("a measured record says how many runs it timed")
+        return self
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: int = Field(ge=0)
+    macs: int = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    accuracy: float | None = Field(None, ge=0, le=1)
+    accuracy_source: str
+    seconds: float = Field(ge=0)
+    latency: list[Latency]
+    details: dict
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1]
+    edgekd_version: str
+    recipe: _Open
+    target: _Open
+    data: _Open
+    preprocessing: _Open
+    artifacts: dict[str, str]
+    stages: list[Stage] = Field(min_length=1)
+    summary: _Open
+    versions: dict[str, str]
