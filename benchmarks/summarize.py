@@ -80,11 +80,30 @@ def quantize_table(r: dict) -> list[str]:
     return lines
 
 
+def estimator_table(r: dict) -> list[str]:
+    c = r["calibration"]
+    lines = [f"Median absolute relative error: **{r['median_abs_rel_error_held_out']:.1%} on the held-out 32×32 rows**, "
+             f"{r['median_abs_rel_error_fit_rows']:.1%} on the 28×28 rows the calibration was fitted on "
+             f"(compute efficiency {c['compute_efficiency']:g}, int8 {c['int8_compute_efficiency']:g}, memory "
+             f"{c['memory_efficiency']:g}, {c['node_overhead_us']:g} µs per node).", "",
+             "| model | input | precision | b1 measured / estimated | error | b64 measured / estimated | error |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    rows = {}
+    for x in r["rows"]:
+        rows.setdefault((x["model"], "×".join(map(str, x["input_shape"])), x["precision"]), {})[x["batch"]] = x
+    for (model, shape, precision), by_batch in rows.items():
+        cells = [f"{b['measured_ms']:.3f} / {b['estimated_ms']:.3f} ms | {b['abs_rel_error']:.0%}"
+                 for b in (by_batch[1], by_batch[64])]
+        lines.append(f"| {model} | {shape} | {precision} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def main() -> None:
     for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table),
                         ("prune_fashion_mnist.json", prune_table),
                         ("factorize_fashion_mnist.json", factorize_table),
-                        ("quantize_fashion_mnist.json", quantize_table)):
+                        ("quantize_fashion_mnist.json", quantize_table),
+                        ("estimator_host.json", estimator_table)):
         path = RESULTS / name
         if path.exists():
             print(f"**{name}**\n")

@@ -5,9 +5,8 @@ its time is the larger of FLOPs / attainable compute and bytes / attainable band
 et al. 2009, "Roofline"), plus a fixed per-node overhead (kernel launch, scheduling). The peaks
 come from the target profile, for the precision each node runs in: int8 where a node's
 activation input is dequantized int8 (Q/DQ), else the profile's float precision. Attainable
-figures are the peaks times efficiencies (the profile's ``estimate`` calibration; the defaults
-were fitted on this project's host measurements, ``benchmarks/estimator_host.py``, and are a
-first guess for other devices). Every figure this module produces is an *estimate*, and is labelled so.
+figures are the peaks times efficiencies (the profile's ``estimate`` calibration: fitted on
+measurements for the host, ``benchmarks/estimator_host.py``; a first guess for other devices). Every figure this module produces is an *estimate*, and is labelled so.
 """
 
 from __future__ import annotations

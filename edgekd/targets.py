@@ -60,8 +60,8 @@ class Peak(_Strict):
 class Calibration(_Strict):
     """How close the runtime gets to the peaks, for latency estimates (:mod:`edgekd.estimate`).
 
-    The defaults were fitted on this project's host measurements (``benchmarks/estimator_host.py``);
-    for a device they are a first guess until measurements there are fitted. An efficiency can
+    The defaults are a first guess for devices nobody has measured yet; ``targets/host.yaml``
+    carries values fitted on measurements (``benchmarks/estimator_host.py``). An efficiency can
     exceed 1 where the profile's peak is low (the host's is derived from the base clock, not turbo).
     """
 
