@@ -100,11 +100,15 @@ def latency_table(report: dict) -> list[str]:
         if r["ms"] is None:
             out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | – | – | – | "
                        f"**{r['kind']}**: {r['note']} |")
+        elif r["kind"] == "estimated":
+            out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | *{r['ms']:.3f}* | – | – | "
+                       f"**estimated**: {r['note']} |")
         else:
             out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | {r['ms']:.3f} | "
                        f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['kind']} |")
-    if any(r["kind"] == "not-measured" for _, r in rows):
-        out += ["", "Host figures describe the machine this ran on, not the target device."]
+    if any(r["kind"] != "measured" for _, r in rows):
+        out += ["", "Host figures describe the machine this ran on, not the target device; estimates are a roofline "
+                "from the target profile (edgekd/estimate.py), not measurements."]
     return out
 
 
