@@ -70,6 +70,14 @@ def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> 
     """Per device and batch: (latency, accuracy) of every stage that has a figure, log-scaled latency."""
     points = [(s["name"], r["device"], r["batch"], r["ms"], s["accuracy"], r["kind"])
               for s in report["stages"] for r in s["latency"] if r["ms"] and s["accuracy"] is not None]
+    # compression stages time their output against their input on this machine: the "before" point
+    # has the previous stage's accuracy
+    for previous, s in zip(report["stages"], report["stages"][1:]):
+        for c in s["details"].get("host_latency", []):
+            if s["accuracy"] is not None and previous["accuracy"] is not None:
+                points += [(previous["name"], "host, side by side", c["batch"], c["baseline_ms"], previous["accuracy"],
+                            "measured"),
+                           (s["name"], "host, side by side", c["batch"], c["candidate_ms"], s["accuracy"], "measured")]
     if not points:
         return "<p>No stage has both an accuracy and a latency figure.</p>"
     series = sorted({(p[1], p[2]) for p in points})
