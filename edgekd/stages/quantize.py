@@ -70,30 +70,8 @@ class QuantizeStage(Stage):
         float_accuracy = ort_accuracy(float_model, ctx.val_loader, ctx)
         details: dict = {"scheme": scheme.value, "calibration_images": len(calibration.dataset),
                          "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
-        int8, int8_accuracy, method, chosen = None, None, self.method, {}
-        if self.method in ("auto", "ptq"):
-            control = self.post_training(float_model, calibration, scoring, scheme, ctx)
-            int8, int8_accuracy = control.model, ort_accuracy(control.model, ctx.val_loader, ctx)
-            method = "ptq+accuracy-control" if control.float_layers else "ptq"
-            chosen = {layer.layer: layer.to_dict() for layer in control.float_layers}
-            details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
-                              "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
-                                                           for n, r in control.ranking.items()}}
-            if self.over_budget(float_accuracy, int8_accuracy):
-                if self.method == "ptq":
-                    raise QuantizeError(self.budget_message("PTQ" + (" with accuracy control" if self.accuracy_control
-                                                                     else ""), float_accuracy, int8_accuracy)
-                                        + "; use method: auto or qat (QAT with KD)")
-                ctx.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
-                                     f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
-                int8, chosen = None, {}
-        if int8 is None:
-            int8, history = self.quantization_aware(model, calibration, scheme, ctx)
-            int8_accuracy, method = ort_accuracy(int8, ctx.val_loader, ctx), "qat+kd"
-            details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
-            if self.over_budget(float_accuracy, int8_accuracy):
-                raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
-                                    + "; give qat more epochs, or raise max_accuracy_drop")
+        int8, int8_accuracy, method, chosen = self.make_int8(model, float_model, float_accuracy, calibration,
+                                                             scoring, scheme, ctx, details)
         self.check_compliance(int8, ctx)
         path = ctx.stage_dir / INT8_FILE
         with atomic_path(path) as tmp:
@@ -113,6 +91,33 @@ class QuantizeStage(Stage):
                            float_layers=[chosen.get(name, {"layer": name, "why": UNPLACED}) for name in kept],
                            quantizers=len(quantizers(int8)))
         return model
+
+    def make_int8(self, model: nn.Module, float_model: onnx.ModelProto, float_accuracy: float,
+                  calibration: DataLoader, scoring: DataLoader, scheme: Scheme, ctx: RunContext,
+                  details: dict) -> tuple[onnx.ModelProto, float, str, dict]:
+        """(int8 model, its validation accuracy, method used, layers accuracy control kept float), within budget."""
+        if self.method in ("auto", "ptq"):
+            control = self.post_training(float_model, calibration, scoring, scheme, ctx)
+            int8_accuracy = ort_accuracy(control.model, ctx.val_loader, ctx)
+            details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
+                              "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
+                                                           for n, r in control.ranking.items()}}
+            if not self.over_budget(float_accuracy, int8_accuracy):
+                return (control.model, int8_accuracy, "ptq+accuracy-control" if control.float_layers else "ptq",
+                        {layer.layer: layer.to_dict() for layer in control.float_layers})
+            if self.method == "ptq":
+                tried = "PTQ" + (" with accuracy control" if self.accuracy_control else "")
+                raise QuantizeError(self.budget_message(tried, float_accuracy, int8_accuracy)
+                                    + "; use method: auto or qat (QAT with KD)")
+            ctx.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
+                                 f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
+        int8, history = self.quantization_aware(model, calibration, scheme, ctx)
+        int8_accuracy = ort_accuracy(int8, ctx.val_loader, ctx)
+        details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
+        if self.over_budget(float_accuracy, int8_accuracy):
+            raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
+                                + "; give qat more epochs, or raise max_accuracy_drop")
+        return int8, int8_accuracy, "qat+kd", {}
 
     def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module | None:
         ctx.quantized_onnx = ctx.stage_dir / INT8_FILE
