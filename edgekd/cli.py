@@ -54,7 +54,8 @@ def lead_or_serve(nproc: int) -> bool:
     return True
 
 
-NPROC_HELP = "Training processes on this machine (torchrun; gloo on CPU, NCCL on GPU). For several machines run torchrun yourself (README)."
+NPROC_HELP = ("Training processes on this machine (torchrun; gloo on CPU, NCCL on GPU). "
+              "For several machines run torchrun yourself (README).")
 
 
 @app.command()
@@ -176,7 +177,8 @@ def bench(
 @user_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (from `edgekd compress --out`).")],
-    merge: Annotated[Optional[list[Path]], typer.Option(help="`edgekd bench --out` files to add to the (one) run's report.")] = None,
+    merge: Annotated[Optional[list[Path]],
+                     typer.Option(help="`edgekd bench --out` files to add to the (one) run's report.")] = None,
 ) -> None:
     """Add device measurements to a run's report, or compare runs side by side."""
     from edgekd.report import compare_runs, merge_measurements

@@ -33,7 +33,8 @@ def conv_relu(int8: bool = False):
         source = "dq"
     nodes += [helper.make_node("Conv", [source, "wf" if int8 else "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
               helper.make_node("Relu", ["c"], ["output"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 4, 4])],
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 4, 4])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

@@ -76,7 +76,8 @@ def merge_measurements(run_dir: Path, bench_file: Path) -> int:
         raise OutputError(f"{bench_file} is not an `edgekd bench` record file ({type(exc).__name__})") from None
     stage = report["stages"][-1]
     known = {(r["device"], r["batch"], r["kind"], r["ms"]) for r in stage["latency"]}
-    new = [r for r in records if r.get("kind") == "measured" and (r["device"], r["batch"], r["kind"], r["ms"]) not in known]
+    new = [r for r in records
+           if r.get("kind") == "measured" and (r["device"], r["batch"], r["kind"], r["ms"]) not in known]
     stage["latency"] += new
     write_report(Path(run_dir), report)
     return len(new)
@@ -91,7 +92,7 @@ def compare_runs(run_dirs: list[Path]) -> str:
         summary = report["summary"]
         latency = "; ".join(f"{r['device']} b{r['batch']}: {r['ms']:.3f} ({r['kind']})"
                             for s in report["stages"] for r in s["latency"] if r["ms"] is not None)
-        lines.append(f"| {run_dir} | {report['target']['name']} | {report['recipe']['name']} | {summary['params']:,} | "
-                     f"{human_bytes(summary['size_bytes'])} | {summary['accuracy']:.2%} ({summary['accuracy_source']}) | "
-                     f"{latency or '–'} |")
+        lines.append(f"| {run_dir} | {report['target']['name']} | {report['recipe']['name']} | "
+                     f"{summary['params']:,} | {human_bytes(summary['size_bytes'])} | "
+                     f"{summary['accuracy']:.2%} ({summary['accuracy_source']}) | {latency or '–'} |")
     return "\n".join(lines) + "\n"

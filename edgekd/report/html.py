@@ -28,8 +28,8 @@ def render_html(report: dict) -> str:
              "<h2>Stages</h2>", stage_table(report["stages"]),
              "<h2>Accuracy and latency</h2>", accuracy_latency_plot(report),
              "<p>Filled points are measurements, hollow points estimates; a device with neither has no point.</p>",
-             "<h2>Size and MACs per stage</h2>", bar_chart([(s["name"], s["size_bytes"] / 1e6) for s in report["stages"]],
-                                                          "size (MB)"),
+             "<h2>Size and MACs per stage</h2>",
+             bar_chart([(s["name"], s["size_bytes"] / 1e6) for s in report["stages"]], "size (MB)"),
              bar_chart([(s["name"], s["macs"] / 1e6) for s in report["stages"]], "MACs (M)"),
              "<h2>Latency records</h2>", latency_table(report)]
     layers = [(s["name"], s["details"]["layer_times"]) for s in report["stages"] if s["details"].get("layer_times")]
@@ -106,7 +106,8 @@ def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> 
             f"<line x1='{left}' y1='{bottom}' x2='{width - 20}' y2='{bottom}' stroke='#999'/>"
             f"<line x1='{left}' y1='20' x2='{left}' y2='{bottom}' stroke='#999'/>"
             f"<text x='5' y='25'>{y1:.1%}</text><text x='5' y='{bottom}'>{y0:.1%}</text>{ticks}"
-            f"<text x='{width // 2}' y='{height - 5}'>latency per batch (log scale)</text>{''.join(marks)}{legend}</svg>")
+            f"<text x='{width // 2}' y='{height - 5}'>latency per batch (log scale)</text>"
+            f"{''.join(marks)}{legend}</svg>")
 
 
 def bar_chart(values: list[tuple[str, float]], label: str, *, horizontal: bool = False, width: int = 640) -> str:

@@ -75,7 +75,8 @@ def int8_tables(report: dict) -> list[str]:
         out += ["", f"### {s['name']}: int8", "",
                 f"Scheme **{d['scheme']}**, method **{d['method']}**, calibrated on {d['calibration_images']} training "
                 f"images. Accuracy (ONNX Runtime, validation set): float {d['accuracy_float']:.2%} → int8 "
-                f"{d['accuracy_int8']:.2%} ({d['drop_points']:+.2f} points lost; budget {d['max_accuracy_drop_points']:g})."
+                f"{d['accuracy_int8']:.2%} ({-d['drop_points']:+.2f} points; budget: lose at most "
+                f"{d['max_accuracy_drop_points']:g})."
                 f" Host speed-up int8 vs float, side by side: {speedups or '–'}."]
         if d.get("float_layers"):
             out += ["", "| layer kept float | why |", "|---|---|"]
