@@ -54,12 +54,10 @@ def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ..
 def measure_tensorrt_latency(onnx_path: Path, input_shape: tuple[int, ...], batch_sizes, *, device: TargetProfile,
                              runs: int = 200, warmup: int = 50) -> list[LatencyRecord]:
     """Build ``model.engine`` beside the ONNX file (timing cache kept) and time it at each batch size."""
-    import time
-
     import numpy as np
 
     from edgekd.runtime import tensorrt
-    from edgekd.runtime.onnxruntime import summarize
+    from edgekd.runtime.onnxruntime import time_calls
 
     engine_path = tensorrt.build_engine(onnx_path, device, input_shape, sparse=device.sparsity_2_4,
                                         engine_path=onnx_path.with_name("model.engine"),
@@ -68,14 +66,7 @@ def measure_tensorrt_latency(onnx_path: Path, input_shape: tuple[int, ...], batc
     records = []
     for batch in sorted(set(batch_sizes)):
         batch_input = np.zeros((batch, *input_shape), np.float32)
-        for _ in range(warmup):
-            engine.run(batch_input)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            engine.run(batch_input)
-            times.append((time.perf_counter() - t0) * 1000)
-        stats = summarize(times)
+        stats = time_calls(lambda: engine.run(batch_input), warmup=warmup, runs=runs)  # noqa: B023 (called here)
         records.append(LatencyRecord(batch=batch, device=f"{device.name} (this machine)", kind=LatencyKind.MEASURED,
                                      runtime="tensorrt", ms=stats.median_ms, p90_ms=stats.p90_ms,
                                      p99_ms=stats.p99_ms, runs=stats.runs,

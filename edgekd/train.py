@@ -95,15 +95,10 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
     With ``checkpoint`` set, state is saved there after every epoch and a matching
     checkpoint found there is resumed from (a checkpoint of another configuration is an error).
     """
-    torch.manual_seed(config.seed)
     objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
     parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
-    train_loader = training_loader(data, config, sharded=parallel)
+    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel)
     val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
-    optimizer = make_optimizer(trainable(model, objective), config)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
     result = TrainResult(accuracy=float("nan"), seconds=0.0)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
@@ -141,12 +136,7 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
 def train_job(job: distributed.TrainingJob) -> None:
     """A worker's share of the leader's :func:`fit`: the same epochs on its shard of each batch, no output."""
     config, model, objective = job.config, job.model, job.objective
-    torch.manual_seed(config.seed)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    train_loader = training_loader(job.data, config, sharded=True)
-    optimizer = make_optimizer(trainable(model, objective), config)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, job.data, config, sharded=True)
     optimizer.load_state_dict(job.optimizer_state)
     scheduler.load_state_dict(job.scheduler_state)
     trainer = data_parallel(model)
@@ -154,6 +144,17 @@ def train_job(job: distributed.TrainingJob) -> None:
         set_epoch(train_loader, config.seed, epoch)
         train_epoch(trainer, objective, train_loader, optimizer, scheduler, epoch=epoch, config=config,
                     checkpoint=None, memory_format=memory_format, progress=False)
+
+
+def prepare(model: nn.Module, objective: nn.Module, data: DataBundle, config: TrainConfig, *, sharded: bool):
+    """Seed, memory format, training batches, optimizer and schedule: the same on the leader and every worker."""
+    torch.manual_seed(config.seed)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    train_loader = training_loader(data, config, sharded=sharded)
+    optimizer = make_optimizer(trainable(model, objective), config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    return memory_format, train_loader, optimizer, scheduler
 
 
 def training_loader(data: DataBundle, config: TrainConfig, *, sharded: bool) -> DataLoader:

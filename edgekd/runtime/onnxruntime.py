@@ -60,12 +60,17 @@ def measure_latency(onnx_path: str | Path, input_shape: tuple[int, ...], batch: 
     session = create_session(onnx_path, threads=threads)
     feed = {session.get_inputs()[0].name:
             np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)}
+    return time_calls(lambda: session.run(None, feed), warmup=warmup, runs=runs)
+
+
+def time_calls(call, *, warmup: int, runs: int) -> LatencyStats:
+    """Milliseconds of ``runs`` calls of ``call`` after ``warmup`` untimed ones (any runtime)."""
     for _ in range(warmup):
-        session.run(None, feed)
+        call()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        call()
         times.append((time.perf_counter() - t0) * 1000)
     return summarize(times)
 

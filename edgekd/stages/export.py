@@ -61,7 +61,10 @@ class ExportStage(Stage):
         with atomic_path(path) as tmp:
             onnx.save(onnx_model, str(tmp))
             parity = check_parity(model, tmp, ctx, limit=self.parity_images)
-            self.enforce_int8(parity) if quantized else self.enforce(parity)
+            if quantized:
+                self.enforce_int8(parity)
+            else:
+                self.enforce(parity)
             if ctx.sparse_layers:  # refused before the rename: a violating model is never handed over
                 ctx.details["sparsity_2_4"] = verify_two_four(tmp, ctx.sparse_layers)
         console.info(f"export: {path.name} ({'int8' if quantized else 'float'}) matches PyTorch (max |Δlogit| "
