@@ -7,7 +7,9 @@ from conftest import run_cli
 
 from edgekd.distributed import without_option
 
-TRAIN = ("train", "cnn-tiny", "--epochs", "3", "--train-subset", "6000", "--lr", "0.1", "--batch-size", "128")
+# Enough data and epochs that run-to-run noise (CPU float non-determinism: 1.7 points between two
+# single-process runs here) stays well inside the 3-point bar; 3 epochs on 6,000 images varied by 2.9.
+TRAIN = ("train", "cnn-tiny", "--epochs", "4", "--train-subset", "12000", "--lr", "0.1", "--batch-size", "128")
 
 
 def validation_accuracy(stdout: str) -> float:
