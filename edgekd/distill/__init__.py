@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgekd.distill.losses import AT, DKD, KD, RKD, DistillLoss, FitNets, LossConfig, Outputs
+from edgekd.distill.losses import AT, DKD, KD, NKD, RKD, DistillLoss, FitNets, LossConfig, Outputs
 from edgekd.distill.taps import FeatureTaps, find_module
 from edgekd.errors import UnknownNameError
 
@@ -16,7 +16,8 @@ class LITConfig(LossConfig):
     pairs: tuple[tuple[str, str], ...] | None = None
 
 
-LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "lit": LITConfig}
+LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "nkd": NKD,
+                          "lit": LITConfig}
 """Losses by name. ``lit`` is a training phase rather than a weighted term (see distill/lit.py)."""
 
 
