@@ -9,17 +9,23 @@ DistributedDataParallel, each on its shard of every global batch. The other rank
 so a resumed run needs no per-rank state and machines need not share a filesystem.
 
 Backends: gloo on CPU, NCCL on GPU. Processes on one machine split its cores between them.
+
+At the end every rank leaves the process group together (:func:`finish`): a barrier, then
+``destroy_process_group``, so the group's threads are joined while Python is fully alive, not torn
+down during interpreter exit, where gloo could abort a process whose work was done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,6 +66,10 @@ def init_from_env() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():
+        # torch.distributed.nn's functions take `group=group.WORLD` as a default argument, evaluated on
+        # import. Imported after the group exists (DistributedDataParallel imports torch._dynamo, which
+        # imports it), they would hold the group past destroy_process_group, until interpreter exit.
+        import torch.distributed.nn  # noqa: F401
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -94,6 +104,7 @@ def serve(train: Callable[[TrainingJob], None]) -> None:
         message = [None]
         dist.broadcast_object_list(message, src=0)
         if message[0] == STOP:
+            finish()
             return
         if message[0] != LOCAL:
             train(pickle.loads(message[0]))
@@ -107,7 +118,35 @@ def leading() -> Iterator[None]:
     finally:
         if world_size() > 1:
             dist.broadcast_object_list([STOP], src=0)
-            dist.destroy_process_group()
+            finish()
+
+
+def finish() -> None:
+    """Every rank, after its last collective: leave the process group together, and join its threads now.
+
+    The barrier lets no rank close its connections while another still communicates; destroying the
+    group then stops its threads here. A group still referenced elsewhere would keep them running
+    into interpreter exit, where gloo's teardown can abort the process ("terminate called without an
+    active exception") after its work is done: that is reported, so tests catch it on every run.
+    """
+    me = rank()
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()  # DistributedDataParallel wrappers left in reference cycles also hold the group
+    left = backend_threads()
+    if left:
+        console.warn(f"rank {me}: the process group is still referenced after destroy_process_group; its "
+                     f"threads ({', '.join(left)}) will only stop during interpreter exit")
+
+
+def backend_threads() -> list[str]:
+    """Names of this process's gloo and NCCL threads (Linux; elsewhere none are found)."""
+    names = []
+    tasks = Path("/proc/self/task")
+    for task in tasks.iterdir() if tasks.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended while we looked
+            names.append((task / "comm").read_text().strip())
+    return sorted(name for name in names if "gloo" in name or "nccl" in name)
 
 
 def average_gradients(parameters) -> None:

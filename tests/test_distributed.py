@@ -5,7 +5,7 @@ import re
 
 from conftest import run_cli
 
-from edgekd.distributed import without_option
+from edgekd.distributed import backend_threads, finish, without_option
 
 # Enough data and epochs that run-to-run noise (CPU float non-determinism: 1.7 points between two
 # single-process runs here) stays well inside the 3-point bar; 3 epochs on 6,000 images varied by 2.9.
@@ -16,11 +16,19 @@ def validation_accuracy(stdout: str) -> float:
     return float(re.search(r"validation accuracy ([\d.]+)", stdout).group(1))
 
 
+def assert_every_process_exited_0(result) -> None:
+    """The launcher exits with torchrun's status, non-zero when any rank failed; each rank also left
+    its process group before exiting (its gloo threads joined, not torn down at interpreter exit)."""
+    assert result.returncode == 0, result.stderr
+    assert "exitcode" not in result.stderr and "terminate called" not in result.stderr, result.stderr
+    assert "still referenced after destroy_process_group" not in result.stderr, result.stderr
+
+
 def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_path):
     one = run_cli(*TRAIN, "--out", str(tmp_path / "one.safetensors"))
     two = run_cli(*TRAIN, "--out", str(tmp_path / "two.safetensors"), "--nproc", "2")
     assert one.returncode == 0, one.stderr
-    assert two.returncode == 0, two.stderr
+    assert_every_process_exited_0(two)
     assert "launching 2 processes" in two.stderr
     # each process sees half of every global batch of 128; gradients are averaged by DDP
     assert abs(validation_accuracy(one.stdout) - validation_accuracy(two.stdout)) <= 0.03
@@ -32,7 +40,7 @@ def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_
 def test_compress_with_two_processes_runs_the_fast_recipe(tmp_path):
     out = tmp_path / "run"
     result = run_cli("compress", "--nproc", "2", "--recipe", "fast", "--target", "host", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+    assert_every_process_exited_0(result)
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
     teacher, student = report["stages"][:2]
@@ -43,3 +51,27 @@ def test_compress_with_two_processes_runs_the_fast_recipe(tmp_path):
 def test_the_relaunched_command_drops_only_nproc():
     assert without_option(["compress", "--nproc", "2", "--out", "x"], "--nproc") == ["compress", "--out", "x"]
     assert without_option(["compress", "--nproc=2", "--recipe", "fast"], "--nproc") == ["compress", "--recipe", "fast"]
+
+
+def one_process_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert backend_threads(), "gloo started no threads we can see"
+
+
+def test_finish_leaves_no_gloo_thread_running(tmp_path):
+    one_process_group(tmp_path)
+    finish()
+    assert backend_threads() == []
+
+
+def test_finish_reports_a_group_still_referenced_after_it_is_destroyed(tmp_path, capsys):
+    import torch.distributed as dist
+
+    one_process_group(tmp_path)
+    held = dist.group.WORLD  # as a default argument evaluated after init would hold it
+    finish()
+    assert "still referenced after destroy_process_group" in capsys.readouterr().err
+    del held
+    assert backend_threads() == []
