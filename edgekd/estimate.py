@@ -1,36 +1,46 @@
-"""Latency estimates for targets that are not here: a per-node roofline over the ONNX graph.
+"""Latency estimates for targets that are not here: a roofline over the kernels the runtime runs.
 
-For every node: its arithmetic (FLOPs) and the bytes it must move (inputs, weights, outputs);
-its time is the larger of FLOPs / attainable compute and bytes / attainable bandwidth (Williams
-et al. 2009, "Roofline"), plus a fixed per-node overhead (kernel launch, scheduling). The peaks
-come from the target profile, for the precision each node runs in: int8 where a node's
-activation input is dequantized int8 (Q/DQ), else the profile's float precision. Attainable
-figures are the peaks times efficiencies (the profile's ``estimate`` calibration: fitted on
-measurements for the host, ``benchmarks/estimator_host.py``; a first guess for other devices). Every figure this module produces is an *estimate*, and is labelled so.
+First the graph is grouped into the kernels the target's runtime really launches
+(:mod:`edgekd.fusion`: TensorRT folds BatchNorm, bias, activation, the residual add and the
+Q/DQ pairs into the convolution; ONNX Runtime has its own, smaller, set of fusions). For every
+kernel: its arithmetic (FLOPs) and the bytes it must move (the tensors it reads from outside,
+its weights, the tensor it writes); its time is the larger of FLOPs / attainable compute and
+bytes / attainable bandwidth (Williams et al. 2009, "Roofline"), plus a fixed overhead per
+kernel and one per inference. A kernel runs in int8 where its input is int8 (Q/DQ), else in
+the profile's float precision; depthwise and grouped convolutions have an efficiency of their
+own (they run far below peak on every runtime).
+
+Attainable figures are the profile's peaks times its ``estimate`` calibration, fitted on
+published measurements of the device (``benchmarks/estimator_devices.py``) or of this host
+(``benchmarks/estimator_host.py``), with the error on held-out measurements recorded beside it;
+:func:`estimate_records` puts that error on every record. Every figure this module produces is
+an *estimate*, and is labelled so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import shape_inference
 
-from edgekd.quantize.graph import GraphView
-from edgekd.targets import Calibration, Precision, TargetProfile
-
-FREE = {"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape",
-        "Constant", "Transpose", "Concat"}  # fused away or a view: only their overhead is left out too
+from edgekd.fusion import Kernel, PlainGraph, fuse
+from edgekd.records import LatencyKind, LatencyRecord
+from edgekd.targets import Calibration, Precision, Runtime, TargetProfile
 
 
 @dataclass(frozen=True)
-class NodeCost:
+class KernelCost:
+    """One fused kernel: what it computes and moves, and in which precision."""
+
     name: str
-    op: str
+    ops: tuple[str, ...]
     flops: float
     bytes: float
     int8: bool
+    grouped: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,43 +49,106 @@ class Estimate:
 
     batch: int
     ms: float
-    compute_bound_nodes: int
-    memory_bound_nodes: int
-    nodes: int
+    compute_bound_kernels: int
+    memory_bound_kernels: int
+    kernels: int
+
+    @property
+    def compute_bound_nodes(self) -> int:  # the benchmark stage's wording until it calls estimate_records
+        return self.compute_bound_kernels
+
+    @property
+    def memory_bound_nodes(self) -> int:
+        return self.memory_bound_kernels
 
     def to_dict(self) -> dict:
-        return {"batch": self.batch, "ms": round(self.ms, 4), "kind": "estimated",
-                "compute_bound_nodes": self.compute_bound_nodes, "memory_bound_nodes": self.memory_bound_nodes}
+        return {"batch": self.batch, "ms": round(self.ms, 4), "kind": "estimated", "kernels": self.kernels,
+                "compute_bound_kernels": self.compute_bound_kernels,
+                "memory_bound_kernels": self.memory_bound_kernels}
 
 
-def node_costs(model: onnx.ModelProto, batch: int) -> list[NodeCost]:
-    """FLOPs and bytes moved by every node of ``model`` at ``batch`` (shapes inferred)."""
+def estimate_records(onnx_path: Path, target: TargetProfile) -> list[LatencyRecord]:
+    """The target's latency per batch size: a labelled estimate with its validated error, or not-measured.
+
+    What the benchmark stage reports for a target that is not this machine. Each estimated record
+    carries the profile's held-out error (``uncertainty_pct``, ``held_out_measurements``) and
+    says it in its note; a profile no public measurement has checked says that instead.
+    """
+    how = f"run `edgekd bench model.onnx --target {target.name}` on the device, then `edgekd report RUN --merge`"
+    if target.peak is None or target.memory_bandwidth_gbs is None:
+        return [LatencyRecord(batch=batch, device=target.name, kind=LatencyKind.NOT_MEASURED,
+                              runtime=target.runtime.value,
+                              note=f"the profile has no peak numbers to estimate from; {how}")
+                for batch in target.batch_sizes]
+    model = onnx.load(str(onnx_path))
+    validation = target.estimate.validation
+    records = []
+    for batch in target.batch_sizes:
+        estimate = estimate_latency(model, target, batch)
+        records.append(LatencyRecord(
+            batch=batch, device=target.name, kind=LatencyKind.ESTIMATED, runtime=target.runtime.value,
+            ms=estimate.ms,
+            uncertainty_pct=None if validation is None else round(100 * validation.median_abs_error, 1),
+            held_out_measurements=0 if validation is None else validation.held_out,
+            note=f"roofline estimate of {Path(onnx_path).name} over the {estimate.kernels} kernels "
+                 f"{target.runtime.value} runs ({estimate.compute_bound_kernels} compute-bound, "
+                 f"{estimate.memory_bound_kernels} memory-bound); {target.estimate.describe()}; "
+                 f"not a measurement: {how}"))
+    return records
+
+
+def estimate_latency(model: onnx.ModelProto, target: TargetProfile, batch: int,
+                     calibration: Calibration | None = None) -> Estimate:
+    """Roofline estimate of one inference of ``batch`` images on ``target`` (its own calibration by default)."""
+    return roofline(kernel_costs(model, target, batch), target, batch, calibration or target.estimate)
+
+
+def kernel_costs(model: onnx.ModelProto, target: TargetProfile, batch: int) -> list[KernelCost]:
+    """FLOPs and bytes of every kernel ``target``'s runtime runs for ``model`` at ``batch`` (shapes inferred)."""
     model = with_batch(model, batch)
     shapes = tensor_shapes(model)
-    view = GraphView(model)
-    costs = []
-    for node in view.nodes:
-        if node.op_type in FREE:
-            continue
-        int8 = is_int8(node, view)
-        element = 1 if int8 else 4
-        out = shapes.get(node.output[0], ())
-        ins = [shapes.get(name, ()) for name in node.input if name]
-        weight = view.weight_of(node) if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") else None
-        flops = node_flops(node, ins, out, weight)
-        moved = (size(ins[0]) if ins else 0) + size(out)
-        weight_bytes = weight.size * (1 if weight.dtype in (np.int8, np.uint8) else 4) if weight is not None else 0
-        costs.append(NodeCost(node.name or node.op_type, node.op_type, flops, moved * element + weight_bytes, int8))
-    return costs
+    kernels, graph = fuse(model, target.runtime)
+    float_bytes = float_element_bytes(target)
+    weights = {t.name: t for t in model.graph.initializer}
+    return [cost_of(kernel, graph, shapes, weights, float_bytes) for kernel in kernels]
 
 
-def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: np.ndarray | None) -> float:
+def cost_of(kernel: Kernel, graph: PlainGraph, shapes: dict[str, tuple[int, ...]], weights: dict,
+            float_bytes: int) -> KernelCost:
+    """One kernel's FLOPs (all its nodes) and bytes (outside inputs, constants, escaping outputs)."""
+    inside = {out for n in kernel.nodes for out in n.output}
+    anchor = kernel.nodes[0]
+
+    def element(tensor: str) -> int:
+        return 1 if tensor in graph.int8 else float_bytes
+
+    flops = sum(node_flops(n, [shapes.get(i, ()) for i in n.input if i], shapes.get(n.output[0], ()),
+                           constant_shape(n, weights)) for n in kernel.nodes)
+    moved = 0.0
+    read: set[str] = set()
+    for node in kernel.nodes:
+        for name in node.input:
+            if not name or name in inside or name in read:
+                continue
+            read.add(name)
+            if name in weights:  # a float weight quantized in the graph (QAT export) is read as int8
+                per = 1 if name in graph.int8 else constant_bytes(weights[name], float_bytes)
+                moved += size(shapes.get(name, ())) * per
+            elif name not in graph.constants:
+                moved += size(shapes.get(name, ())) * element(name)
+    moved += sum(size(shapes.get(t, ())) * element(t) for t in kernel.outputs)
+    group = next((a.i for a in anchor.attribute if a.name == "group"), 1) if anchor.op_type == "Conv" else 1
+    int8 = bool(anchor.input) and anchor.input[0] in graph.int8
+    return KernelCost(kernel.name, kernel.ops, flops, moved, int8, grouped=group > 1)
+
+
+def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: tuple | None) -> float:
     """Floating-point (or integer) operations of one node: 2 per multiply-accumulate."""
-    if node.op_type in ("Conv", "ConvTranspose") and weight is not None:
+    if node.op_type in ("Conv", "ConvTranspose") and weight:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         # each output (or, transposed, each input) element takes C_in/group × kernel MACs
         positions = size(out) if node.op_type == "Conv" else size(ins[0])
-        per = (weight.shape[1] if node.op_type == "Conv" else weight.shape[0] // group) * int(np.prod(weight.shape[2:]))
+        per = (weight[1] if node.op_type == "Conv" else weight[0] // group) * int(np.prod(weight[2:]))
         return 2.0 * positions * per
     if node.op_type in ("Gemm", "MatMul") and ins:
         return 2.0 * size(out) * (ins[0][-1] if ins[0] else 0)
@@ -87,36 +160,60 @@ def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: np.nd
     return float(size(out))  # elementwise and the rest: one operation per output value
 
 
-def estimate_latency(model: onnx.ModelProto, target: TargetProfile, batch: int,
-                     calibration: Calibration | None = None) -> Estimate:
-    """Roofline estimate of one inference of ``batch`` images on ``target`` (its own calibration by default)."""
-    return roofline(node_costs(model, batch), target, batch, calibration or target.estimate)
-
-
-def roofline(costs: list[NodeCost], target: TargetProfile, batch: int, calibration: Calibration) -> Estimate:
-    """Sum over nodes of max(compute time, memory time) + overhead, at the profile's attainable peaks."""
+def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibration: Calibration) -> Estimate:
+    """Sum over kernels of max(compute time, memory time) + overhead, at the profile's attainable peaks."""
     if target.peak is None or target.memory_bandwidth_gbs is None:
         raise ValueError(f"target {target.name} has no peak numbers to estimate from")
-    float_peak = {Precision.FP16: target.peak.fp16_tflops, Precision.INT8: target.peak.fp16_tflops}.get(
-        target.precision, target.peak.fp32_tflops) * 1e12
+    float_peak = float_peak_tflops(target) * 1e12
     int8_peak = target.peak.int8_tops * 1e12
     bandwidth = target.memory_bandwidth_gbs * 1e9 * calibration.memory_efficiency
-    total, compute_bound, memory_bound = 0.0, 0, 0
+    total, compute_bound, memory_bound = calibration.inference_overhead_us * 1e-6, 0, 0
     for cost in costs:
-        attainable = (int8_peak * calibration.int8_compute_efficiency if cost.int8
-                      else float_peak * calibration.compute_efficiency)
+        if cost.int8:
+            efficiency = (calibration.int8_grouped_efficiency if cost.grouped else None) \
+                or calibration.int8_compute_efficiency
+            attainable = int8_peak * efficiency
+        else:
+            efficiency = (calibration.grouped_efficiency if cost.grouped else None) or calibration.compute_efficiency
+            attainable = float_peak * efficiency
         compute = cost.flops / attainable
         memory = cost.bytes / bandwidth
         compute_bound += compute >= memory
         memory_bound += compute < memory
-        total += max(compute, memory) + calibration.node_overhead_us * 1e-6
+        total += max(compute, memory) + calibration.kernel_overhead_us * 1e-6
     return Estimate(batch, total * 1000, compute_bound, memory_bound, len(costs))
 
 
-def is_int8(node: onnx.NodeProto, view: GraphView) -> bool:
-    """A node whose first input comes from a DequantizeLinear runs in int8 (the runtime fuses the pair)."""
-    producer = view.producer.get(node.input[0]) if node.input else None
-    return producer is not None and producer.op_type == "DequantizeLinear"
+def float_peak_tflops(target: TargetProfile) -> float:
+    """The peak float layers run at: fp16 on a TensorRT target built for fp16 or int8, else fp32.
+
+    ONNX Runtime on a CPU runs float layers in fp32 whatever the profile's int8 precision.
+    """
+    if target.runtime is Runtime.TENSORRT and target.precision in (Precision.FP16, Precision.INT8):
+        return target.peak.fp16_tflops
+    return target.peak.fp32_tflops
+
+
+def float_element_bytes(target: TargetProfile) -> int:
+    """Bytes per float value as the runtime stores activations: 2 where TensorRT runs fp16, else 4."""
+    if target.runtime is Runtime.TENSORRT and target.precision in (Precision.FP16, Precision.INT8):
+        return 2
+    return 4
+
+
+def constant_bytes(tensor: onnx.TensorProto, float_bytes: int) -> int:
+    """Bytes per value of a constant: int8 weights stay one byte; float ones take the runtime's float size."""
+    if tensor.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+        return 1
+    return float_bytes if tensor.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) else 4
+
+
+def constant_shape(node: onnx.NodeProto, weights: dict) -> tuple | None:
+    """The weight shape of a conv or matmul whose weight is a constant."""
+    if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.input) < 2:
+        return None
+    tensor = weights.get(node.input[1])
+    return tuple(tensor.dims) if tensor is not None else None
 
 
 def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
@@ -127,7 +224,7 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
         if dims and not dims[0].dim_value:
             dims[0].dim_value = batch
     del model.graph.value_info[:]
-    return shape_inference.infer_shapes(model)
+    return shape_inference.infer_shapes(model, data_prop=True)  # data_prop: sizes computed by Shape ops
 
 
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -142,3 +239,4 @@ def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 def size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape)) if shape else 0
+

@@ -16,7 +16,12 @@ class LatencyKind(str, enum.Enum):
 
 @dataclass
 class LatencyRecord:
-    """One latency figure: milliseconds per batch (median, p90, p99) on a named device."""
+    """One latency figure: milliseconds per batch (median, p90, p99) on a named device.
+
+    An estimate carries its uncertainty: ``uncertainty_pct`` is the profile's median error on
+    ``held_out_measurements`` published measurements its calibration was not fitted on; ``None``
+    (and 0) where no public measurement has checked the profile.
+    """
 
     batch: int
     device: str
@@ -27,12 +32,27 @@ class LatencyRecord:
     p99_ms: float | None = None
     runs: int = 0
     threads: int | None = None
+    uncertainty_pct: float | None = None
+    held_out_measurements: int = 0
     note: str = ""
+
+    def uncertainty(self) -> str:
+        """``±18% on 6 held-out public measurements``, ``unvalidated``, or '' for a measurement."""
+        return describe_uncertainty(self.kind.value, self.uncertainty_pct, self.held_out_measurements)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["kind"] = self.kind.value
         return d
+
+
+def describe_uncertainty(kind: str, uncertainty_pct: float | None, held_out: int) -> str:
+    """The words the reports put beside an estimate (shared by the markdown and html writers)."""
+    if kind != LatencyKind.ESTIMATED.value:
+        return ""
+    if uncertainty_pct is None:
+        return "unvalidated (no public measurement checks this profile)"
+    return f"±{uncertainty_pct:.0f}% on {held_out} held-out public measurement{'s' if held_out != 1 else ''}"
 
 
 @dataclass

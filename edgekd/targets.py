@@ -57,18 +57,45 @@ class Peak(_Strict):
     fp32_tflops: float = Field(gt=0)
 
 
+class Validation(_Strict):
+    """How far the estimate was off on public measurements it was not fitted on (``benchmarks/estimator_*.py``)."""
+
+    held_out: int = Field(ge=1)  # measurements of this device the fit did not see
+    median_abs_error: float = Field(ge=0)  # median |estimate / published - 1| over them
+    max_abs_error: float = Field(ge=0)
+    fitted_on: int = Field(ge=0)  # measurements the calibration was fitted on (all devices of the runtime)
+    sources: tuple[str, ...] = Field(min_length=1)  # document, table, software version, power mode
+    benchmark: str  # the script that checks it, e.g. benchmarks/estimator_devices.py
+
+    def describe(self) -> str:
+        return (f"±{self.median_abs_error:.0%} (median error on {self.held_out} held-out published "
+                f"measurement{'s' if self.held_out != 1 else ''}, {self.benchmark})")
+
+
 class Calibration(_Strict):
     """How close the runtime gets to the peaks, for latency estimates (:mod:`edgekd.estimate`).
 
-    The defaults are a first guess for devices nobody has measured yet; ``targets/host.yaml``
-    carries values fitted on measurements (``benchmarks/estimator_host.py``). An efficiency can
-    exceed 1 where the profile's peak is low (the host's is derived from the base clock, not turbo).
+    Efficiencies are fractions of the profile's peaks; overheads are per fused kernel (see
+    :mod:`edgekd.fusion`) and per inference. The defaults are a first guess for devices nobody has
+    measured; fitted values come with a ``validation`` that says how far off they were on
+    measurements they were not fitted on. An efficiency can exceed 1 where the profile's peak is
+    low (the host's is derived from the base clock, not turbo).
     """
 
     compute_efficiency: float = Field(0.25, gt=0, le=2)
     int8_compute_efficiency: float = Field(0.1, gt=0, le=2)
+    grouped_efficiency: float | None = Field(None, gt=0, le=2)  # depthwise/grouped convs, float; None: as dense
+    int8_grouped_efficiency: float | None = Field(None, gt=0, le=2)  # depthwise/grouped convs, int8
     memory_efficiency: float = Field(0.5, gt=0, le=1)
-    node_overhead_us: float = Field(5.0, ge=0)
+    kernel_overhead_us: float = Field(5.0, ge=0)
+    inference_overhead_us: float = Field(0.0, ge=0)  # once per inference: launch, synchronization
+    validation: Validation | None = None
+
+    def describe(self) -> str:
+        """The estimate's uncertainty in words, for every report that uses it."""
+        if self.validation is None:
+            return "unvalidated: no public measurement of this device has checked this profile's estimate"
+        return self.validation.describe()
 
 
 class Software(_Strict):

@@ -1,67 +1,208 @@
-"""The roofline estimator's arithmetic on graphs small enough to count by hand."""
+"""The latency estimator: runtime fusion counted by hand, roofline arithmetic, validated uncertainty."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.estimate import estimate_latency, node_costs
-from edgekd.targets import Calibration, TargetProfile
+from edgekd.builtin import builtin_dir
+from edgekd.estimate import estimate_latency, estimate_records, kernel_costs
+from edgekd.fusion import fuse
+from edgekd.records import LatencyKind
+from edgekd.report.schema import Latency
+from edgekd.targets import Calibration, Runtime, TargetProfile, list_targets, load_target
 
-EXACT = Calibration(compute_efficiency=1.0, int8_compute_efficiency=1.0, memory_efficiency=1.0, node_overhead_us=0.0)
+EXACT = Calibration(compute_efficiency=1.0, int8_compute_efficiency=1.0, memory_efficiency=1.0,
+                    kernel_overhead_us=0.0)
+RESULTS = Path(__file__).parent.parent / "benchmarks" / "results" / "estimator_devices.json"
 
 
-def target(bandwidth_gbs: float) -> TargetProfile:
-    return TargetProfile(name="t", description="test", runtime="onnxruntime", precision="fp32",
+def target(bandwidth_gbs: float, runtime: str = "onnxruntime") -> TargetProfile:
+    return TargetProfile(name="t", description="test", runtime=runtime, precision="fp32",
                          quantization={"activations": "uint8-asymmetric"},
                          peak={"int8_tops": 4.0, "fp16_tflops": 1.0, "fp32_tflops": 1.0},
                          memory_bandwidth_gbs=bandwidth_gbs)
+
+
+def graph(nodes, inits, channels: int = 1, size: int = 4):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                     ["batch", channels, size, size])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def qdq(tensor: str, out: str, nodes: list, inits: list) -> str:
+    """A Q/DQ pair on ``tensor`` (signed int8, zero-point 0), as edgekd's TensorRT scheme writes them."""
+    if "s" not in {i.name for i in inits}:
+        inits += [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                  numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes += [helper.make_node("QuantizeLinear", [tensor, "s", "z"], [f"{out}_q"]),
+              helper.make_node("DequantizeLinear", [f"{out}_q", "s", "z"], [out])]
+    return out
 
 
 def conv_relu(int8: bool = False):
     """1×1×4×4 → Conv(2 filters, 3×3, pad 1) → Relu; with ``int8``, a Q/DQ pair before the conv."""
     weight = np.ones((2, 1, 3, 3), np.int8 if int8 else np.float32)
     inits = [numpy_helper.from_array(weight, "w")]
-    nodes, source = [], "input"
+    nodes, source, w = [], "input", "w"
     if int8:
-        inits += [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-                  numpy_helper.from_array(np.array(0, np.int8), "z"),
-                  numpy_helper.from_array(np.full(2, 0.1, np.float32), "ws"),
+        source = qdq("input", "dq", nodes, inits)
+        inits += [numpy_helper.from_array(np.full(2, 0.1, np.float32), "ws"),
                   numpy_helper.from_array(np.zeros(2, np.int8), "wz")]
-        nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
-                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
-                  helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0)]
-        source = "dq"
-    nodes += [helper.make_node("Conv", [source, "wf" if int8 else "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        nodes.append(helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0))
+        w = "wf"
+    nodes += [helper.make_node("Conv", [source, w], ["c"], name="conv", pads=[1, 1, 1, 1]),
               helper.make_node("Relu", ["c"], ["output"], name="relu")]
-    graph = helper.make_graph(nodes, "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 4, 4])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return graph(nodes, inits)
+
+
+def residual_block(int8: bool):
+    """x → Conv-BN-ReLU → Conv-BN → Add(x) → ReLU (a ResNet basic block, 2 channels, 4×4), Q/DQ as NNCF places them."""
+    c = 2
+    w = numpy_helper.from_array(np.ones((c, c, 3, 3), np.float32), "w")
+    bn = [numpy_helper.from_array(np.ones(c, np.float32), n) for n in ("g", "b", "m", "v")]
+    nodes, inits = [], [w, *bn]
+    x = qdq("input", "x_dq", nodes, inits) if int8 else "input"
+    nodes += [helper.make_node("Conv", [x, "w"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+              helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"], name="bn1"),
+              helper.make_node("Relu", ["n1"], ["r1"], name="relu1")]
+    r1 = qdq("r1", "r1_dq", nodes, inits) if int8 else "r1"
+    nodes += [helper.make_node("Conv", [r1, "w"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+              helper.make_node("BatchNormalization", ["c2", "g", "b", "m", "v"], ["n2"], name="bn2")]
+    left = qdq("n2", "n2_dq", nodes, inits) if int8 else "n2"
+    right = qdq("input", "skip_dq", nodes, inits) if int8 else "input"
+    nodes += [helper.make_node("Add", [left, right], ["sum"], name="add"),
+              helper.make_node("Relu", ["sum"], ["output"], name="relu2")]
+    return graph(nodes, inits, channels=c)
+
+
+def silu_conv_pool():
+    """Conv → Sigmoid, Mul(conv, sigmoid) (SiLU, a diamond) → MaxPool → Concat with itself → Relu."""
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+             helper.make_node("Mul", ["c", "s"], ["y"], name="mul"),
+             helper.make_node("MaxPool", ["y"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Concat", ["p", "p"], ["cat"], name="concat", axis=1),
+             helper.make_node("Relu", ["cat"], ["output"], name="relu")]
+    return graph(nodes, inits)
+
+
+def test_tensorrt_runs_a_conv_bn_relu_add_block_as_two_kernels():
+    for int8 in (False, True):
+        kernels, _ = fuse(residual_block(int8), Runtime.TENSORRT)
+        assert [k.ops for k in kernels] == [("Conv", "BatchNormalization", "Relu"),
+                                            ("Conv", "BatchNormalization", "Add", "Relu")]  # Q/DQ in none
+
+
+def test_onnxruntime_fuses_conv_activation_and_float_conv_add_relu_only():
+    float_kernels, _ = fuse(residual_block(int8=False), Runtime.ONNXRUNTIME)
+    assert [k.ops for k in float_kernels] == [("Conv", "BatchNormalization", "Relu"),
+                                              ("Conv", "BatchNormalization", "Add", "Relu")]  # NCHWc Conv+Add+Relu
+    int8_kernels, _ = fuse(residual_block(int8=True), Runtime.ONNXRUNTIME)
+    assert [k.ops for k in int8_kernels] == [("Conv", "BatchNormalization", "Relu"), ("Conv", "BatchNormalization"),
+                                             ("Add", "Relu")]  # QLinearAdd is a kernel of its own
+
+
+def test_silu_diamond_fuses_concat_is_free_pool_is_its_own_kernel():
+    trt, _ = fuse(silu_conv_pool(), Runtime.TENSORRT)
+    assert [k.ops for k in trt] == [("Conv", "Sigmoid", "Mul"), ("MaxPool",), ("Relu",)]
+    ort, _ = fuse(silu_conv_pool(), Runtime.ONNXRUNTIME)
+    # ONNX Runtime has no Conv+SiLU: the conv output also feeds the Mul, so nothing fuses
+    assert [k.ops for k in ort] == [("Conv",), ("Sigmoid",), ("Mul",), ("MaxPool",), ("Relu",)]
+
+
+def test_fused_kernel_moves_only_what_enters_and_leaves_it():
+    costs = kernel_costs(residual_block(int8=False), target(1.0), batch=1)
+    block, act = 2 * 4 * 4, 2 * 2 * 9  # activations of the block; conv weights
+    assert costs[0].bytes == 4 * (block + act + 4 * 2 + block)  # input, weights, 4 BN vectors, output
+    assert costs[1].bytes == 4 * (block + act + 4 * 2 + block + block)  # + the shortcut read by the add
+    int8 = kernel_costs(residual_block(int8=True), target(1.0, runtime="tensorrt"), batch=1)
+    # int8 input and shortcut, fp32 weights, BN vectors and output (the graph output is not quantized)
+    assert int8[1].int8 and int8[1].bytes == block + 4 * act + 4 * 4 * 2 + block + 4 * block
 
 
 def test_flops_and_bytes_by_hand():
-    conv, relu = node_costs(conv_relu(), batch=1)
-    assert conv.flops == 2 * 32 * 9  # 32 outputs × 9 MACs × 2
-    assert conv.bytes == 4 * (16 + 32) + 4 * 18  # input + output activations + weights, fp32
-    assert (relu.flops, relu.bytes) == (32, 4 * (32 + 32))
-    conv64, _ = node_costs(conv_relu(), batch=64)
-    assert conv64.flops == 64 * conv.flops and conv64.bytes == 64 * 4 * 48 + 4 * 18  # weights are read once
+    conv = kernel_costs(conv_relu(), target(1.0), batch=1)
+    assert len(conv) == 1 and conv[0].ops == ("Conv", "Relu")
+    assert conv[0].flops == 2 * 32 * 9 + 32  # 32 outputs × 9 MACs × 2, plus the fused ReLU's 32
+    assert conv[0].bytes == 4 * (16 + 32) + 4 * 18  # input + output activations + weights: the ReLU moves nothing
+    conv64 = kernel_costs(conv_relu(), target(1.0), batch=64)[0]
+    assert conv64.flops == 64 * conv[0].flops and conv64.bytes == 64 * 4 * 48 + 4 * 18  # weights are read once
 
 
 def test_memory_bound_and_compute_bound_times():
     slow_memory = estimate_latency(conv_relu(), target(1.0), 1, EXACT)  # 1 GB/s: bytes dominate
-    assert slow_memory.ms == pytest.approx((264 + 256) / 1e9 * 1e3)
-    assert slow_memory.memory_bound_nodes == 2
+    assert slow_memory.ms == pytest.approx(264 / 1e9 * 1e3)
+    assert slow_memory.memory_bound_kernels == 1 and slow_memory.kernels == 1
     fast_memory = estimate_latency(conv_relu(), target(1e9), 1, EXACT)  # bandwidth is no limit: FLOPs dominate
-    assert fast_memory.ms == pytest.approx((576 + 32) / 1e12 * 1e3)
-    overhead = estimate_latency(conv_relu(), target(1e9), 1, EXACT.model_copy(update={"node_overhead_us": 5.0}))
-    assert overhead.ms == pytest.approx(fast_memory.ms + 2 * 5e-3)
+    assert fast_memory.ms == pytest.approx(608 / 1e12 * 1e3)
+    overhead = estimate_latency(conv_relu(), target(1e9), 1,
+                                EXACT.model_copy(update={"kernel_overhead_us": 5.0, "inference_overhead_us": 7.0}))
+    assert overhead.ms == pytest.approx(fast_memory.ms + 5e-3 + 7e-3)
 
 
-def test_int8_nodes_use_the_int8_peak_and_one_byte_per_value():
-    conv, relu = node_costs(conv_relu(int8=True), batch=1)
-    assert conv.int8 and not relu.int8  # Q/DQ nodes themselves are fused away
-    assert conv.bytes == 16 + 32 + 18
+def test_int8_kernels_use_the_int8_peak_and_one_byte_per_value():
+    (conv,) = kernel_costs(conv_relu(int8=True), target(1.0), batch=1)
+    assert conv.int8 and conv.bytes == 16 + 4 * 32 + 18  # int8 input and weights; the float output stays fp32
     estimate = estimate_latency(conv_relu(int8=True), target(1e9), 1, EXACT)
-    assert estimate.ms == pytest.approx((576 / 4e12 + 32 / 1e12) * 1e3)
+    assert estimate.ms == pytest.approx(608 / 4e12 * 1e3)
     assert estimate.to_dict()["kind"] == "estimated"
+
+
+def test_grouped_convs_have_their_own_efficiency():
+    inits = [numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")]
+    depthwise = graph([helper.make_node("Conv", ["input", "w"], ["output"], group=4, pads=[1, 1, 1, 1])], inits,
+                      channels=4)
+    calibration = EXACT.model_copy(update={"grouped_efficiency": 0.1})
+    dense = estimate_latency(depthwise, target(1e9), 1, EXACT)
+    assert estimate_latency(depthwise, target(1e9), 1, calibration).ms == pytest.approx(10 * dense.ms)
+
+
+def test_every_estimate_record_carries_its_uncertainty(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(residual_block(int8=True).SerializeToString())
+    for name in list_targets():
+        profile = load_target(name)
+        if profile.is_host:
+            continue
+        records = estimate_records(path, profile)
+        assert [r.batch for r in records] == list(profile.batch_sizes)
+        for r in records:
+            assert r.kind is LatencyKind.ESTIMATED and r.ms > 0 and "not a measurement" in r.note
+            Latency.model_validate(r.to_dict())  # the report schema accepts it
+            validation = profile.estimate.validation
+            if validation is None:
+                assert r.uncertainty_pct is None and "unvalidated" in r.uncertainty() and "unvalidated" in r.note
+            else:
+                assert r.uncertainty_pct == pytest.approx(100 * validation.median_abs_error, abs=0.05)
+                assert r.held_out_measurements == validation.held_out
+                assert f"on {validation.held_out} held-out public measurement" in r.uncertainty()
+
+
+def test_held_out_error_in_each_profile_is_what_the_device_benchmark_measured():
+    result = json.loads(RESULTS.read_text())
+    assert result["held_out_rows"] >= 8 and len({r["model"] for r in result["rows"] if r["split"] == "held-out"}) >= 3
+    calibration = {k: v for k, v in result["calibration"].items() if v is not None}
+    for device, measured in result["per_device"].items():
+        profile = load_target(device)
+        assert profile.estimate.validation is not None, device
+        assert profile.estimate.validation.held_out == measured["held_out"]
+        assert profile.estimate.validation.median_abs_error == pytest.approx(measured["median_abs_error"], abs=1e-3)
+        fitted = profile.estimate.model_dump(exclude={"validation"}, exclude_none=True)
+        assert fitted == pytest.approx(calibration), device  # the profile carries the numbers that were checked
+    rows = [r for r in result["rows"] if r["split"] == "held-out"]
+    assert all(r["source"] and r["published_ms"] > 0 and r["estimated_ms"] > 0 for r in rows)
+
+
+def test_unknown_calibration_key_is_an_error_with_its_line(tmp_path):
+    from edgekd.errors import ConfigError
+
+    text = (builtin_dir("targets") / "jetson-orin.yaml").read_text().replace("memory_efficiency:", "memory_eff:")
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"mine.yaml:\d+: estimate.memory_eff: unknown key"):
+        load_target(str(path))

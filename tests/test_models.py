@@ -84,3 +84,14 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a download cut short
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_weights(build_model("cnn-tiny", GRAY28), path)
+
+
+@pytest.mark.parametrize("name,params,gmacs", [("resnet18-imagenet", 11_689_512, 1.814), ("resnet50-imagenet", 25_557_032, 4.089),
+                                               ("mobilenetv2-imagenet", 3_504_872, 0.301)])
+def test_imagenet_models_match_the_published_architectures(name, params, gmacs):
+    from edgekd.models.tracing import trace_layers
+
+    model = create_model(name, num_classes=1000, input_size=(224, 224))
+    assert sum(p.numel() for p in model.parameters()) == params  # torchvision's counts, exactly
+    macs = sum(layer.macs for layer in trace_layers(model, torch.randn(1, 3, 224, 224)))
+    assert macs / 1e9 == pytest.approx(gmacs, rel=1e-3)

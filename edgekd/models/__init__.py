@@ -14,6 +14,7 @@ from torch import nn
 
 from edgekd.errors import EdgekdError, UnknownNameError
 from edgekd.models.cnn import PlainCNN
+from edgekd.models.imagenet import resnet_imagenet
 from edgekd.models.mobilenetv2 import MobileNetV2
 from edgekd.models.resnet import resnet
 
@@ -34,6 +35,10 @@ MODELS: dict[str, partial] = {
     "mobilenetv2": partial(MobileNetV2, width=1.0),
     "mobilenetv2-0.5": partial(MobileNetV2, width=0.5),
     "mobilenetv2-0.35": partial(MobileNetV2, width=0.35),
+    # ImageNet shapes (224 px, all strides): the architectures published device latencies are measured on
+    "resnet18-imagenet": partial(resnet_imagenet, depth=18, width=64),
+    "resnet50-imagenet": partial(resnet_imagenet, depth=50, width=64),
+    "mobilenetv2-imagenet": partial(MobileNetV2, width=1.0, skip=0),
 }
 
 

@@ -42,11 +42,12 @@ class MobileNetV2(nn.Module):
     """MobileNetV2; ``blocks`` names the stages whose resolution differs (for feature distillation)."""
 
     def __init__(self, *, width: float = 1.0, in_channels: int = 3, num_classes: int = 10,
-                 input_size: tuple[int, int] = (32, 32), dropout: float = 0.2):
+                 input_size: tuple[int, int] = (32, 32), dropout: float = 0.2, skip: int | None = None):
         super().__init__()
         # Small images keep resolution early: skip the stem stride and the first stage strides
-        # until about 32 / 8 = 4 pixels remain at the end.
-        skip = 0 if min(input_size) >= 128 else (2 if min(input_size) >= 24 else 3)
+        # until about 32 / 8 = 4 pixels remain at the end; ``skip=0`` keeps every stride (ImageNet).
+        if skip is None:
+            skip = 0 if min(input_size) >= 128 else (2 if min(input_size) >= 24 else 3)
         channels = make_divisible(32 * width)
         self.stem = conv_bn_relu(in_channels, channels, 3, 2 if skip == 0 else 1)
         stages, strided = [], 0

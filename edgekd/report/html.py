@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import math
 
+from edgekd.records import describe_uncertainty
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -58,17 +60,21 @@ def latency_table(report: dict) -> str:
         for r in s["latency"]:
             figure = "–" if r["ms"] is None else f"{r['ms']:.3f}"
             css = " class='estimated'" if r["kind"] == "estimated" else ""
+            error = describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))
             rows.append(f"<tr{css}><td>{esc(s['name'])}</td><td>{esc(r['device'])}</td><td>{esc(r['runtime'])}</td>"
-                        f"<td>{r['batch']}</td><td>{figure}</td><td>{esc(r['kind'])}</td><td>{esc(r['note'])}</td></tr>")
+                        f"<td>{r['batch']}</td><td>{figure}</td><td>{esc(r['kind'])}</td><td>{esc(error or '–')}</td>"
+                        f"<td>{esc(r['note'])}</td></tr>")
     if not rows:
         return "<p>No latency in this run (add a benchmark stage).</p>"
     return ("<table><tr><th>stage</th><th>device</th><th>runtime</th><th>batch</th><th>median ms</th><th>kind</th>"
-            f"<th>note</th></tr>{''.join(rows)}</table>")
+            f"<th>uncertainty</th><th>note</th></tr>{''.join(rows)}</table>")
 
 
 def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> str:
     """Per device and batch: (latency, accuracy) of every stage that has a figure, log-scaled latency."""
-    points = [(s["name"], r["device"], r["batch"], r["ms"], s["accuracy"], r["kind"])
+    points = [(s["name"], r["device"], r["batch"], r["ms"], s["accuracy"],
+               r["kind"] + (f", {error}" if (error := describe_uncertainty(
+                   r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))) else ""))
               for s in report["stages"] for r in s["latency"] if r["ms"] and s["accuracy"] is not None]
     # compression stages time their output against their input on this machine: the "before" point
     # has the previous stage's accuracy

@@ -27,6 +27,10 @@ class Latency(BaseModel):
     p99_ms: float | None = None
     runs: int = Field(0, ge=0)
     threads: int | None = None
+    # an estimate's validated error: median |estimate/published - 1| in percent on held-out public
+    # measurements of the device, and how many; None (0) where none has checked the profile
+    uncertainty_pct: float | None = Field(None, ge=0)
+    held_out_measurements: int = Field(0, ge=0)
     note: str = ""
 
     @model_validator(mode="after")
@@ -35,6 +39,10 @@ class Latency(BaseModel):
             raise ValueError(f"a {self.kind} record must {'not ' if self.kind == 'not-measured' else ''}have ms")
         if self.kind == "measured" and self.runs < 1:
             raise ValueError("a measured record says how many runs it timed")
+        if self.kind != "estimated" and (self.uncertainty_pct is not None or self.held_out_measurements):
+            raise ValueError("only an estimate carries an estimation error")
+        if (self.uncertainty_pct is None) != (self.held_out_measurements == 0):
+            raise ValueError("an estimation error says how many held-out measurements it was checked on")
         return self
 
 

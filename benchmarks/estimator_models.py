@@ -1,0 +1,167 @@
+"""Detection architectures with published Jetson latencies, built here for the estimator check only.
+
+Latency does not depend on the weights, so these are the architectures alone (random weights,
+no loss, no post-processing beyond what the published engine runs on the GPU):
+
+* :class:`RetinaNet`: MLPerf Inference's object detector (torchvision
+  ``retinanet_resnext50_32x4d_fpn``: ResNeXt-50 32×4d, FPN P3–P7, 4-conv heads shared across
+  levels, 9 anchors, 264 OpenImages classes), 800×800 input. The MLPerf engine's NMS is a plugin
+  and is not modelled.
+* :class:`YoloV8`: Ultralytics YOLOv8 (``yolov8n.yaml``: depth 0.33, width 0.25): Conv-BN-SiLU,
+  C2f, SPPF, PAN neck, decoupled head with DFL, 640×640 input; 8.7 GFLOPs as Ultralytics counts.
+
+Not zoo models (they do not classify): :mod:`benchmarks.estimator_devices` exports them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ResNeXtBlock(nn.Module):
+    """Bottleneck with a 32-group 3×3 conv (width = 2 × planes for 32×4d), stride on the 3×3."""
+
+    def __init__(self, in_channels: int, planes: int, stride: int):
+        super().__init__()
+        width, out = planes * 2, planes * 4
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, groups=32, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, out, 1, bias=False), nn.BatchNorm2d(out))
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out else nn.Sequential(
+            nn.Conv2d(in_channels, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class RetinaNet(nn.Module):
+    """RetinaNet ResNeXt-50 32×4d FPN as MLPerf Inference runs it (outputs: class and box maps, flattened)."""
+
+    def __init__(self, num_classes: int = 264, anchors: int = 9):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, 2, 1))
+        stages, channels = [], 64
+        for i, (count, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512))):
+            blocks = []
+            for j in range(count):
+                blocks.append(ResNeXtBlock(channels, planes, 2 if i > 0 and j == 0 else 1))
+                channels = planes * 4
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, 256, 1) for c in (512, 1024, 2048))
+        self.smooth = nn.ModuleList(nn.Conv2d(256, 256, 3, 1, 1) for _ in range(3))
+        self.p6, self.p7 = nn.Conv2d(256, 256, 3, 2, 1), nn.Conv2d(256, 256, 3, 2, 1)
+        self.cls_head = head(num_classes * anchors)
+        self.box_head = head(4 * anchors)
+
+    def forward(self, x):
+        x = self.stem(x)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        laterals = [conv(f) for conv, f in zip(self.lateral, features[1:])]
+        for i in (1, 0):  # top-down: nearest upsampling and add
+            laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:], mode="nearest")
+        levels = [conv(f) for conv, f in zip(self.smooth, laterals)]
+        levels.append(self.p6(levels[-1]))
+        levels.append(self.p7(F.relu(levels[-1])))
+        cls = torch.cat([torch.flatten(self.cls_head(p), 1) for p in levels], 1)
+        box = torch.cat([torch.flatten(self.box_head(p), 1) for p in levels], 1)
+        return cls, box
+
+
+def head(outputs: int) -> nn.Sequential:
+    layers = []
+    for _ in range(4):
+        layers += [nn.Conv2d(256, 256, 3, 1, 1), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.Conv2d(256, outputs, 3, 1, 1))
+
+
+class Conv(nn.Sequential):
+    """Ultralytics' Conv: conv (no bias) → BatchNorm → SiLU."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1):
+        super().__init__(nn.Conv2d(c1, c2, k, s, k // 2, bias=False), nn.BatchNorm2d(c2), nn.SiLU())
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, c: int, shortcut: bool):
+        super().__init__()
+        self.cv1, self.cv2, self.add = Conv(c, c, 3), Conv(c, c, 3), shortcut
+
+    def forward(self, x):
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C2f(nn.Module):
+    """CSP bottleneck with two convs: split in two, n bottlenecks on one half, concat all, 1×1 conv."""
+
+    def __init__(self, c1: int, c2: int, n: int, shortcut: bool):
+        super().__init__()
+        self.c = c2 // 2
+        self.cv1 = Conv(c1, 2 * self.c)
+        self.cv2 = Conv((2 + n) * self.c, c2)
+        self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+class SPPF(nn.Module):
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.cv1, self.cv2, self.pool = Conv(c1, c1 // 2), Conv(c1 // 2 * 4, c2), nn.MaxPool2d(5, 1, 2)
+
+    def forward(self, x):
+        y = [self.cv1(x)]
+        y.extend(self.pool(y[-1]) for _ in range(3))
+        return self.cv2(torch.cat(y, 1))
+
+
+class YoloV8(nn.Module):
+    """YOLOv8 detector; ``width``/``depth`` 0.25/0.33 is YOLOv8n (3.2M parameters)."""
+
+    def __init__(self, width: float = 0.25, depth: float = 0.33, num_classes: int = 80, reg_max: int = 16):
+        super().__init__()
+        c = [int(v * width) for v in (64, 128, 256, 512, 1024)]
+        n = [max(round(v * depth), 1) for v in (3, 6, 6, 3)]
+        self.b1 = nn.Sequential(Conv(3, c[0], 3, 2), Conv(c[0], c[1], 3, 2), C2f(c[1], c[1], n[0], True),
+                                Conv(c[1], c[2], 3, 2), C2f(c[2], c[2], n[1], True))
+        self.b2 = nn.Sequential(Conv(c[2], c[3], 3, 2), C2f(c[3], c[3], n[2], True))
+        self.b3 = nn.Sequential(Conv(c[3], c[4], 3, 2), C2f(c[4], c[4], n[3], True), SPPF(c[4], c[4]))
+        self.up1, self.up2 = C2f(c[4] + c[3], c[3], n[3], False), C2f(c[3] + c[2], c[2], n[3], False)
+        self.down1, self.down2 = Conv(c[2], c[2], 3, 2), Conv(c[3], c[3], 3, 2)
+        self.pan1, self.pan2 = C2f(c[2] + c[3], c[3], n[3], False), C2f(c[3] + c[4], c[4], n[3], False)
+        chans = (c[2], c[3], c[4])
+        c2, c3 = max(16, chans[0] // 4, reg_max * 4), max(chans[0], min(num_classes, 100))
+        self.box = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
+                                 for x in chans)
+        self.cls = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, num_classes, 1))
+                                 for x in chans)
+        self.dfl = nn.Conv2d(reg_max, 1, 1, bias=False)
+        self.reg_max = reg_max
+
+    def forward(self, x):
+        p3 = self.b1(x)
+        p4 = self.b2(p3)
+        p5 = self.b3(p4)
+        u4 = self.up1(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
+        o3 = self.up2(torch.cat([F.interpolate(u4, scale_factor=2.0, mode="nearest"), p3], 1))
+        o4 = self.pan1(torch.cat([self.down1(o3), u4], 1))
+        o5 = self.pan2(torch.cat([self.down2(o4), p5], 1))
+        boxes, scores = [], []
+        for level, box, cls in zip((o3, o4, o5), self.box, self.cls):
+            boxes.append(torch.flatten(box(level), 2))
+            scores.append(torch.flatten(cls(level), 2))
+        box = torch.cat(boxes, 2)  # (N, 4·reg_max, anchors): DFL = softmax over the bins, expectation by 1×1 conv
+        b, _, a = box.shape
+        dist = self.dfl(box.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
+        return torch.cat([dist, torch.cat(scores, 2).sigmoid()], 1)
