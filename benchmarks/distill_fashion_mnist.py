@@ -29,6 +29,7 @@ from edgekd.distill.objective import DistillObjective
 from edgekd.distill import LossSpec
 from edgekd.measure import count_params
 from edgekd.models.loading import build_model
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.distill import DistillStage
 from edgekd.targets import load_target
 from edgekd.train import TrainConfig, accuracy, fit
@@ -68,16 +69,17 @@ def run_row(method: str, losses: list[dict], student_name: str, teacher, data, s
     config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=None, seed=seed)
     stage = student_stage(student_name, losses, config)
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
-                     progress=False, teacher=teacher, model_spec="cnn")
-    ctx.begin_stage(workdir / f"{method}-{student_name}-{seed}")
+                     progress=False, stage_dir=workdir / f"{method}-{student_name}-{seed}")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    given = Handoff(model=teacher, teacher=teacher, model_spec="cnn")  # "cnn@W" derives from the teacher's family
     t0 = time.perf_counter()
     if method == "alone":
-        student = stage.make_student(ctx)
+        student = stage.make_student(given, ctx)
         history = fit(student, data, config, progress=False).history
     else:
-        student = stage.apply(teacher, ctx)
-        history = [h for phase in ctx.details["history"].values() for h in phase]
+        row = ReportRow()
+        student = stage.apply(given, ctx, row).model
+        history = [h for phase in row.details["history"].values() for h in phase]
     seconds = time.perf_counter() - t0
     val = accuracy(student, make_loader(data.val, data.info, batch_size=512, train=False))
     return {"accuracy": val, "seconds": seconds, "epoch_seconds": statistics.mean(h["seconds"] for h in history),

@@ -33,8 +33,9 @@ from edgekd.factorize.decompose import decompose
 from edgekd.factorize.layers import Method, full_rank, why_not
 from edgekd.models.loading import build_model
 from edgekd.models.tracing import trace_layers
+from edgekd.onnx_export import check_parity
 from edgekd.runtime.compare import HostComparer
-from edgekd.stages.export import check_parity
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.factorize import FactorizeStage
 from edgekd.targets import load_target
 from edgekd.train import Schedule, TrainConfig, accuracy
@@ -89,22 +90,23 @@ def full_rank_errors(model, data) -> dict[str, float]:
 def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int, repeats: int) -> dict:
     selection, conv = ROWS[name]
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
-                     progress=False)
-    ctx.begin_stage(workdir / name)
+                     progress=False, stage_dir=workdir / name)
     ctx.stage_dir.mkdir(parents=True)
     stage = FactorizeStage(selection=selection, conv=conv, reduction=0.4,
                            recovery=RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE,
                                                                      augment=None)))
-    factorized = stage.apply(copy.deepcopy(model), ctx)
-    d = ctx.details
+    stage_row = ReportRow()
+    factorized = stage.apply(Handoff(model=copy.deepcopy(model)), ctx, stage_row).model
+    d = stage_row.details
     with HostComparer(model, ctx.input_shape, threads=ctx.target.threads, runs=runs) as timer:
         (b1, b64), rounds = timer.compare_rounds(factorized, (1, 64), repeats)
-        parity = check_parity(factorized, timer.save(factorized, "parity"), ctx, limit=None)
+        parity = check_parity(factorized, timer.save(factorized, "parity"), ctx.val_loader,
+                              threads=ctx.host_threads)
     row = {"name": name, "model": "cnn", "selection": selection, "conv_method": conv,
            "macs_before": d["macs_before"], "macs_after": d["macs_after"],
            "accuracy_before": d["accuracy_before"], "accuracy_factorized": d["accuracy_factorized"],
            "accuracy_recovered": d["accuracy_recovered"], "recovery_epochs": epochs,
-           "onnx_accuracy": parity["accuracy"], "onnx_top1_agreement": parity["top1_agreement"],
+           "onnx_accuracy": parity.accuracy, "onnx_top1_agreement": parity.top1_agreement,
            "latency_speedup_b1": b1.speedup, "latency_speedup_b64": b64.speedup,
            "latency_ms": {"b1": b1.to_dict(), "b64": b64.to_dict()},
            "speedup_rounds": {"b1": [round(r[0].speedup, 3) for r in rounds],

@@ -32,8 +32,9 @@ from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model
+from edgekd.onnx_export import check_parity
 from edgekd.runtime.compare import HostComparer
-from edgekd.stages.export import check_parity
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.prune import PruneStage
 from edgekd.targets import load_target
 from edgekd.train import Schedule, TrainConfig, accuracy, fit
@@ -64,27 +65,28 @@ def run_row(name: str, data, workdir: Path, runs: int, repeats: int) -> dict:
     model_name, _, epochs, settings, recovery_epochs = ROWS[name]
     model, train_seconds = baseline(model_name, data, epochs)
     target = load_target("host")
-    ctx = RunContext(out_dir=workdir, target=target, data=data, cache_dir=workdir / "cache", progress=False)
-    ctx.begin_stage(workdir / name)
+    ctx = RunContext(out_dir=workdir, target=target, data=data, cache_dir=workdir / "cache", progress=False,
+                     stage_dir=workdir / name)
     ctx.stage_dir.mkdir(parents=True)
     stage = PruneStage(reduction=0.5, metric="macs", **settings,
                        recovery=RecoveryConfig(train=TrainConfig(epochs=recovery_epochs, lr=0.01,
                                                                  schedule=Schedule.COSINE, augment=None)))
     t0 = time.perf_counter()
-    pruned = stage.apply(copy.deepcopy(model), ctx)
+    stage_row = ReportRow()
+    pruned = stage.apply(Handoff(model=copy.deepcopy(model)), ctx, stage_row).model
     prune_seconds = time.perf_counter() - t0
-    step = ctx.details["steps"][-1]
+    step = stage_row.details["steps"][-1]
     with HostComparer(model, ctx.input_shape, threads=target.threads, runs=runs) as timer:
         (b1, b64), rounds = timer.compare_rounds(pruned, (1, 64), repeats)
-        parity = check_parity(pruned, timer.save(pruned, "parity"), ctx, limit=None)
-    row = {"name": name, "model": model_name, "importance": stage.importance.value, "scope": stage.scope,
-           "round_to": ctx.details["round_to"], "train_images": len(data.train), "baseline_epochs": epochs,
+        parity = check_parity(pruned, timer.save(pruned, "parity"), ctx.val_loader, threads=ctx.host_threads)
+    row = {"name": name, "model": model_name, "importance": stage.importance.value, "scope": stage.scope.value,
+           "round_to": stage_row.details["round_to"], "train_images": len(data.train), "baseline_epochs": epochs,
            "recovery_epochs": recovery_epochs,
            "macs_before": count_macs(model, ctx.input_shape), "macs_after": count_macs(pruned, ctx.input_shape),
            "params_before": count_params(model), "params_after": count_params(pruned),
            "accuracy_before": accuracy(model, ctx.val_loader), "accuracy_pruned": step["accuracy_pruned"],
-           "accuracy_recovered": step["accuracy_recovered"], "onnx_accuracy": parity["accuracy"],
-           "onnx_max_abs_diff": parity["max_abs_diff"], "onnx_top1_agreement": parity["top1_agreement"],
+           "accuracy_recovered": step["accuracy_recovered"], "onnx_accuracy": parity.accuracy,
+           "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
            "latency_speedup_b1": b1.speedup, "latency_speedup_b64": b64.speedup,
            "latency_ms": {"b1": b1.to_dict(), "b64": b64.to_dict()},
            "speedup_rounds": {"b1": [round(r[0].speedup, 3) for r in rounds],

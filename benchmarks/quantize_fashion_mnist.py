@@ -42,6 +42,7 @@ from edgekd.errors import QuantizeError
 from edgekd.models.loading import build_model, save_weights
 from edgekd.recipe import load_recipe
 from edgekd.runtime.compare import HostComparer
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.quantize import QuantizeStage
 from edgekd.targets import load_target
 from edgekd.train import Schedule, TrainConfig
@@ -81,7 +82,8 @@ def student(data, workdir: Path):
     if not STUDENT.exists():
         stage = load_recipe("default").stages[1]
         ctx = context(data, workdir / "distill", "host")
-        model = stage.apply(teacher(data), ctx)
+        trained = teacher(data)
+        model = stage.apply(Handoff(model=trained, teacher=trained, model_spec="cnn"), ctx, ReportRow()).model
         save_weights(model, STUDENT)
     model.load_state_dict(load_file(STUDENT))
     return model.eval()
@@ -99,8 +101,7 @@ def with_outlier_channel(model, scale: float = 1000.0):
 
 def context(data, folder: Path, target: str) -> RunContext:
     ctx = RunContext(out_dir=folder, target=load_target(target), data=data, cache_dir=folder.parent / "cache",
-                     progress=False)
-    ctx.begin_stage(folder / "stage")
+                     progress=False, stage_dir=folder / "stage")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     return ctx
 
@@ -113,14 +114,15 @@ def run_row(name: str, models: dict, data, workdir: Path, repeats: int) -> dict:
     enforce = settings["method"] != "ptq" or settings.get("accuracy_control", True)
     stage = QuantizeStage(**settings, max_accuracy_drop=budget if enforce else 100.0)
     t0 = time.perf_counter()
+    stage_row = ReportRow()
     try:
-        stage.apply(copy.deepcopy(model), ctx)
+        out = stage.apply(Handoff(model=copy.deepcopy(model)), ctx, stage_row)
     except QuantizeError as exc:
         return {"name": name, "model": model_name, "scheme": scheme, "error": str(exc)}
     seconds = time.perf_counter() - t0
-    d = ctx.details
+    d = stage_row.details
     with HostComparer(model, ctx.input_shape, threads=load_target("host").threads, runs=200) as timer:
-        (b1, b64), rounds = timer.compare_rounds(ctx.quantized_onnx, (1, 64), repeats)
+        (b1, b64), rounds = timer.compare_rounds(out.int8.path, (1, 64), repeats)
     row = {"name": name, "model": model_name, "scheme": scheme, "method": d["method"],
            "bias_correction": stage.bias_correction, "budget_points": budget,
            "accuracy_float": d["accuracy_float"], "accuracy_int8": d["accuracy_int8"],

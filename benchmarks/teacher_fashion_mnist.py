@@ -21,9 +21,9 @@ from edgekd.atomic import write_json
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model, save_weights
+from edgekd.onnx_export import export_onnx
 from edgekd.recipe import load_recipe
 from edgekd.runtime.onnxruntime import create_session, evaluate
-from edgekd.stages.export import export_onnx, simplify
 from edgekd.targets import load_target
 from edgekd.train import fit
 from edgekd.versions import library_versions
@@ -65,7 +65,7 @@ def main() -> None:
     save_weights(model, RESULTS / "teacher_cnn_fashion_mnist.safetensors")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "teacher.onnx"
-        onnx.save(simplify(export_onnx(model, (1, 28, 28), opset=17)), str(path))
+        onnx.save(export_onnx(model, (1, 28, 28)), str(path))  # opset 17, simplified (the defaults)
         val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
         onnx_accuracy = evaluate(path, val_loader, threads=host.threads)
         session = create_session(path, threads=host.threads)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
+from pydantic import ValidationError
 from torch import nn
 
 from edgekd.data import DataBundle, DataSpec, load_data
+from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
+from edgekd.stages import PUBLIC_STAGES
+from edgekd.stages.base import Stage
 from edgekd.targets import load_target
 from edgekd.train import TrainConfig, TrainResult, fit
 
@@ -35,18 +43,48 @@ def prepare_recipe(recipe: str | Path | Recipe, *, teacher: str | None = None, w
     return recipe
 
 
-def compress(teacher: str | None = None, data: str | None = None, *, target: str = "host",
-             recipe: str | Path | Recipe = "default", out: str | Path | None = None, weights: str | None = None,
-             resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False) -> dict:
-    """Run a recipe for a target profile and return the report (also written to ``out``).
+@dataclass(frozen=True)
+class CompressResult:
+    """What :func:`compress` gives back.
+
+    Attributes:
+        model: the final PyTorch model (float; after a quantize stage the int8 model is ``onnx_path``).
+        onnx_path: the shipped ONNX model (``OUT/model.onnx``), checked against ``model``.
+        deploy_dir: what to copy onto the device (model, preprocessing.json, infer.py, build script).
+        accuracy: top-1 accuracy (0–1) of ``onnx_path`` on the validation data, with ONNX Runtime.
+        report: the report as data (also ``OUT/report.json``, ``.md``, ``.html``).
+        out_dir: the run folder.
+    """
+
+    model: nn.Module
+    onnx_path: Path | None
+    deploy_dir: Path | None
+    accuracy: float
+    report: dict
+    out_dir: Path
+
+
+def compress(model: nn.Module | str | None = None, train: Any = None, val: Any = None, *, target: str = "host",
+             stages: Sequence[Stage] | None = None, recipe: str | Path | Recipe | None = None,
+             out: str | Path | None = None, preprocessing: dict | None = None, weights: str | None = None,
+             resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False,
+             progress: bool = True) -> CompressResult:
+    """Compress ``model`` for ``target``: run the stages, write the run folder, return the results.
 
     Args:
-        teacher: zoo model name or ``package.module:factory`` (default: the recipe's).
-        data: ``fashion-mnist``, a folder, or ``package.module:function`` (default: the recipe's).
-        target: a profile name from ``targets/`` or a profile YAML path.
-        recipe: ``default``, ``fast``, a YAML path, or a :class:`Recipe`.
+        model: the trained model to start from: an ``nn.Module`` (used with its weights as they are),
+            a zoo name or ``package.module:factory`` (default: the recipe's teacher).
+        train: training data: a ``DataLoader`` or ``Dataset`` of ``(image, label)``, or a data source
+            (``fashion-mnist``, a folder, ``package.module:function``); default: the recipe's.
+        val: validation data like ``train`` (objects only); None with objects holds out 10% of ``train``.
+        target: a profile name from ``targets/`` (``edgekd targets``) or a profile YAML path.
+        stages: stage objects, e.g. ``[edgekd.Distill(student="cnn-small"), edgekd.Quantize()]``;
+            ``Export`` and ``Benchmark`` are appended when missing. Default: the default recipe's chain.
+        recipe: instead of ``stages``: ``default``, ``fast``, ... or a recipe YAML path or :class:`Recipe`.
         out: the run folder (default ``runs/TARGET-RECIPE``).
-        weights: the teacher's weights (safetensors, or a state_dict read with ``weights_only``).
+        preprocessing: ``{'mean': [...], 'std': [...], 'scale': 1/255}``, how raw pixels became your
+            loaders' tensors, recorded for ``deploy/`` (edgekd cannot know it from the tensors).
+        weights: weights for a named ``model`` (safetensors, or a state_dict read with ``weights_only``).
         resume: continue the run in ``out``, skipping stages whose outputs are intact.
         overwrite: replace a run already in ``out``.
         trust_checkpoint: allow full unpickling of ``weights`` (only for files you trust).
@@ -54,10 +92,93 @@ def compress(teacher: str | None = None, data: str | None = None, *, target: str
     from edgekd.pipeline import run_pipeline
 
     profile = load_target(target)
-    plan = prepare_recipe(recipe, teacher=teacher, weights=weights, data=data)
+    check_model_argument(model)
+    plan = plan_recipe(model, stages=stages, recipe=recipe, weights=weights,
+                       data=train if isinstance(train, str) else None)
+    data = user_data(train, val, model=model, preprocessing=preprocessing)
     out = Path(out) if out is not None else default_run_dir(profile.name, plan.name)
-    return run_pipeline(plan, profile, out, resume=resume, overwrite=overwrite, cache_dir=cache_dir(),
-                        trust_checkpoint=trust_checkpoint)
+    run = run_pipeline(plan, profile, out, data=data, user_model=model if isinstance(model, nn.Module) else None,
+                       resume=resume, overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
+                       progress=progress)
+    onnx_path = run.handoff.onnx.path if run.handoff.onnx is not None else None
+    deploy = out / "deploy" if onnx_path is not None else None
+    return CompressResult(model=run.handoff.model, onnx_path=onnx_path, deploy_dir=deploy,
+                          accuracy=run.report["summary"]["accuracy"], report=run.report, out_dir=out)
+
+
+def check_model_argument(model: Any) -> None:
+    if model is not None and not isinstance(model, (nn.Module, str)):
+        raise ConfigError(f"model must be a torch nn.Module, a zoo name or package.module:factory, not "
+                          f"{type(model).__name__}")
+
+
+def plan_recipe(model: nn.Module | str | None, *, stages: Sequence[Stage] | None, recipe: str | Path | Recipe | None,
+                weights: str | None, data: str | None) -> Recipe:
+    """The recipe to run: the given stages (after a teacher stage for ``model``) or a named recipe."""
+    if stages is not None and recipe is not None:
+        raise ConfigError("give stages or recipe, not both")
+    plan = custom_recipe(stages) if stages is not None else recipe or "default"
+    plan = prepare_recipe(plan, teacher=model if isinstance(model, str) else None, weights=weights, data=data)
+    return plan.with_stage("teacher", model=None) if isinstance(model, nn.Module) else plan
+
+
+def custom_recipe(stages: Sequence[Stage]) -> Recipe:
+    """The default teacher stage, the user's stages, and export and benchmark if they are missing."""
+    from edgekd.stages import STAGES
+
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
+        raise ConfigError("stages must be a list of stage objects, e.g. [edgekd.Prune(reduction=0.5)]")
+    for item in stages:
+        if not isinstance(item, Stage):
+            raise ConfigError(f"stages must be stage objects ({', '.join(stage_names())}), not "
+                              f"{type(item).__name__} {item!r:.60}")
+    chain = list(stages)
+    if not any(s.stage == "teacher" for s in chain):
+        chain.insert(0, next(s for s in load_recipe("default").stages if s.stage == "teacher"))
+    for name in ("export", "benchmark"):
+        if not any(s.stage == name for s in chain):
+            chain.append(STAGES[name]())
+    try:
+        return Recipe(name="custom", stages=tuple(chain))
+    except ValidationError as exc:
+        raise ConfigError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def stage_names() -> list[str]:
+    return [f"edgekd.{name}" for name in PUBLIC_STAGES]
+
+
+def user_data(train: Any, val: Any, *, model: nn.Module | str | None, preprocessing: dict | None) -> DataBundle | None:
+    """The user's data objects as a :class:`DataBundle`; None when the recipe's data spec (or a source name) is used."""
+    if train is None or isinstance(train, str):
+        if val is not None:
+            raise ConfigError("val goes with your own training data objects: pass train as a DataLoader or Dataset")
+        if preprocessing is not None:
+            raise ConfigError("preprocessing describes your own DataLoaders; edgekd knows its own data's")
+        return None
+    if isinstance(train, DataBundle):
+        return train
+    from edgekd.data.objects import bundle_from_objects
+
+    return bundle_from_objects(train, val, num_classes=output_width(model, train), preprocessing=preprocessing)
+
+
+def output_width(model: nn.Module | str | None, train: Any) -> int | None:
+    """How many classes an ``nn.Module`` predicts, from one training image (None if it cannot tell)."""
+    if not isinstance(model, nn.Module):
+        return None
+    from edgekd.data.objects import dataset_of, first_item
+
+    image, _ = first_item(dataset_of(train, "training"))
+    was_training = model.training
+    try:
+        with torch.inference_mode():
+            logits = model.eval()(image[None].float())
+    except Exception:  # the teacher stage's own check explains a model that does not fit the data
+        return None
+    finally:
+        model.train(was_training)
+    return int(logits.shape[-1]) if logits.dim() == 2 else None
 
 
 def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, config: TrainConfig = TrainConfig(),

@@ -76,18 +76,16 @@ def compress(
     """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder."""
     from edgekd import distributed
     from edgekd.api import compress as run
-    from edgekd.api import default_run_dir
 
     console.set_quiet(quiet)
     if not lead_or_serve(nproc):
         return
     with distributed.leading():
-        report = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
+        result = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
                      resume=resume, overwrite=overwrite, trust_checkpoint=trust_checkpoint)
-    summary = report["summary"]
-    out_dir = out or default_run_dir(report["target"]["name"], report["recipe"]["name"])
-    typer.echo(f"{report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
-               f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {out_dir / 'report.md'}")
+    summary = result.report["summary"]
+    typer.echo(f"{result.report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
+               f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {result.out_dir / 'report.md'}")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from torch import nn
 from edgekd import console, measure
 from edgekd.atomic import write_json, write_text
 from edgekd.context import RunContext
-from edgekd.data import load_data
+from edgekd.data import DataBundle, load_data
+from edgekd.distill.cache import model_hash
 from edgekd.errors import OutputError
 from edgekd.recipe import Recipe
 from edgekd.records import StageRecord
 from edgekd.report import build_report, write_report
 from edgekd.stages import Stage
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.targets import TargetProfile
 from edgekd.train import accuracy
 from edgekd.versions import library_versions
@@ -37,48 +40,62 @@ from edgekd.versions import library_versions
 MANIFEST = "manifest.json"
 
 
-def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, resume: bool = False,
-                 overwrite: bool = False, cache_dir: Path, trust_checkpoint: bool = False,
-                 progress: bool = True) -> dict:
-    """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report."""
+def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: DataBundle | None = None,
+                 user_model: nn.Module | None = None, resume: bool = False, overwrite: bool = False,
+                 cache_dir: Path, trust_checkpoint: bool = False, progress: bool = True) -> RunResult:
+    """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report and the last handoff.
+
+    ``data`` replaces the recipe's data spec (the user's own datasets); ``user_model`` is the
+    ``nn.Module`` a teacher stage without a model name starts from.
+    """
     out_dir = Path(out_dir)
-    data = load_data(recipe.data)
+    data = data if data is not None else load_data(recipe.data)
     manifest = open_run_folder(out_dir, resume=resume, overwrite=overwrite)
     write_json(out_dir / MANIFEST, manifest)  # an overwritten run's manifest is gone from here on
     ctx = RunContext(out_dir=out_dir, target=target, data=data, cache_dir=cache_dir,
-                     trust_checkpoint=trust_checkpoint, progress=progress)
+                     trust_checkpoint=trust_checkpoint, progress=progress, user_model=user_model)
+    inputs_key = run_inputs_key(ctx)
     records: list[StageRecord] = []
-    model: nn.Module | None = None
+    handoff = Handoff()
     reusable, ran = resume, False
     for index, stage in enumerate(recipe.stages):
         stage_dir = out_dir / "stages" / f"{index:02d}-{stage.stage}"
-        ctx.begin_stage(stage_dir)
+        ctx.stage_dir = stage_dir
         entry = manifest["stages"][index] if index < len(manifest["stages"]) else None
-        key = stage_key(stage, recipe, target)
+        key = stage_key(stage, inputs_key, target)
         reusable = reusable and is_finished(entry, key, stage.stage, out_dir)
         # An interrupted stage keeps its epoch checkpoints only if everything before it was reused.
         prepare_stage_dir(stage_dir, key, keep_checkpoints=reusable or (resume and entry is None and not ran))
         if reusable:
             console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}: finished earlier, outputs verified; skipped")
-            model = stage.restore(model, ctx)
+            handoff = stage.restore(handoff, ctx)
             records.append(StageRecord.from_dict(entry["record"]))
             continue
         del manifest["stages"][index:]
         console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}")
         started = now()
         t0 = time.perf_counter()
-        previous, ran = model, True
-        model = stage.apply(model, ctx)
-        record = make_record(stage, model, previous, records, ctx, seconds=time.perf_counter() - t0)
+        row = ReportRow()
+        previous, ran = handoff, True
+        handoff = stage.apply(handoff, ctx, row)
+        record = make_record(stage, handoff.model, previous.model, records, row, ctx,
+                             seconds=time.perf_counter() - t0)
         records.append(record)
-        inputs = manifest["stages"][-1]["outputs"] if manifest["stages"] else {"data": recipe.data.model_dump()}
+        inputs = manifest["stages"][-1]["outputs"] if manifest["stages"] else {"data": data.info.name}
         manifest["stages"].append({"index": index, "name": stage.stage, "config_hash": key,
                                    "started": started, "finished": now(), "inputs": inputs,
-                                   "outputs": hash_outputs(out_dir, stage_dir, ctx), "record": record.to_dict()})
+                                   "outputs": hash_outputs(out_dir, stage_dir, handoff),
+                                   "record": record.to_dict()})
         write_json(out_dir / MANIFEST, manifest)
-    report = build_report(recipe, ctx, records)
+    report = build_report(recipe, ctx, records, onnx_path=handoff.onnx.path if handoff.onnx else None)
     write_report(out_dir, report)
-    return report
+    return RunResult(report=report, handoff=handoff)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    report: dict
+    handoff: Handoff
 
 
 def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
@@ -107,9 +124,15 @@ def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
     return {"edgekd_manifest": 1, "created": now(), "versions": library_versions(), "stages": []}
 
 
-def stage_key(stage: Stage, recipe: Recipe, target: TargetProfile) -> str:
-    """What a stage's result depends on: its settings, the data and the target."""
-    text = stage.model_dump_json() + recipe.data.model_dump_json() + target.model_dump_json()
+def run_inputs_key(ctx: RunContext) -> str:
+    """What every stage's result depends on besides its settings: the data and the user's model."""
+    text = ctx.data.fingerprint() + (model_hash(ctx.user_model) if ctx.user_model is not None else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stage_key(stage: Stage, inputs_key: str, target: TargetProfile) -> str:
+    """What a stage's result depends on: its settings, the run's inputs and the target."""
+    text = stage.model_dump_json() + inputs_key + target.model_dump_json()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -136,9 +159,9 @@ def is_finished(entry: dict | None, key: str, name: str, out_dir: Path) -> bool:
 
 
 def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, records: list[StageRecord],
-                ctx: RunContext, *, seconds: float) -> StageRecord:
+                row: ReportRow, ctx: RunContext, *, seconds: float) -> StageRecord:
     """The stage's report row: what it measured itself, else PyTorch accuracy if the model changed."""
-    acc, source, size = ctx.accuracy, ctx.accuracy_source, ctx.size_bytes
+    acc, source, size = row.accuracy, row.accuracy_source, row.size_bytes
     changed = model is not previous or not records
     if acc is None and changed:
         acc, source = accuracy(model, ctx.val_loader), "pytorch"
@@ -149,14 +172,14 @@ def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, reco
     return StageRecord(name=stage.stage, params=measure.count_params(model),
                        macs=measure.count_macs(model, ctx.input_shape), size_bytes=size,
                        accuracy=acc, accuracy_source=source, seconds=round(seconds, 2),
-                       latency=list(ctx.latency), details=dict(ctx.details))
+                       latency=list(row.latency), details=dict(row.details))
 
 
-def hash_outputs(out_dir: Path, stage_dir: Path, ctx: RunContext) -> dict[str, str]:
+def hash_outputs(out_dir: Path, stage_dir: Path, handoff: Handoff) -> dict[str, str]:
     files = [p for p in stage_dir.iterdir()
              if p.is_file() and not p.name.startswith((".", "train"))]  # not markers, temp files or checkpoints
-    if ctx.onnx_path is not None and ctx.onnx_path.exists():
-        files.append(ctx.onnx_path)
+    if handoff.onnx is not None and handoff.onnx.path.exists() and handoff.onnx.path.is_relative_to(out_dir):
+        files.append(handoff.onnx.path)
     return {str(p.relative_to(out_dir)): file_hash(p) for p in sorted(set(files))}
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgekd.builtin import builtin_dir, builtin_names
 from edgekd.data import DataSpec
 from edgekd.errors import ConfigError, UnknownNameError
 from edgekd.stages import STAGES, Stage, stage_class
+from edgekd.stages.base import StageOrderError, check_order
 from edgekd.yamlschema import Lines, line_of, load_yaml, validate
 
 
@@ -27,6 +28,11 @@ class Recipe(BaseModel):
     description: str = ""
     data: DataSpec = DataSpec()
     stages: tuple[Stage, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stages_in_order(self) -> "Recipe":
+        check_order(self.stages)
+        return self
 
     def with_stage(self, name: str, **changes: Any) -> "Recipe":
         """A copy with every stage called ``name`` updated (for CLI overrides such as --teacher)."""
@@ -67,6 +73,10 @@ def parse_recipe(data: Any, *, source: str, lines: Lines, default_name: str = "c
     rest = {k: v for k, v in data.items() if k != "stages"}
     rest.setdefault("name", default_name)
     header = validate(_Header, rest, source=source, lines=lines)
+    try:
+        check_order(stages)
+    except StageOrderError as exc:
+        raise ConfigError(f"{source}:{line_of(lines, ('stages', exc.index))}: {exc}") from None
     return Recipe(name=str(header.name), description=header.description, data=header.data, stages=stages)
 
 

@@ -225,9 +225,12 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
                            weight_decay=config.weight_decay)
 
 
+ONECYCLE_MIN_STEPS = 8  # fewer steps leave torch's OneCycleLR a zero-length warm-up (it divides by zero)
+
+
 def make_scheduler(optimizer, config: TrainConfig, *, steps_per_epoch: int):
     total = max(1, config.epochs * steps_per_epoch)
-    if config.schedule is Schedule.ONECYCLE:
+    if config.schedule is Schedule.ONECYCLE and total >= ONECYCLE_MIN_STEPS:
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
                                                    pct_start=0.25, anneal_strategy="linear")
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)

@@ -37,7 +37,8 @@ stages:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed `edgekd` command as a user would."""
-    full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
+    path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     exe = Path(sys.executable).parent / "edgekd"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600)
 
@@ -48,7 +49,15 @@ def stage_ctx(tmp_path: Path, data, target: str = "host"):
     from edgekd.targets import load_target
 
     ctx = RunContext(out_dir=tmp_path, target=load_target(target), data=data, cache_dir=tmp_path / "cache",
-                     progress=False)
-    ctx.begin_stage(tmp_path / "stage")
-    ctx.stage_dir.mkdir(parents=True)
+                     progress=False, stage_dir=tmp_path / "stage")
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     return ctx
+
+
+def run_stage(stage, ctx, model=None, **handoff):
+    """Apply one stage to ``model`` (plus any other handoff fields) as the pipeline would: (handoff, row)."""
+    from edgekd.stages.base import Handoff, ReportRow
+
+    row = ReportRow()
+    given = Handoff(model=model, teacher=handoff.pop("teacher", model), **handoff)
+    return stage.apply(given, ctx, row), row

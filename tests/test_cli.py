@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from pydantic import ValidationError
 
 from edgekd.report.schema import Report
@@ -34,9 +34,11 @@ def test_fast_run_writes_the_run_folder(fast_run):
     assert report["target"]["name"] == "jetson-orin" and report["target"]["runtime"] == "tensorrt"
     for rel in report["artifacts"].values():
         assert (out / rel).exists()
-    for stage in report["stages"]:
+    baseline = json.loads((ROOT / "examples" / "fast" / "jetson-orin" / "report.json").read_text())
+    for stage, committed in zip(report["stages"], baseline["stages"], strict=True):
         assert stage["params"] > 0 and stage["macs"] > 0 and stage["size_bytes"] > 0
-        assert 0.5 < stage["accuracy"] <= 1.0
+        # the committed example run of the same recipe and target; CPU training here varies by up to ~2 points
+        assert committed["accuracy"] - 0.03 <= stage["accuracy"] <= 1.0, (stage["name"], committed["accuracy"])
     teacher, student, quantize, export, bench = report["stages"]
     assert student["params"] < teacher["params"] and student["accuracy_source"] == "pytorch"
     assert export["params"] == student["params"]  # the student is what ships, in int8
@@ -132,7 +134,8 @@ def test_existing_run_is_not_overwritten_silently(fast_run):
 def test_python_api_runs_the_same_job_with_a_cached_teacher(fast_run, tmp_path):
     import edgekd
 
-    report = edgekd.compress(target="host", recipe="fast", out=tmp_path / "api")
+    result = edgekd.compress(target="host", recipe="fast", out=tmp_path / "api", progress=False)
+    report = result.report
     assert report["stages"][0]["details"]["source"].startswith("cached training")
     assert all(r["kind"] == "measured" for r in report["stages"][-1]["latency"])  # host is measured
     assert (tmp_path / "api" / "model.onnx").is_file()

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+import torch
 
-from conftest import run_cli
-from edgekd.context import RunContext
+from conftest import run_cli, run_stage, stage_ctx
 from edgekd.data import DataSpec, load_data
 from edgekd.models.loading import build_model
 from edgekd.recipe import load_recipe
 from edgekd.stages.distill import DistillStage
-from edgekd.targets import load_target
 from edgekd.train import TrainConfig, accuracy, fit
 
 
@@ -23,11 +22,12 @@ def setting(tmp_path_factory):
 
 
 def make_ctx(tmp_path, data, teacher):
-    ctx = RunContext(out_dir=tmp_path, target=load_target("host"), data=data, cache_dir=tmp_path / "cache",
-                     progress=False, teacher=teacher, model_spec="cnn-small")
-    ctx.begin_stage(tmp_path / "stage")
-    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    return ctx
+    return stage_ctx(tmp_path, data)
+
+
+def distil(stage, ctx, teacher):
+    out, _ = run_stage(stage, ctx, teacher, model_spec="cnn-small")
+    return out.model
 
 
 @pytest.mark.parametrize("losses", [
@@ -40,30 +40,51 @@ def test_short_distillation_improves_the_student(losses, setting, tmp_path):
     stage = DistillStage(student="cnn-tiny", losses=losses, train=TrainConfig(epochs=2, lr=0.05, augment=None))
     ctx = make_ctx(tmp_path, data, teacher)
     before = accuracy(build_model("cnn-tiny", data.info), ctx.val_loader)
-    student = stage.apply(teacher, ctx)
+    student = distil(stage, ctx, teacher)
     after = accuracy(student, ctx.val_loader)
     assert after > before + 0.2 and after > 0.5
     assert set(student.state_dict()) == set(build_model("cnn-tiny", data.info).state_dict())  # no regressors
     assert (ctx.stage_dir / "model.safetensors").exists()
 
 
+def test_distillation_beats_the_same_student_trained_alone_on_the_same_budget(setting, tmp_path):
+    """DKD (Zhao et al. 2022) vs cross-entropy alone: same student, initialization, batches and epochs.
+
+    Measured here (6,000 images, 2 epochs, cnn-tiny): alone 0.584 / 0.597, DKD 0.642 / 0.672 for
+    seeds 0 / 1. Plain KD (T=4, α=0.9) did not beat the student alone at this short budget (0.577 /
+    0.564): it needs more epochs (benchmarks/distill_fashion_mnist.py: +0.7 points at 6 epochs).
+    """
+    data, teacher = setting
+    loss = "dkd"
+    budget = TrainConfig(epochs=2, lr=0.05, augment=None, seed=0)
+    torch.manual_seed(budget.seed)  # the same initialization as the distill stage gives its student
+    alone = build_model("cnn-tiny", data.info)
+    fit(alone, data, budget, progress=False)
+    student = distil(DistillStage(student="cnn-tiny", losses=[{"name": loss}], train=budget),
+                     make_ctx(tmp_path, data, teacher), teacher)
+    val_loader = stage_ctx(tmp_path / "val", data).val_loader
+    gain = accuracy(student, val_loader) - accuracy(alone, val_loader)
+    assert gain >= 0.03, f"{loss} gained {gain:+.4f}"
+
+
 def test_teacher_logits_are_cached_on_disk_and_reused(setting, tmp_path):
     data, teacher = setting
     stage = DistillStage(student="cnn-tiny", train=TrainConfig(epochs=1, lr=0.05, augment=None))
-    stage.apply(teacher, make_ctx(tmp_path, data, teacher))
+    distil(stage, make_ctx(tmp_path, data, teacher), teacher)
     files = list((tmp_path / "cache" / "teacher-logits").glob("*.npy"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    stage.apply(teacher, make_ctx(tmp_path, data, teacher))
+    distil(stage, make_ctx(tmp_path, data, teacher), teacher)
     assert files[0].stat().st_mtime_ns == stamp
 
 
 def test_derived_student_and_born_again(setting, tmp_path):
     data, teacher = setting
     ctx = make_ctx(tmp_path, data, teacher)
-    half = DistillStage(derive={"width": 0.5}, train=TrainConfig(epochs=0)).apply(teacher, ctx)
+    half = distil(DistillStage(derive={"width": 0.5}, train=TrainConfig(epochs=0)), ctx, teacher)
     assert half.block1[0].out_channels == 8  # cnn-small is 16 wide
-    same = DistillStage(derive={"width": 1.0}, train=TrainConfig(epochs=0)).apply(teacher, make_ctx(tmp_path, data, teacher))
+    same = distil(DistillStage(derive={"width": 1.0}, train=TrainConfig(epochs=0)), make_ctx(tmp_path, data, teacher),
+                  teacher)
     assert [p.shape for p in same.parameters()] == [p.shape for p in teacher.parameters()]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, run_stage, stage_ctx
 from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import FactorizeError
@@ -18,6 +18,7 @@ from edgekd.factorize.layers import Method, full_rank, macs_at_rank, rank_for_ma
 from edgekd.measure import count_macs
 from edgekd.models.loading import build_model
 from edgekd.models.tracing import trace_layers
+from edgekd.stages.base import Handoff
 from edgekd.stages.factorize import FactorizeStage
 from edgekd.train import TrainConfig, fit
 from topologies import TOPOLOGIES
@@ -104,14 +105,14 @@ def test_selection_reaches_the_mac_target_and_restores(selection, trained, tmp_p
     ctx = stage_ctx(tmp_path, data)
     stage = FactorizeStage(selection=selection, reduction=0.4, score_images=500,
                            recovery=RecoveryConfig(train=TrainConfig(epochs=0)))
-    factorized = stage.apply(copy.deepcopy(model), ctx)
-    details = ctx.details
+    out, row = run_stage(stage, ctx, copy.deepcopy(model))
+    factorized, details = out.model, row.details
     assert 0.4 <= details["macs_reduction"] <= 0.46
     assert details["macs_after"] == count_macs(factorized, ctx.input_shape)
     assert [c["layer"] for c in details["layers"]] and all(c["rank"] or c["skipped"] for c in details["layers"])
     if selection == "greedy":
         assert any(c["accuracy_effect"] is not None for c in details["layers"])
-    restored = stage.restore(copy.deepcopy(model), ctx)
+    restored = stage.restore(Handoff(model=copy.deepcopy(model)), ctx).model
     x = torch.randn(4, *ctx.input_shape)
     assert torch.equal(restored.eval()(x), factorized.eval()(x))
 
@@ -119,7 +120,7 @@ def test_selection_reaches_the_mac_target_and_restores(selection, trained, tmp_p
 def test_an_unreachable_target_is_refused(trained, tmp_path):
     data, model = trained
     with pytest.raises(FactorizeError, match="can save at most"):
-        FactorizeStage(reduction=0.95, selection="uniform").apply(copy.deepcopy(model), stage_ctx(tmp_path, data))
+        run_stage(FactorizeStage(reduction=0.95, selection="uniform"), stage_ctx(tmp_path, data), copy.deepcopy(model))
 
 
 RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: factorize

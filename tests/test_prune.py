@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, run_stage, stage_ctx
 from topologies import TOPOLOGIES, FixedView, UnequalSplit
 
 from edgekd.data import DataSpec, load_data
@@ -22,7 +22,8 @@ from edgekd.prune.importance import Importance, accumulate_gradients
 from edgekd.prune.structured import ChannelPruning, protected_layers, search_ratio
 from edgekd.runtime.compare import HostComparer
 from edgekd.runtime.onnxruntime import create_session
-from edgekd.stages.export import export_onnx
+from edgekd.onnx_export import export_onnx
+from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.prune import PruneStage
 from edgekd.train import TrainConfig, accuracy, fit
 
@@ -38,7 +39,7 @@ def prune_macs(model, reduction=0.5, **how):
 
 def ort_matches_torch(model) -> bool:
     path = "/tmp/edgekd-test-prune.onnx"
-    onnx.save(export_onnx(model, SHAPE, opset=17), path)
+    onnx.save(export_onnx(model, SHAPE), path)
     x = torch.randn(4, *SHAPE)
     expected = model.eval()(x).detach().numpy()
     got = create_session(path).run(None, {"input": x.numpy()})[0]
@@ -133,7 +134,7 @@ def test_two_four_masks_survive_fine_tuning_and_export():
         optimizer.step()
     semistructured.bake(model)
     assert semistructured.is_two_four(model.a[0].weight.detach().numpy(), axis=1)
-    sparse, dense = semistructured.onnx_two_four_weights(export_onnx(model.eval(), SHAPE, opset=17))
+    sparse, dense = semistructured.onnx_two_four_weights(export_onnx(model.eval(), SHAPE))
     assert len(sparse) == 3 and len(dense) == 0  # BatchNorm folded into the convs keeps the zeros
     assert not semistructured.is_two_four(np.ones((4, 8)), axis=1)
 
@@ -156,12 +157,13 @@ def test_prune_stage_meets_its_goal_recovers_and_restores(trained, tmp_path):
     data, model = trained
     ctx = stage_ctx(tmp_path, data)
     stage = PruneStage(reduction=0.5, round_to=4, steps=2, recovery=QUICK, latency_check=False)
-    pruned = stage.apply(copy.deepcopy(model), ctx)
-    first, last = ctx.details["steps"]
+    out, row = run_stage(stage, ctx, copy.deepcopy(model))
+    pruned = out.model
+    first, last = row.details["steps"]
     assert first["macs"] > last["macs"] and abs(last["macs_reduction"] - 0.5) <= 0.025
     assert last["accuracy_recovered"] > last["accuracy_pruned"]
     assert [c["batch"] for c in last["host_latency"]] == [1, 64]
-    restored = stage.restore(copy.deepcopy(model), ctx)
+    restored = stage.restore(Handoff(model=copy.deepcopy(model)), ctx).model
     assert accuracy(restored, ctx.val_loader) == accuracy(pruned, ctx.val_loader)
 
 
@@ -169,7 +171,7 @@ def test_a_goal_that_rounding_cannot_reach_is_refused(trained, tmp_path):
     data, model = trained
     stage = PruneStage(reduction=0.5, round_to=16, recovery=QUICK, latency_check=False)
     with pytest.raises(PruneError, match="not the 50% asked for.*scope: global, a smaller round_to"):
-        stage.apply(copy.deepcopy(model), stage_ctx(tmp_path, data))
+        run_stage(stage, stage_ctx(tmp_path, data), copy.deepcopy(model))
 
 
 def test_a_pruned_model_slower_than_dense_is_refused(trained, tmp_path):
@@ -177,19 +179,20 @@ def test_a_pruned_model_slower_than_dense_is_refused(trained, tmp_path):
     ctx = stage_ctx(tmp_path, data)
     wide = build_model("cnn-wide", data.info)  # stands in for a pruned model that came out slower
     with HostComparer(model, ctx.input_shape) as timer, pytest.raises(PruneError, match="slower than the unpruned"):
-        PruneStage().check_not_slower(wide, timer, ctx)
+        PruneStage().check_not_slower(wide, timer, ctx, ReportRow())
 
 
 def test_jetson_target_gets_two_four_sparsity_with_notes(trained, tmp_path):
     data, model = trained
     ctx = stage_ctx(tmp_path, data, "jetson-orin")
-    pruned = PruneStage(reduction=0.3, round_to=4, recovery=QUICK).apply(copy.deepcopy(model), ctx)
-    assert ctx.sparse_layers and ctx.details["steps"][-1]["kind"] == "2:4 sparsity"
-    for name in ctx.sparse_layers:
+    out, row = run_stage(PruneStage(reduction=0.3, round_to=4, recovery=QUICK), ctx, copy.deepcopy(model))
+    pruned = out.model
+    assert out.sparse_layers and row.details["steps"][-1]["kind"] == "2:4 sparsity"
+    for name in out.sparse_layers:
         weight = dict(pruned.named_modules())[name].weight.detach().numpy()
         assert semistructured.is_two_four(weight, axis=1)
-    assert any("cannot show the speed-up" in n for n in ctx.details["notes"])
-    assert any("fewer than 256 channels" in n for n in ctx.details["notes"])
+    assert any("cannot show the speed-up" in n for n in row.details["notes"])
+    assert any("fewer than 256 channels" in n for n in row.details["notes"])
 
 
 RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: prune

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import DISTILLED_ON_A_SUBSET, run_cli, stage_ctx
+from conftest import DISTILLED_ON_A_SUBSET, run_cli, run_stage, stage_ctx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.data import DataSpec, load_data
@@ -98,8 +98,8 @@ PTQ = {"method": "ptq", "calibration_images": 256, "score_images": 1000}
 def test_both_schemes_give_runnable_int8_models_that_meet_their_runtime(trained, tmp_path, target):
     data, model = trained
     ctx = stage_ctx(tmp_path, data, target)
-    QuantizeStage(**PTQ).apply(copy.deepcopy(model), ctx)
-    int8 = onnx.load(str(ctx.quantized_onnx))
+    out, row = run_stage(QuantizeStage(**PTQ), ctx, copy.deepcopy(model))
+    int8 = onnx.load(str(out.int8.path))
     found = quantizers(int8)
     assert len(found) >= 10 and compliance.check(int8, ctx.target.runtime) == []
     dtypes = {q.dtype for q in found if not q.on_weight}
@@ -108,9 +108,10 @@ def test_both_schemes_give_runnable_int8_models_that_meet_their_runtime(trained,
     else:
         assert "uint8" in dtypes  # the CPU scheme keeps ONNX Runtime's fast unsigned activations
         assert compliance.check(int8, Runtime.TENSORRT)  # and so would be refused for TensorRT
-    assert ctx.details["drop_points"] <= 1.0
-    assert evaluate(ctx.quantized_onnx, ctx.val_loader) == ctx.accuracy
-    assert [c["batch"] for c in ctx.details["host_latency"]] == [1, 64]
+    assert row.details["drop_points"] <= 1.0
+    assert evaluate(out.int8.path, ctx.val_loader) == row.accuracy
+    assert [c["batch"] for c in row.details["host_latency"]] == [1, 64]
+    assert out.int8.settings["method_used"] == "ptq" and out.int8.settings["calibration_images"] == 256
 
 
 def plant_fragile_layer(model: torch.nn.Module, scale: float = 1000.0) -> torch.nn.Module:
@@ -134,35 +135,37 @@ def test_accuracy_control_keeps_a_planted_fragile_layer_float(trained, tmp_path)
     torch.testing.assert_close(fragile(images), model(images), rtol=1e-3, atol=1e-3)
     # the budget: what int8 costs this (briefly trained, so fragile) model anyway, plus a point
     plain = stage_ctx(tmp_path / "unplanted", data)
-    QuantizeStage(**{**PTQ, "accuracy_control": False}, max_accuracy_drop=100).apply(copy.deepcopy(model), plain)
-    budget = max(0.0, plain.details["drop_points"]) + 1.0
+    _, plain_row = run_stage(QuantizeStage(**{**PTQ, "accuracy_control": False}, max_accuracy_drop=100), plain,
+                             copy.deepcopy(model))
+    budget = max(0.0, plain_row.details["drop_points"]) + 1.0
     with pytest.raises(QuantizeError, match="PTQ loses"):  # without accuracy control the plant breaks int8
-        QuantizeStage(**PTQ, accuracy_control=False, max_accuracy_drop=budget).apply(
-            fragile, stage_ctx(tmp_path / "plain", data))
+        run_stage(QuantizeStage(**PTQ, accuracy_control=False, max_accuracy_drop=budget),
+                  stage_ctx(tmp_path / "plain", data), fragile)
     ctx = stage_ctx(tmp_path / "controlled", data)
-    QuantizeStage(**PTQ, max_accuracy_drop=budget).apply(fragile, ctx)
-    assert ctx.details["method"] == "ptq+accuracy-control"
-    ranking = ctx.details["ptq"]["accuracy_control_ranking"]
+    _, row = run_stage(QuantizeStage(**PTQ, max_accuracy_drop=budget), ctx, fragile)
+    assert row.details["method"] == "ptq+accuracy-control"
+    ranking = row.details["ptq"]["accuracy_control_ranking"]
     assert max(ranking, key=ranking.get) == "block2.3" and ranking["block2.3"] > 10  # points regained alone
-    kept = {layer["layer"]: layer["why"] for layer in ctx.details["float_layers"]}
+    kept = {layer["layer"]: layer["why"] for layer in row.details["float_layers"]}
     assert "block2.3" in kept and kept["block2.3"].startswith("accuracy control")
     assert len(kept) <= 2  # the fragile layer, not the whole model
-    assert ctx.details["drop_points"] <= budget
+    assert row.details["drop_points"] <= budget
 
 
 def test_qat_with_kd_exports_signed_int8_with_int8_weights_and_no_batchnorm(trained, tmp_path):
     data, model = trained
     ctx = stage_ctx(tmp_path, data, "jetson-orin")
     qat = RecoveryConfig(train=TrainConfig(epochs=1, lr=0.001, augment=None))
-    QuantizeStage(method="qat", calibration_images=256, max_accuracy_drop=3.0, qat=qat).apply(copy.deepcopy(model), ctx)
-    int8 = onnx.load(str(ctx.quantized_onnx))
+    out, row = run_stage(QuantizeStage(method="qat", calibration_images=256, max_accuracy_drop=3.0, qat=qat), ctx,
+                         copy.deepcopy(model))
+    int8 = onnx.load(str(out.int8.path))
     ops = [n.op_type for n in int8.graph.node]
-    assert ctx.details["method"] == "qat+kd" and len(ctx.details["qat"]["history"]) == 1
+    assert row.details["method"] == "qat+kd" and len(row.details["qat"]["history"]) == 1
     assert "BatchNormalization" not in ops
     assert compliance.check(int8, Runtime.TENSORRT) == []
     assert ops.count("QuantizeLinear") < ops.count("DequantizeLinear")  # weights are stored int8, not re-quantized
     assert float_layers(int8) == []
-    create_session(ctx.quantized_onnx)
+    create_session(out.int8.path)
 
 
 def test_batchnorm_folding_keeps_the_function(trained):
@@ -176,11 +179,10 @@ def test_batchnorm_folding_keeps_the_function(trained):
 def test_export_refuses_an_int8_model_its_target_runtime_would_reject(trained, tmp_path):
     data, model = trained
     cpu = stage_ctx(tmp_path / "cpu", data, "x86-avx512-vnni")
-    QuantizeStage(**PTQ).apply(copy.deepcopy(model), cpu)
+    cpu_int8, _ = run_stage(QuantizeStage(**PTQ), cpu, copy.deepcopy(model))
     jetson = stage_ctx(tmp_path / "jetson", data, "jetson-orin")
-    jetson.quantized_onnx = cpu.quantized_onnx  # the x86 artifact handed to a TensorRT target
-    with pytest.raises(ExportError, match="tensorrt.*uint8"):
-        ExportStage().apply(model, jetson)
+    with pytest.raises(ExportError, match="tensorrt.*uint8"):  # the x86 artifact handed to a TensorRT target
+        run_stage(ExportStage(), jetson, model, int8=cpu_int8.int8)
     assert not (jetson.out_dir / "model.onnx").exists()
 
 

@@ -58,4 +58,4 @@ def test_changed_recipe_redoes_the_stale_stage_and_after(tmp_path):
     assert "teacher: finished earlier" in again.stderr
     assert "export: settings, data or target changed" in again.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["stages"][1]["details"]["opset"] == 18
+    assert report["stages"][1]["details"]["produced_by"]["settings"]["opset"] == 18

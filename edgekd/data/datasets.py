@@ -10,6 +10,20 @@ from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)
+class Normalization:
+    """How raw pixels become the model's input: ``(pixel * scale - mean) / std`` per channel."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1 / 255
+
+
+UNKNOWN_PREPROCESSING = ("the images came already normalized from the user's own data pipeline, so edgekd does "
+                         "not know how raw pixels become the model's input; pass preprocessing={'mean': ..., "
+                         "'std': ..., 'scale': 1/255} to edgekd.compress(), or fill in scale, mean and std here")
+
+
+@dataclass(frozen=True)
 class DataInfo:
     """What a model and an ONNX consumer need to know about the data.
 
@@ -26,19 +40,17 @@ class DataInfo:
     std: tuple[float, ...]
     scale: float = 1 / 255
     classes: tuple[str, ...] = ()
+    ready: bool = False  # items are model-ready tensors from the user's pipeline (edgekd applies nothing)
+    pixels: Normalization | None = None  # with ``ready``: the user's raw-pixel normalization, if given
 
     def preprocessing(self) -> dict:
-        """The exact recipe to turn an image into the ONNX model's input (for the report)."""
-        return {
-            "input_shape": ["batch", self.channels, *self.image_size],
-            "layout": "NCHW",
-            "dtype": "float32",
-            "scale": self.scale,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "formula": "input = (pixel * scale - mean) / std, per channel",
-            "classes": list(self.classes),
-        }
+        """The exact recipe to turn an image into the ONNX model's input (for the report and deploy/)."""
+        spec = {"input_shape": ["batch", self.channels, *self.image_size], "layout": "NCHW", "dtype": "float32",
+                "formula": "input = (pixel * scale - mean) / std, per channel", "classes": list(self.classes)}
+        pixels = Normalization(self.mean, self.std, self.scale) if not self.ready else self.pixels
+        if pixels is None:
+            return {**spec, "known": False, "scale": None, "mean": None, "std": None, "note": UNKNOWN_PREPROCESSING}
+        return {**spec, "known": True, "scale": pixels.scale, "mean": list(pixels.mean), "std": list(pixels.std)}
 
 
 class TensorImages(Dataset):
@@ -85,4 +97,9 @@ class DataBundle:
             if isinstance(part, TensorImages):
                 digest.update(part.labels.numpy().tobytes())
                 digest.update(part.images[::97].contiguous().numpy().tobytes())
+            else:  # a user's dataset: a few items from across it (decoding all of them would cost an epoch)
+                for index in sorted({0, len(part) // 3, 2 * len(part) // 3, len(part) - 1}):
+                    image, label, *_ = part[index]
+                    digest.update(torch.as_tensor(image).contiguous().numpy().tobytes())
+                    digest.update(str(int(label)).encode())
         return digest.hexdigest()[:16]

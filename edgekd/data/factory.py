@@ -42,7 +42,7 @@ def load_factory(spec: str) -> DataBundle:
                     image_size=(image.shape[1], image.shape[2]),
                     mean=tuple(extra.get("mean", default)),
                     std=tuple(extra.get("std", (0.5 if is_uint8 else 1.0,) * channels)),
-                    scale=1 / 255 if is_uint8 else 1.0, classes=classes)
+                    scale=1 / 255 if is_uint8 else 1.0, classes=classes, ready=not is_uint8)
     return DataBundle(train=train, val=val, info=info)
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from edgekd import console
-from edgekd.context import RunContext
+from edgekd.data import DataBundle, make_loader
+from edgekd.data.objects import as_bundle
 from edgekd.distill import LossSpec
 from edgekd.distill.cache import with_cached_logits
 from edgekd.distill.objective import DistillObjective
@@ -31,20 +33,36 @@ class RecoveryConfig(BaseModel):
     train: TrainConfig = TrainConfig(epochs=3, lr=0.01, schedule=Schedule.COSINE, augment=None)
 
 
-def recover(model: nn.Module, teacher: nn.Module, ctx: RunContext, config: RecoveryConfig, *,
-            checkpoint: Path, epochs: int | None = None) -> TrainResult | None:
-    """Fine-tune ``model`` in place toward ``teacher``; None when there are no epochs to run."""
+def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader | Dataset,
+            config: RecoveryConfig = RecoveryConfig(), *, val: DataLoader | Dataset | None = None, checkpoint: Path | None = None, cache_dir: Path | None = None, epochs: int | None = None,
+            progress: bool = True) -> TrainResult | None:
+    """Fine-tune ``model`` in place toward ``teacher`` on ``data``; None when there are no epochs to run.
+
+    Args:
+        model: the compressed model (trained in place).
+        teacher: the model it was compressed from (eval mode, no gradients).
+        data: a :class:`DataBundle`, or your training DataLoader/Dataset (with ``val``, else 10% held out).
+        config: losses and training settings; ``epochs`` overrides ``config.train.epochs``.
+        checkpoint: where to save (and resume) the fine-tuning after each epoch.
+        cache_dir: where the teacher's logits are cached for unaugmented in-memory data (None: not cached).
+    """
     epochs = config.train.epochs if epochs is None else epochs
     if epochs == 0:
         return None
-    sample, *_ = next(iter(ctx.val_loader))
+    data = as_bundle(data, val)
+    sample = first_images(data)
     teacher = teacher.eval().to(memory_format=torch.channels_last)  # the batches are channels-last
     objective = DistillObjective(teacher, [(s.weight, s.build()) for s in config.losses],
                                  label_weight=config.label_weight)
-    objective.setup(model, sample[:32])
-    data = ctx.data
-    if config.train.augment is None and not objective.teacher_layers:
-        data = with_cached_logits(teacher, ctx.data, ctx.cache_dir)
+    objective.setup(model, sample)
+    if cache_dir is not None and config.train.augment is None and not objective.teacher_layers:
+        data = with_cached_logits(teacher, data, cache_dir)
     console.info(f"recovery: {epochs} epochs of KD fine-tuning from the model before compression")
     return fit(model, data, config.train.model_copy(update={"epochs": epochs}), objective=objective,
-               checkpoint=checkpoint, progress=ctx.progress)
+               checkpoint=checkpoint, progress=progress)
+
+
+def first_images(data: DataBundle, count: int = 32) -> torch.Tensor:
+    """A few normalized validation images, for objectives that trace feature shapes before training."""
+    images, *_ = next(iter(make_loader(data.val, data.info, batch_size=count, train=False)))
+    return images

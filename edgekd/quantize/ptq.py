@@ -9,13 +9,16 @@ PyTorch backend (:mod:`edgekd.quantize.qat`).
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import onnx
 from torch.utils.data import DataLoader
 
 from edgekd import console
+from edgekd.errors import QuantizeError
 from edgekd.quantize.scheme import Scheme, sign_activations
 
 
@@ -35,36 +38,68 @@ def nncf_dataset(loader: DataLoader, input_name: str | None = None):
     return nncf.Dataset(loader, lambda batch: {input_name: batch[0].numpy()})
 
 
+class BiasCorrection(str, enum.Enum):
+    """NNCF's bias correction after PTQ, best first: each one falls back to the next when NNCF fails inside."""
+
+    FULL = "full"  # re-estimates each layer's bias on the quantized model's own inputs (slower, better)
+    FAST = "fast"  # from the float model's statistics
+    NONE = "none"
+
+    def fallbacks(self) -> list[BiasCorrection]:
+        order = list(BiasCorrection)
+        return order[order.index(self):]
+
+
+@dataclass(frozen=True)
+class PTQResult:
+    """The int8 model, the bias correction that produced it, and why a better one was given up (if it was)."""
+
+    model: onnx.ModelProto
+    bias_correction: BiasCorrection
+    fallback: str | None = None
+
+
 def quantize_onnx(float_model: onnx.ModelProto, calibration: DataLoader, scheme: Scheme, *,
-                  keep_float: Iterable[str] = (), full_bias_correction: bool = True) -> onnx.ModelProto:
+                  keep_float: Iterable[str] = (), bias_correction: BiasCorrection = BiasCorrection.FULL) -> PTQResult:
     """int8 Q/DQ model of ``float_model`` in ``scheme``, calibrated on every batch of ``calibration``.
 
     Per-channel symmetric int8 weights, per-tensor activations; the nodes in ``keep_float`` (ONNX
-    node names) are left unquantized. Full bias correction (NNCF's slower variant, which
-    re-estimates each layer's bias on the quantized model's own inputs) measured 93.55% vs 93.03%
-    for the fast one on the default teacher (float 93.61%).
+    node names) are left unquantized. Full bias correction (NNCF's slower variant) measured 93.55%
+    vs 93.03% for the fast one on the default teacher (float 93.61%). NNCF's optional algorithms can
+    fail inside on topologies it has not met (full bias correction extracts subgraphs and runs them
+    in ONNX Runtime: seen failing with residual blocks and concatenations): then the next, simpler
+    option is used and the reason kept; a failure with none left is one :class:`QuantizeError`.
     """
     import nncf
 
     quiet_nncf()
     keep_float = list(keep_float)
+    failures = []
+    for option in bias_correction.fallbacks():
+        try:
+            quantized = nncf.quantize(
+                float_model, nncf_dataset(calibration, float_model.graph.input[0].name),
+                preset=scheme.nncf_preset(), subset_size=len(calibration),  # NNCF counts items: here, batches
+                fast_bias_correction=option is not BiasCorrection.FULL,
+                ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None,
+                advanced_parameters=None if option is not BiasCorrection.NONE else no_bias_correction())
+        except Exception as exc:  # NNCF raises anything from inside its algorithms (KeyError, RuntimeError, ...)
+            failures.append(f"{option.value} bias correction failed inside NNCF ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0][:160]})")
+            continue
+        if scheme.signed_activations:
+            sign_activations(quantized)
+        fallback = None
+        if failures:
+            fallback = "; ".join(failures) + f"; used {option.value} bias correction instead"
+            console.warn(f"quantize: {fallback}")
+        return PTQResult(quantized, option, fallback)
+    raise QuantizeError("NNCF could not quantize this model: " + "; ".join(failures) + ": keep the layer it names "
+                        "float (the quantize stage's accuracy control does this by ONNX node name), or try method: qat")
 
-    def run(full: bool) -> onnx.ModelProto:
-        return nncf.quantize(
-            float_model, nncf_dataset(calibration, float_model.graph.input[0].name),
-            preset=scheme.nncf_preset(), subset_size=len(calibration),  # NNCF counts items: here, batches
-            fast_bias_correction=not full,
-            ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None)
 
-    try:
-        quantized = run(full_bias_correction)
-    except RuntimeError as exc:
-        if not full_bias_correction:
-            raise
-        # NNCF's full bias correction runs subgraphs of the model in ONNX Runtime; with residual
-        # blocks that extraction can fail (seen with NNCF 3.4 / ONNX Runtime 1.31 on resnet20).
-        console.warn(f"NNCF's full bias correction failed ({str(exc).splitlines()[0][:120]}); using its fast one")
-        quantized = run(False)
-    if scheme.signed_activations:
-        sign_activations(quantized)
-    return quantized
+def no_bias_correction():
+    """NNCF's advanced parameters with bias correction switched off."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    return AdvancedQuantizationParameters(disable_bias_correction=True)

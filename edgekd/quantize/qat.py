@@ -11,6 +11,7 @@ weights that are shipped. The result is exported as a Q/DQ ONNX model with int8 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +20,37 @@ from onnx import numpy_helper
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgekd.context import RunContext
+from edgekd.data import DataBundle
 from edgekd.distill.recovery import RecoveryConfig, recover
 from edgekd.factorize.decompose import set_module
+from edgekd.onnx_export import OPSET, export_onnx
 from edgekd.quantize.graph import GraphView
 from edgekd.quantize.ptq import nncf_dataset, quiet_nncf
 from edgekd.quantize.scheme import Scheme
 from edgekd.train import TrainResult
 
 
-def quantization_aware_training(model: nn.Module, ctx: RunContext, scheme: Scheme, config: RecoveryConfig,
-                                calibration: DataLoader, *, checkpoint: Path) -> tuple[nn.Module, TrainResult | None]:
-    """A fake-quantized copy of ``model`` (BatchNorm folded), fine-tuned with ``model`` as KD teacher."""
+def quantization_aware_training(model: nn.Module, data: DataBundle, calibration: DataLoader, *, scheme: Scheme,
+                                config: RecoveryConfig = RecoveryConfig(), checkpoint: Path | None = None,
+                                cache_dir: Path | None = None,
+                                progress: bool = True) -> tuple[nn.Module, TrainResult | None]:
+    """A fake-quantized copy of ``model`` (BatchNorm folded), fine-tuned on ``data`` with ``model`` as KD teacher.
+
+    ``calibration`` initializes the quantizers' ranges; ``config`` is the KD fine-tuning (see
+    :func:`edgekd.distill.recovery.recover`).
+    """
     import nncf
 
     quiet_nncf()
+    # NNCF compiles its fake-quantize C++ extension on first use and gives up after 60 s; on a busy
+    # 2-core machine the compile alone can take longer (seen in this suite under load).
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     student = fold_batchnorm(copy.deepcopy(model).eval())
     quantized = nncf.quantize(student, nncf_dataset(calibration), preset=scheme.nncf_preset(),
                               subset_size=len(calibration))
     if scheme.signed_activations:
         sign_fake_quantizers(quantized)
-    result = recover(quantized, model, ctx, config, checkpoint=checkpoint)
+    result = recover(quantized, model, data, config, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
     return quantized.eval(), result
 
 
@@ -55,16 +66,14 @@ def sign_fake_quantizers(model: nn.Module) -> int:
     return changed
 
 
-def export_qdq(model: nn.Module, input_shape: tuple[int, ...], *, opset: int = 17) -> onnx.ModelProto:
+def export_qdq(model: nn.Module, input_shape: tuple[int, ...], *, opset: int = OPSET) -> onnx.ModelProto:
     """The fake-quantized model as standard Q/DQ ONNX, weights stored as int8 (as PTQ writes them)."""
     from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
-
-    from edgekd.stages.export import export_onnx, simplify
 
     for module in model.modules():
         if isinstance(module, BaseQuantizer):
             module.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-    onnx_model = simplify(export_onnx(model, input_shape, opset=opset))
+    onnx_model = export_onnx(model, input_shape, opset=opset)
     fold_weight_quantizers(onnx_model)
     return onnx_model
 

@@ -19,12 +19,12 @@ from edgekd.versions import library_versions
 SCHEMA_VERSION = 1
 
 
-def build_report(recipe, ctx, records) -> dict:
+def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict:
     """Everything a reader needs: the target as used, how to feed the model, artifacts, one row per stage."""
     artifacts = {"report_json": "report.json", "report_md": "report.md", "report_html": "report.html",
                  "manifest": "manifest.json"}
-    if ctx.onnx_path is not None:
-        artifacts["model_onnx"] = str(ctx.onnx_path.relative_to(ctx.out_dir))
+    if onnx_path is not None:
+        artifacts["model_onnx"] = str(onnx_path.relative_to(ctx.out_dir))
         artifacts["deploy"] = "deploy/"
     final = records[-1]
     return {

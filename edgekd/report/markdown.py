@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgekd.records import describe_uncertainty
+
 
 def render_markdown(report: dict) -> str:
     target = report["target"]
@@ -20,9 +22,9 @@ def render_markdown(report: dict) -> str:
     lines += step_tables(report) + layer_tables(report) + int8_tables(report) + notes(report)
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
-    lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {pre['formula']}, "
-              f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}.", "",
-              "## Artifacts", ""]
+    how = (f"{pre['formula']}, scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}"
+           if pre.get("known", True) else f"unknown: {pre['note']}")
+    lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {how}.", "", "## Artifacts", ""]
     lines += [f"- `{path}`" for path in report["artifacts"].values()]
     return "\n".join(lines) + "\n"
 
@@ -103,14 +105,20 @@ def latency_table(report: dict) -> list[str]:
                        f"**{r['kind']}**: {r['note']} |")
         elif r["kind"] == "estimated":
             out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | *{r['ms']:.3f}* | – | – | "
-                       f"**estimated**: {r['note']} |")
+                       f"**estimated, {uncertainty(r)}**: {r['note']} |")
         else:
             out.append(f"| {name} | {r['device']} | {r['runtime']} | {r['batch']} | {r['ms']:.3f} | "
                        f"{r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['kind']} |")
     if any(r["kind"] != "measured" for _, r in rows):
         out += ["", "Host figures describe the machine this ran on, not the target device; estimates are a roofline "
-                "from the target profile (edgekd/estimate.py), not measurements."]
+                "from the target profile (edgekd/estimate.py), not measurements; each says how far off the profile's "
+                "estimates were on published measurements they were not fitted on, or that none has checked them."]
     return out
+
+
+def uncertainty(r: dict) -> str:
+    """An estimate's validated error (reports written before it existed say unvalidated)."""
+    return describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))
 
 
 def human_bytes(n: int) -> str:

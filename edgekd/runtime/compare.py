@@ -9,7 +9,6 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -18,6 +17,9 @@ from edgekd.targets import available_cores
 
 if TYPE_CHECKING:
     from edgekd.runtime.onnxruntime import LatencyStats
+
+
+TIMING_NOISE = 1.05  # side-by-side ratios within 5% of even are noise on a shared machine
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,20 @@ class Comparison:
         """baseline / candidate: above 1 means the candidate is faster."""
         return self.baseline.median_ms / self.candidate.median_ms
 
+    @property
+    def slower(self) -> bool:
+        """The candidate is slower than the baseline by more than timing noise."""
+        return self.speedup < 1 / TIMING_NOISE
+
     def to_dict(self) -> dict:
         return {"batch": self.batch, "baseline_ms": round(self.baseline.median_ms, 4),
                 "candidate_ms": round(self.candidate.median_ms, 4), "speedup": round(self.speedup, 3),
                 "runs": self.candidate.runs}
+
+
+def slower_ones(comparisons: list[Comparison]) -> str:
+    """'0.87× at batch 64, ...' for the comparisons where the candidate is slower; '' when none is."""
+    return ", ".join(f"{c.speedup:.2f}× at batch {c.batch}" for c in comparisons if c.slower)
 
 
 class HostComparer:
@@ -44,9 +56,6 @@ class HostComparer:
 
     def __init__(self, baseline: nn.Module, input_shape: tuple[int, ...], *, threads: int | None = None,
                  runs: int = 100):
-        from edgekd.stages.export import export_onnx  # the stage owns export; imported late to avoid a cycle
-
-        self._export = export_onnx
         self._dir = tempfile.TemporaryDirectory(prefix="edgekd-latency-")
         self.input_shape = input_shape
         self.threads = threads or available_cores()
@@ -56,8 +65,10 @@ class HostComparer:
     def save(self, model: nn.Module, name: str) -> Path:
         import onnx
 
+        from edgekd.onnx_export import export_onnx
+
         path = Path(self._dir.name) / f"{name}.onnx"
-        onnx.save(self._export(model, self.input_shape, opset=17), str(path))
+        onnx.save(export_onnx(model, self.input_shape), str(path))
         return path
 
     def compare(self, candidate: nn.Module | Path, batch_sizes: tuple[int, ...]) -> list[Comparison]:

@@ -23,6 +23,17 @@ STAGES: dict[str, type[Stage]] = {
 }
 
 
+PUBLIC_STAGES: dict[str, type[Stage]] = {
+    "Distill": DistillStage,
+    "Prune": PruneStage,
+    "Factorize": FactorizeStage,
+    "Quantize": QuantizeStage,
+    "Export": ExportStage,
+    "Benchmark": BenchmarkStage,
+}
+"""The names a Python user builds stages by: ``edgekd.Prune(reduction=0.5)``."""
+
+
 def stage_class(name: str) -> type[Stage]:
     if name not in STAGES:
         raise UnknownNameError("stage", name, STAGES)

@@ -11,101 +11,92 @@ of the images.
 
 from __future__ import annotations
 
-import io
-import warnings
-from typing import Literal
+from typing import ClassVar, Literal
 
-import numpy as np
 import onnx
-import torch
 from pydantic import Field
-from torch import nn
 
 from edgekd import console
 from edgekd.atomic import atomic_path
 from edgekd.context import RunContext
 from edgekd.deploy import write_bundle
 from edgekd.errors import ExportError
+from edgekd.onnx_export import OPSET, Parity, check_float_parity, check_parity, export_onnx
 from edgekd.quantize import compliance
 from edgekd.runtime.trtexec import write_build_script
-from edgekd.stages.base import Stage
+from edgekd.stages.base import Artifact, Handoff, ReportRow, Stage
 from edgekd.targets import Runtime
 
-INPUT, OUTPUT = "input", "logits"
+MODEL_FILE = "model.onnx"
 
 
 class ExportStage(Stage):
     """Export the current model to ``model.onnx`` in the run folder, after a parity check."""
 
     stage: Literal["export"] = "export"
-    opset: int = Field(17, ge=17)
+    makes: ClassVar[tuple[str, ...]] = ("onnx",)
+    opset: int = Field(OPSET, ge=17)
     simplify: bool = True
     max_abs_diff: float = Field(1e-4, gt=0)
     min_top1_agreement: float = Field(0.999, gt=0, le=1)
     min_int8_agreement: float = Field(0.95, gt=0, le=1, description="int8 vs float top-1 agreement to accept")
     parity_images: int | None = Field(None, ge=1, description="validation images to compare; all when unset")
 
-    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        quantized = ctx.quantized_onnx is not None
+    def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
+        model, quantized = given.model, given.int8 is not None
         if quantized:
-            onnx_model = onnx.load(str(ctx.quantized_onnx))
+            onnx_model, produced = onnx.load(str(given.int8.path)), given.int8.produced_by()
         else:
-            onnx_model = export_onnx(model, ctx.input_shape, opset=self.opset)
-            if self.simplify:
-                onnx_model = simplify(onnx_model)
+            onnx_model = export_onnx(model, ctx.input_shape, opset=self.opset, simplify=self.simplify)
+            produced = {"file": MODEL_FILE, "stage": ctx.stage_dir.name,
+                        "settings": {"opset": self.opset, "simplify": self.simplify}}
         violations = compliance.check(onnx_model, ctx.target.runtime)
         if violations:  # before anything is written: a model the device would reject is never handed over
             raise ExportError(f"{ctx.target.name}'s runtime ({ctx.target.runtime.value}) would reject this model: "
                               f"{compliance.summarize(violations)}; quantize with a quantize stage for this target")
-        path = ctx.out_dir / "model.onnx"
+        path = ctx.out_dir / MODEL_FILE
         with atomic_path(path) as tmp:
             onnx.save(onnx_model, str(tmp))
-            parity = check_parity(model, tmp, ctx, limit=self.parity_images)
+            parity = check_parity(model, tmp, ctx.val_loader, threads=ctx.host_threads, limit=self.parity_images)
             if quantized:
                 self.enforce_int8(parity)
             else:
-                self.enforce(parity)
-            if ctx.sparse_layers:  # refused before the rename: a violating model is never handed over
-                ctx.details["sparsity_2_4"] = verify_two_four(tmp, ctx.sparse_layers)
+                check_float_parity(parity, max_abs_diff=self.max_abs_diff, min_top1_agreement=self.min_top1_agreement)
+            if given.sparse_layers:  # refused before the rename: a violating model is never handed over
+                row.details["sparsity_2_4"] = verify_two_four(tmp, given.sparse_layers)
         console.info(f"export: {path.name} ({'int8' if quantized else 'float'}) matches PyTorch (max |Δlogit| "
-                     f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.4%}); "
-                     f"ONNX Runtime accuracy {parity['accuracy']:.4f}")
-        ctx.onnx_path = path
-        ctx.accuracy, ctx.accuracy_source = parity.pop("accuracy"), "onnxruntime"
-        ctx.size_bytes = path.stat().st_size
-        ctx.details.update(parity=parity, opset=self.opset, simplified=self.simplify,
-                           precision="int8" if quantized else "float")
+                     f"{parity.max_abs_diff:.2e}, top-1 agreement {parity.top1_agreement:.4%}); "
+                     f"ONNX Runtime accuracy {parity.accuracy:.4f}")
+        row.measured(parity.accuracy, "onnxruntime", size_bytes=path.stat().st_size)
+        row.details.update(parity=parity.to_dict(), precision="int8" if quantized else "float", produced_by=produced)
+        self.write_deploy(path, given, ctx, row)
+        return given.replace(onnx=Artifact(path, produced["stage"], produced["settings"]))
+
+    def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
+        produced = (given.int8.produced_by() if given.int8 is not None else
+                    {"stage": ctx.stage_dir.name, "settings": {"opset": self.opset, "simplify": self.simplify}})
+        return given.replace(onnx=Artifact(ctx.out_dir / MODEL_FILE, produced["stage"], produced["settings"]))
+
+    def write_deploy(self, path, given: Handoff, ctx: RunContext, row: ReportRow) -> None:
+        """``deploy/``: the model, how to feed it, an inference script, the TensorRT build script."""
         script = None
         if ctx.target.runtime is Runtime.TENSORRT:
             script, command = write_build_script(ctx.out_dir, path, ctx.target, ctx.input_shape,
-                                                 sparse=bool(ctx.sparse_layers) and ctx.target.sparsity_2_4)
-            ctx.details["tensorrt"] = {"build_script": script.name, "command": command,
+                                                 sparse=bool(given.sparse_layers) and ctx.target.sparsity_2_4)
+            row.details["tensorrt"] = {"build_script": script.name, "command": command,
                                        "note": "TensorRT is not used here; build the engine on the device"}
             console.info(f"export: TensorRT engine to be built on the device with {script.name}")
         bundle = write_bundle(ctx.out_dir, path, ctx.target, ctx.data.info.preprocessing(), build_script=script)
-        ctx.details["deploy"] = sorted(p.name for p in bundle.iterdir())
+        row.details["deploy"] = sorted(p.name for p in bundle.iterdir())
         console.info(f"export: {bundle.name}/ holds what to copy onto {ctx.target.name}: "
-                     + ", ".join(ctx.details["deploy"]))
-        return model
+                     + ", ".join(row.details["deploy"]))
 
-    def enforce_int8(self, parity: dict) -> None:
+    def enforce_int8(self, parity: Parity) -> None:
         """An int8 model differs from float by design; its predictions must still agree."""
-        if parity["top1_agreement"] < self.min_int8_agreement:
-            raise ExportError(f"the int8 model agrees with the float model on only {parity['top1_agreement']:.2%} "
-                              f"of {parity['images']} images (limit {self.min_int8_agreement:.0%}); the quantize "
+        if parity.top1_agreement < self.min_int8_agreement:
+            raise ExportError(f"the int8 model agrees with the float model on only {parity.top1_agreement:.2%} "
+                              f"of {parity.images} images (limit {self.min_int8_agreement:.0%}); the quantize "
                               "stage's accuracy does not hold for the exported file")
-
-    def restore(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        ctx.onnx_path = ctx.out_dir / "model.onnx"
-        return model
-
-    def enforce(self, parity: dict) -> None:
-        if parity["max_abs_diff"] > self.max_abs_diff or parity["top1_agreement"] < self.min_top1_agreement:
-            raise ExportError(
-                f"exported ONNX does not match PyTorch: max |Δlogit| {parity['max_abs_diff']:.3g} "
-                f"(limit {self.max_abs_diff:g}), top-1 agreement {parity['top1_agreement']:.4%} "
-                f"(limit {self.min_top1_agreement:.1%}) on {parity['images']} images; the model likely uses an "
-                "op the exporter translates differently: try another opset, or export without simplify")
 
 
 def verify_two_four(onnx_path, sparse_layers: tuple[str, ...]) -> dict:
@@ -117,53 +108,3 @@ def verify_two_four(onnx_path, sparse_layers: tuple[str, ...]) -> dict:
         raise ExportError(f"{len(sparse_layers)} layers were pruned to 2:4 but only {len(sparse)} exported weights "
                           f"are 2:4 (dense: {', '.join(dense[:5])}); an export step filled in the zeros")
     return {"layers": len(sparse_layers), "verified_weights": len(sparse)}
-
-
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], *, opset: int) -> onnx.ModelProto:
-    """TorchScript-based export with a dynamic batch axis, then ``onnx.checker`` (full check)."""
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buffer, dynamo=False,
-                              input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
-                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-    except Exception as exc:  # the exporter raises many types for unsupported ops
-        raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
-    onnx_model = onnx.load_from_string(buffer.getvalue())
-    try:
-        onnx.checker.check_model(onnx_model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"exported ONNX fails onnx.checker: {str(exc).splitlines()[0]}") from exc
-    return onnx_model
-
-
-def simplify(onnx_model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxsim: constant folding and redundant-node removal (dynamic batch kept)."""
-    import onnxsim
-
-    simplified, ok = onnxsim.simplify(onnx_model)
-    if not ok:
-        raise ExportError("onnxsim could not verify the simplified model; export with simplify: false")
-    return simplified
-
-
-@torch.inference_mode()
-def check_parity(model: nn.Module, onnx_path, ctx: RunContext, *, limit: int | None) -> dict:
-    """Compare PyTorch and ONNX Runtime logits on validation images; also ONNX Runtime accuracy."""
-    from edgekd.runtime.onnxruntime import create_session, run_logits
-
-    model.eval()
-    session = create_session(onnx_path, threads=ctx.host_threads)
-    max_diff, agree, correct, seen = 0.0, 0, 0, 0
-    for ort_logits, labels, images in run_logits(session, ctx.val_loader):
-        torch_logits = model(images).numpy()
-        max_diff = max(max_diff, float(np.abs(torch_logits - ort_logits).max()))
-        agree += int((torch_logits.argmax(1) == ort_logits.argmax(1)).sum())
-        correct += int((ort_logits.argmax(1) == labels).sum())
-        seen += len(labels)
-        if limit is not None and seen >= limit:
-            break
-    return {"max_abs_diff": max_diff, "top1_agreement": agree / seen, "images": seen, "accuracy": correct / seen}

@@ -12,11 +12,13 @@ Order of work:
 5. The int8 model is checked against the target runtime's Q/DQ rules and timed against the float
    model on this machine, side by side. The export stage hands it over as ``model.onnx``.
 
-The stage passes the float PyTorch model on (it is the reference the export stage compares with).
+The stage hands on the float PyTorch model (the reference the export stage compares with) and the
+int8 file, with the settings that made it.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import onnx
@@ -26,22 +28,24 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from edgekd import console
-from edgekd.atomic import atomic_path
+from edgekd.atomic import atomic_path, write_json
 from edgekd.context import RunContext
 from edgekd.data import make_loader
 from edgekd.distill.recovery import RecoveryConfig
-from edgekd.errors import EdgekdError, QuantizeError
+from edgekd.errors import QuantizeError
 from edgekd.quantize import compliance
-from edgekd.quantize.accuracy import ControlResult, keep_sensitive_layers_float
+from edgekd.onnx_export import export_onnx
 from edgekd.quantize.graph import float_layers, module_name, quantizers
-from edgekd.quantize.ptq import quantize_onnx
+from edgekd.quantize.int8 import onnx_accuracy, quantize_model
+from edgekd.quantize.ptq import BiasCorrection
 from edgekd.quantize.qat import export_qdq, quantization_aware_training
 from edgekd.quantize.scheme import Scheme
-from edgekd.runtime.compare import HostComparer
-from edgekd.stages.base import Stage
+from edgekd.runtime.compare import Comparison, HostComparer, slower_ones
+from edgekd.stages.base import Artifact, Handoff, ReportRow, Stage
 from edgekd.train import Schedule, TrainConfig
 
 INT8_FILE = "model.int8.onnx"
+PRODUCED_FILE = "int8.json"  # the settings (and method) that produced the int8 file
 UNPLACED = "NNCF placed no quantizer on its input (its placement rules, not accuracy control)"
 QAT_DEFAULT = RecoveryConfig(train=TrainConfig(epochs=2, lr=0.001, schedule=Schedule.COSINE, augment=None))
 
@@ -54,51 +58,58 @@ class QuantizeStage(Stage):
         "auto", description="auto: PTQ with accuracy control, QAT+KD only if the budget still fails")
     calibration_images: int = Field(512, ge=32, description="training images that calibrate activation ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="points of top-1 accuracy int8 may lose vs float")
-    bias_correction: Literal["full", "fast"] = Field("full", description="NNCF bias correction after PTQ")
+    bias_correction: BiasCorrection = Field(BiasCorrection.FULL, description="NNCF bias correction after PTQ: "
+                                            "full, fast or none (each falls back to the next if NNCF fails)")
     accuracy_control: bool = Field(True, description="keep the most sensitive layers float to meet the budget")
     score_images: int = Field(2000, ge=100, description="held-out training images that score accuracy control")
     qat: RecoveryConfig = QAT_DEFAULT
     report_batches: tuple[int, ...] = (1, 64)
 
-    def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
-        if model is None:
-            raise EdgekdError("the quantize stage needs a model: put a teacher or distill stage before it")
-        model = model.eval()
+    def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
+        model = given.model.eval()
         scheme = Scheme.for_target(ctx.target)
         calibration, scoring = self.held_out_loaders(ctx)
-        float_model = export_float(model, ctx.input_shape)
-        float_accuracy = ort_accuracy(float_model, ctx.val_loader, ctx)
+        float_model = export_onnx(model, ctx.input_shape)
+        float_accuracy = onnx_accuracy(float_model, ctx.val_loader, threads=ctx.host_threads)
         details: dict = {"scheme": scheme.value, "calibration_images": len(calibration.dataset),
                          "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
         int8, int8_accuracy, method, chosen = self.make_int8(model, float_model, float_accuracy, calibration,
-                                                             scoring, scheme, ctx, details)
+                                                             scoring, scheme, ctx, row, details)
         self.check_compliance(int8, ctx)
         path = ctx.stage_dir / INT8_FILE
         with atomic_path(path) as tmp:
             onnx.save(int8, str(tmp))
         with HostComparer(model, ctx.input_shape, threads=ctx.host_threads) as timer:
-            latency = [c.to_dict() for c in timer.compare(path, self.report_batches)]
+            comparisons = timer.compare(path, self.report_batches)
         kept = [module_name(n) for n in float_layers(int8)]
-        self.note_if_slower(latency, scheme, kept, ctx)
+        self.note_if_slower(comparisons, scheme, kept, row)
         console.info(f"quantize: {method}, {scheme.value} scheme: accuracy {float_accuracy:.4f} (float) → "
                      f"{int8_accuracy:.4f} (int8, ONNX Runtime); host speed-up "
-                     + ", ".join(f"{c['speedup']:.2f}× at batch {c['batch']}" for c in latency)
+                     + ", ".join(f"{c.speedup:.2f}× at batch {c.batch}" for c in comparisons)
                      + (f"; float layers: {', '.join(kept)}" if kept else ""))
-        ctx.quantized_onnx = path
-        ctx.accuracy, ctx.accuracy_source, ctx.size_bytes = int8_accuracy, "onnxruntime", path.stat().st_size
-        ctx.details.update(details, method=method, accuracy_int8=int8_accuracy,
-                           drop_points=points(float_accuracy - int8_accuracy), host_latency=latency,
+        row.measured(int8_accuracy, "onnxruntime", size_bytes=path.stat().st_size)
+        row.details.update(details, method=method, accuracy_int8=int8_accuracy,
+                           drop_points=points(float_accuracy - int8_accuracy),
+                           host_latency=[c.to_dict() for c in comparisons],
                            float_layers=[chosen.get(name, {"layer": name, "why": UNPLACED}) for name in kept],
                            quantizers=len(quantizers(int8)))
-        return model
+        produced = {**self.settings(), "method_used": method, "scheme": scheme.value}
+        write_json(ctx.stage_dir / PRODUCED_FILE, produced)
+        return given.replace(int8=Artifact(path, ctx.stage_dir.name, produced))
 
     def make_int8(self, model: nn.Module, float_model: onnx.ModelProto, float_accuracy: float,
-                  calibration: DataLoader, scoring: DataLoader, scheme: Scheme, ctx: RunContext,
+                  calibration: DataLoader, scoring: DataLoader, scheme: Scheme, ctx: RunContext, row: ReportRow,
                   details: dict) -> tuple[onnx.ModelProto, float, str, dict]:
         """(int8 model, its validation accuracy, method used, layers accuracy control kept float), within budget."""
         if self.method in ("auto", "ptq"):
-            control = self.post_training(float_model, calibration, scoring, scheme, ctx)
-            int8_accuracy = ort_accuracy(control.model, ctx.val_loader, ctx)
+            ptq = quantize_model(float_model, calibration, scheme=scheme, bias_correction=self.bias_correction,
+                                 scoring=scoring if self.accuracy_control else None,
+                                 max_accuracy_drop=self.max_accuracy_drop, threads=ctx.host_threads)
+            control = ptq.control
+            for fallback in ptq.fallbacks:
+                row.note("quantize", fallback)
+            details["fallbacks"] = list(ptq.fallbacks)
+            int8_accuracy = onnx_accuracy(control.model, ctx.val_loader, threads=ctx.host_threads)
             details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
                               "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
                                                            for n, r in control.ranking.items()}}
@@ -109,19 +120,19 @@ class QuantizeStage(Stage):
                 tried = "PTQ" + (" with accuracy control" if self.accuracy_control else "")
                 raise QuantizeError(self.budget_message(tried, float_accuracy, int8_accuracy)
                                     + "; use method: auto or qat (QAT with KD)")
-            ctx.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
+            row.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
                                  f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
         int8, history = self.quantization_aware(model, calibration, scheme, ctx)
-        int8_accuracy = ort_accuracy(int8, ctx.val_loader, ctx)
+        int8_accuracy = onnx_accuracy(int8, ctx.val_loader, threads=ctx.host_threads)
         details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
         if self.over_budget(float_accuracy, int8_accuracy):
             raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
                                 + "; give qat more epochs, or raise max_accuracy_drop")
         return int8, int8_accuracy, "qat+kd", {}
 
-    def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module | None:
-        ctx.quantized_onnx = ctx.stage_dir / INT8_FILE
-        return model
+    def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
+        produced = json.loads((ctx.stage_dir / PRODUCED_FILE).read_text())
+        return given.replace(int8=Artifact(ctx.stage_dir / INT8_FILE, ctx.stage_dir.name, produced))
 
     def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
         """Calibration and scoring images: disjoint, shuffled, from the training set (never the validation set)."""
@@ -135,36 +146,23 @@ class QuantizeStage(Stage):
                                            train=False)
         return make(order[:self.calibration_images]), make(order[self.calibration_images:end])
 
-    def post_training(self, float_model: onnx.ModelProto, calibration: DataLoader, scoring: DataLoader,
-                      scheme: Scheme, ctx: RunContext) -> ControlResult:
-        def quantize(keep: list[str]) -> onnx.ModelProto:
-            return quantize_onnx(float_model, calibration, scheme, keep_float=keep,
-                                 full_bias_correction=self.bias_correction == "full")
-
-        if not self.accuracy_control:
-            return ControlResult(quantize([]), float("nan"))
-        score = lambda m: ort_accuracy(m, scoring, ctx)  # noqa: E731
-        return keep_sensitive_layers_float(float_model, quantize, score, reference=score(float_model),
-                                           max_drop=self.max_accuracy_drop / 100)
-
     def quantization_aware(self, model: nn.Module, calibration: DataLoader, scheme: Scheme,
                            ctx: RunContext) -> tuple[onnx.ModelProto, list]:
-        fake_quantized, result = quantization_aware_training(model, ctx, scheme, self.qat, calibration,
-                                                             checkpoint=ctx.stage_dir / "train-qat.pt")
+        fake_quantized, result = quantization_aware_training(model, ctx.data, calibration, scheme=scheme,
+                                                             config=self.qat, checkpoint=ctx.stage_dir / "train-qat.pt",
+                                                             cache_dir=ctx.cache_dir, progress=ctx.progress)
         return export_qdq(fake_quantized, ctx.input_shape), result.history if result else []
 
     @staticmethod
-    def note_if_slower(latency: list[dict], scheme: Scheme, kept: list[str], ctx: RunContext) -> None:
-        slower = [c for c in latency if c["speedup"] < 1]
-        if not slower:
+    def note_if_slower(comparisons: list[Comparison], scheme: Scheme, kept: list[str], row: ReportRow) -> None:
+        if not slower_ones(comparisons):
             return
         why = ("ONNX Runtime on x86 does not fuse signed-activation Q/DQ into its int8 kernels, so this TensorRT "
                "artifact runs dequantized here; the host figure says nothing about the device"
                if scheme is Scheme.TENSORRT else
                f"float layers between int8 ones ({', '.join(kept)}) add quantize/dequantize steps" if kept else
                "the layers may be too small for int8 kernels to pay off")
-        ctx.note("quantize", "the int8 model runs slower than float on this host (" + ", ".join(
-            f"{c['speedup']:.2f}× at batch {c['batch']}" for c in slower) + f"): {why}")
+        row.note("quantize", f"the int8 model runs slower than float on this host ({slower_ones(comparisons)}): {why}")
 
     def check_compliance(self, int8: onnx.ModelProto, ctx: RunContext) -> None:
         violations = compliance.check(int8, ctx.target.runtime)
@@ -178,19 +176,6 @@ class QuantizeStage(Stage):
     def budget_message(self, method: str, float_accuracy: float, int8_accuracy: float) -> str:
         return (f"{method} loses {points(float_accuracy - int8_accuracy):.2f} points of validation accuracy "
                 f"({float_accuracy:.4f} → {int8_accuracy:.4f}), over max_accuracy_drop {self.max_accuracy_drop:g}")
-
-
-def export_float(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProto:
-    """The float model as the export stage writes it (BatchNorm folded, simplified): what PTQ calibrates."""
-    from edgekd.stages.export import export_onnx, simplify
-
-    return simplify(export_onnx(model, input_shape, opset=17))
-
-
-def ort_accuracy(model: onnx.ModelProto, loader: DataLoader, ctx: RunContext) -> float:
-    from edgekd.runtime.onnxruntime import evaluate
-
-    return evaluate(model.SerializeToString(), loader, threads=ctx.host_threads)
 
 
 def points(fraction: float) -> float:

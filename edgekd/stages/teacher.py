@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -12,9 +13,9 @@ from torch import nn
 
 from edgekd import console
 from edgekd.context import RunContext
-from edgekd.errors import DataError
+from edgekd.errors import DataError, EdgekdError
 from edgekd.models.loading import build_model, load_weights, save_weights
-from edgekd.stages.base import Stage
+from edgekd.stages.base import Handoff, ReportRow, Stage
 from edgekd.train import TrainConfig, fit
 
 DEFAULT_TRAINING = TrainConfig(epochs=18, lr=0.1, label_smoothing=0.1)
@@ -23,49 +24,58 @@ DEFAULT_TRAINING = TrainConfig(epochs=18, lr=0.1, label_smoothing=0.1)
 class TeacherStage(Stage):
     """Start the run from a teacher.
 
-    ``model`` is a zoo name or ``package.module:factory``. With ``weights`` the teacher is
-    loaded (safely: safetensors or ``weights_only``); without, it is trained with ``train``
-    on the run's data and cached, so the next run with the same model, data and settings
-    loads it in a second.
+    ``model`` is a zoo name or ``package.module:factory``; unset, it is the ``nn.Module`` given to
+    :func:`edgekd.compress`, used with its weights as they are. With ``weights`` the teacher is
+    loaded (safely: safetensors or ``weights_only``); without, a named model is trained with
+    ``train`` on the run's data and cached, so the next run with the same model, data and
+    settings loads it in a second.
     """
 
     stage: Literal["teacher"] = "teacher"
-    model: str = "cnn"
+    needs: ClassVar[tuple[str, ...]] = ()
+    makes: ClassVar[tuple[str, ...]] = ("model",)
+    model: str | None = "cnn"
     weights: str | None = None
     train: TrainConfig = DEFAULT_TRAINING
     cache: bool = True
 
-    def apply(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
-        torch.manual_seed(self.train.seed)  # reproducible initialization, not just reproducible batches
-        teacher = build_model(self.model, ctx.data.info)
+    def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
+        teacher = self.build(ctx)
         check_fits_data(teacher, ctx)
         if self.weights:
             load_weights(teacher, self.weights, trust=ctx.trust_checkpoint)
-            ctx.details["source"] = f"weights file {self.weights}"
+            row.details["source"] = f"weights file {self.weights}"
+        elif self.model is None:
+            row.details["source"] = f"the {type(teacher).__name__} given to compress(), weights as given"
         elif self.cache and self.cache_file(ctx).exists():
             teacher.load_state_dict(load_file(self.cache_file(ctx)))
-            ctx.details["source"] = f"cached training {self.cache_file(ctx)}"
+            row.details["source"] = f"cached training {self.cache_file(ctx)}"
             console.info(f"teacher: loaded cached {self.model} from {self.cache_file(ctx)}")
         else:
             console.info(f"teacher: training {self.model} for {self.train.epochs} epochs "
                          f"on {len(ctx.data.train)} images")
             result = fit(teacher, ctx.data, self.train, checkpoint=ctx.stage_dir / "train.pt",
                          progress=ctx.progress)
-            ctx.details.update(source="trained", train_seconds=round(result.seconds, 1), history=result.history)
+            row.details.update(source="trained", train_seconds=round(result.seconds, 1), history=result.history)
             if self.cache:
                 save_weights(teacher, self.cache_file(ctx))
-        self.save(teacher, ctx)
-        return teacher
-
-    def restore(self, model: nn.Module | None, ctx: RunContext) -> nn.Module:
-        teacher = build_model(self.model, ctx.data.info)
-        teacher.load_state_dict(load_file(ctx.stage_dir / "model.safetensors"))
-        ctx.teacher, ctx.model_spec = teacher, self.model
-        return teacher
-
-    def save(self, teacher: nn.Module, ctx: RunContext) -> None:
-        ctx.teacher, ctx.model_spec = teacher, self.model
         save_weights(teacher, ctx.stage_dir / "model.safetensors")
+        return Handoff(model=teacher, teacher=teacher, model_spec=self.model)
+
+    def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
+        teacher = self.build(ctx)
+        teacher.load_state_dict(load_file(ctx.stage_dir / "model.safetensors"))
+        return Handoff(model=teacher, teacher=teacher, model_spec=self.model)
+
+    def build(self, ctx: RunContext) -> nn.Module:
+        """The teacher's architecture: the user's module (a copy: theirs is never trained), or built by name."""
+        if self.model is None:
+            if ctx.user_model is None:
+                raise EdgekdError("the teacher stage has no model: name one (model: cnn, or package.module:factory), "
+                                  "or pass an nn.Module to edgekd.compress()")
+            return copy.deepcopy(ctx.user_model).cpu()
+        torch.manual_seed(self.train.seed)  # reproducible initialization, not just reproducible batches
+        return build_model(self.model, ctx.data.info)
 
     def cache_file(self, ctx: RunContext) -> Path:
         """Cache key: model, data contents, training settings."""

@@ -42,6 +42,9 @@ def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
+    if not SPEC.get("known", True):
+        print(f"preprocessing.json: {SPEC['note']}", file=sys.stderr)
+        return 2
     batch = np.stack([load(p) for p in paths])
     logits = session().run([SPEC["output_name"]], {SPEC["input_name"]: batch})[0]
     probabilities = np.exp(logits - logits.max(1, keepdims=True))

@@ -1,0 +1,117 @@
+"""The user's own data objects: ``DataLoader``s or ``Dataset``s yielding ``(image, label)``, as edgekd data.
+
+edgekd batches, shuffles and shards the datasets itself (each stage has its own batch size, and
+a resumed training must see the same batches), so a DataLoader contributes its dataset. Float
+images are taken as model-ready: edgekd applies no normalization, and records the raw-pixel
+normalization for ``deploy/`` only when the user gives it. uint8 images are normalized like
+edgekd's own data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data._utils.collate import default_collate
+
+from edgekd.data.datasets import DataBundle, DataInfo, Normalization
+from edgekd.errors import DataError
+
+ITEMS = "items must be (image C×H×W tensor, int label)"
+HELD_OUT = 0.1  # of the training set, as validation when no validation data is given
+
+
+def dataset_of(data: Any, role: str) -> Dataset:
+    """The map-style dataset behind a DataLoader or Dataset; one clear error for anything else."""
+    if isinstance(data, DataLoader):
+        if data.collate_fn is not default_collate:
+            raise DataError(f"the {role} DataLoader has its own collate_fn; edgekd batches the loader's dataset "
+                            f"itself, so give a Dataset (or a DataLoader over one) whose {ITEMS}")
+        data = data.dataset
+    if isinstance(data, IterableDataset):
+        raise DataError(f"the {role} data is an IterableDataset; edgekd needs a map-style Dataset (len and "
+                        "indexing) to shuffle, resume and hold out images")
+    if not isinstance(data, Dataset):
+        raise DataError(f"{role} must be a torch DataLoader, a Dataset, or a data source name "
+                        f"('fashion-mnist', a folder, package.module:function), not {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError(f"the {role} data is empty")
+    return data
+
+
+def bundle_from_objects(train: Any, val: Any | None, *, num_classes: int | None = None,
+                        preprocessing: dict | None = None) -> DataBundle:
+    """A :class:`DataBundle` over the user's datasets; ``val`` None holds out 10% of ``train``.
+
+    ``num_classes`` (e.g. the model's output width) avoids reading every label to count classes.
+    """
+    train_set = dataset_of(train, "training")
+    if val is None:
+        train_set, val_set = hold_out(train_set)
+    else:
+        val_set = dataset_of(val, "validation")
+    image, _ = first_item(train_set)
+    classes = tuple(getattr(train_set, "classes", ()) or ())
+    num_classes = num_classes or len(classes) or count_classes(val_set)
+    channels, height, width = image.shape
+    if image.dtype == torch.uint8:
+        pixels = normalization(preprocessing, channels) or Normalization((0.5,) * channels, (0.5,) * channels)
+        return DataBundle(train_set, val_set, DataInfo(
+            name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
+            mean=pixels.mean, std=pixels.std, scale=pixels.scale, classes=classes))
+    return DataBundle(train_set, val_set, DataInfo(
+        name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
+        mean=(0.0,) * channels, std=(1.0,) * channels, scale=1.0, classes=classes, ready=True,
+        pixels=normalization(preprocessing, channels)))
+
+
+def as_bundle(data: Any, val: Any | None = None) -> DataBundle:
+    """``data`` as edgekd data: a :class:`DataBundle` as it is, else the user's loaders or datasets."""
+    return data if isinstance(data, DataBundle) else bundle_from_objects(data, val)
+
+
+def first_item(dataset: Dataset) -> tuple[torch.Tensor, int]:
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise DataError(f"the dataset's items are {type(item).__name__}; {ITEMS}")
+    image, label = item[0], item[1]
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise DataError(f"the dataset's images are {shape}; {ITEMS} (a transform such as ToTensor makes one)")
+    try:
+        int(label)
+    except (TypeError, ValueError):
+        raise DataError(f"the dataset's labels are {type(label).__name__}; {ITEMS}") from None
+    return image, int(label)
+
+
+def hold_out(dataset: Dataset, fraction: float = HELD_OUT, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """A fixed random split: (the rest for training, ``fraction`` for validation)."""
+    if len(dataset) < 20:
+        raise DataError(f"the training data has {len(dataset)} items, too few to hold out validation images; "
+                        "pass val data")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = max(1, round(fraction * len(dataset)))
+    return Subset(dataset, order[cut:]), Subset(dataset, order[:cut])
+
+
+def count_classes(dataset: Dataset) -> int:
+    """Classes in a dataset: from its ``targets`` when it has them, else by reading every label."""
+    targets = getattr(dataset, "targets", None)
+    labels = targets if targets is not None else [int(dataset[i][1]) for i in range(len(dataset))]
+    return int(max(int(label) for label in labels)) + 1
+
+
+def normalization(preprocessing: dict | None, channels: int) -> Normalization | None:
+    """The user's ``{'mean', 'std', 'scale'}`` as a :class:`Normalization`, checked against the channel count."""
+    if preprocessing is None:
+        return None
+    unknown = set(preprocessing) - {"mean", "std", "scale"}
+    if unknown or not {"mean", "std"} <= set(preprocessing):
+        raise DataError(f"preprocessing takes 'mean', 'std' and optionally 'scale' (default 1/255), got "
+                        f"{sorted(preprocessing)}")
+    mean, std = tuple(map(float, preprocessing["mean"])), tuple(map(float, preprocessing["std"]))
+    if len(mean) != channels or len(std) != channels:
+        raise DataError(f"preprocessing has {len(mean)} means and {len(std)} stds for {channels}-channel images")
+    return Normalization(mean, std, float(preprocessing.get("scale", 1 / 255)))
