@@ -106,13 +106,21 @@ def context(data, folder: Path, target: str) -> RunContext:
     return ctx
 
 
+def ships(scheme: str, comparisons, min_speedup: float) -> str:
+    """What the quantize stage ships by default on this host: int8 only if it is min_speedup faster at every batch."""
+    if scheme == "tensorrt":
+        return "int8 (TensorRT targets are not judged on the host)"
+    return "int8" if all(c.speedup >= min_speedup for c in comparisons) else "float"
+
+
 def run_row(name: str, models: dict, data, workdir: Path, repeats: int) -> dict:
     model_name, scheme, settings, budget = ROWS[name]
     model = models[model_name]
     ctx = context(data, workdir / name, SCHEME_TARGET[scheme])
     # the budget is judged below, so that a row whose PTQ misses it is recorded rather than refused
     enforce = settings["method"] != "ptq" or settings.get("accuracy_control", True)
-    stage = QuantizeStage(**settings, max_accuracy_drop=budget if enforce else 100.0)
+    # int8 is always made and timed here; whether the stage would ship it is judged below by its own rule
+    stage = QuantizeStage(**settings, max_accuracy_drop=budget if enforce else 100.0, require_int8=True)
     t0 = time.perf_counter()
     stage_row = ReportRow()
     try:
@@ -133,7 +141,8 @@ def run_row(name: str, models: dict, data, workdir: Path, repeats: int) -> dict:
            "latency_ratio_rounds": [[round(1 / c.speedup, 3) for c in r] for r in rounds],
            "float_layers": [x["layer"] for x in d["float_layers"]],
            "float_layer_reasons": d["float_layers"], "quantizers": d["quantizers"],
-           "calibration_images": d["calibration_images"], "seconds": round(seconds, 1)}
+           "calibration_images": d["calibration_images"], "seconds": round(seconds, 1),
+           "stage_ships": ships(scheme, (b1, b64), stage.min_speedup)}
     if "qat" in d:
         row["qat_epochs"] = len(d["qat"]["history"])
     if d.get("ptq", {}).get("accuracy_control_ranking"):

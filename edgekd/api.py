@@ -170,10 +170,11 @@ def output_width(model: nn.Module | str | None, train: Any) -> int | None:
     from edgekd.data.objects import dataset_of, first_item
 
     image, _ = first_item(dataset_of(train, "training"))
+    device = next(model.parameters(), torch.empty(0)).device  # a model the user left on the GPU
     was_training = model.training
     try:
         with torch.inference_mode():
-            logits = model.eval()(image[None].float())
+            logits = model.eval()(image[None].float().to(device))
     except Exception:  # the teacher stage's own check explains a model that does not fit the data
         return None
     finally:

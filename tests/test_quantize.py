@@ -19,6 +19,7 @@ from edgekd.quantize.graph import float_layers, quantizers
 from edgekd.quantize.qat import fold_batchnorm
 from edgekd.quantize.scheme import sign_activations
 from edgekd.runtime.onnxruntime import create_session, evaluate
+from edgekd.stages.base import Handoff
 from edgekd.stages.export import ExportStage
 from edgekd.stages.quantize import QuantizeStage
 from edgekd.targets import Runtime
@@ -91,7 +92,7 @@ def trained():
     return data, model.eval()
 
 
-PTQ = {"method": "ptq", "calibration_images": 256, "score_images": 1000}
+PTQ = {"method": "ptq", "calibration_images": 256, "score_images": 1000, "require_int8": True}
 
 
 @pytest.mark.parametrize("target", ["jetson-orin", "x86-avx512-vnni"])
@@ -168,6 +169,21 @@ def test_qat_with_kd_exports_signed_int8_with_int8_weights_and_no_batchnorm(trai
     create_session(out.int8.path)
 
 
+@pytest.mark.parametrize(("min_speedup", "shipped"), [(100.0, "float"), (0.01, "int8")])
+def test_a_cpu_target_gets_int8_only_where_it_is_faster(trained, tmp_path, min_speedup, shipped):
+    data, model = trained
+    ctx = stage_ctx(tmp_path, data, "host")  # measured side by side: this machine is the target
+    stage = QuantizeStage(**{**PTQ, "require_int8": False}, min_speedup=min_speedup, accuracy_control=False)
+    out, row = run_stage(stage, ctx, copy.deepcopy(model))
+    assert row.details["shipped"] == shipped and (out.int8 is None) == (shipped == "float")
+    if shipped == "float":
+        assert f"not at least {min_speedup:g}× faster" in row.details["why_float"]
+        assert row.accuracy == row.details["accuracy_float"]
+        assert stage.restore(Handoff(model=model), ctx).int8 is None  # a resumed run ships float too
+        _, export_row = run_stage(ExportStage(), ctx, model, int8=out.int8)
+        assert export_row.details["precision"] == "float"
+
+
 def test_batchnorm_folding_keeps_the_function(trained):
     data, model = trained
     images = torch.randn(4, 1, 28, 28)
@@ -197,6 +213,7 @@ RECIPE = DISTILLED_ON_A_SUBSET + """  - stage: prune
     calibration_images: 256
     score_images: 500
     max_accuracy_drop: 2.0
+    require_int8: true        # this test is about the artifacts' Q/DQ form, not whether int8 pays here
   - stage: export
 """
 

@@ -38,9 +38,21 @@ def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict
         "artifacts": artifacts,
         "stages": [r.to_dict() for r in records],
         "summary": {"accuracy": final.accuracy, "accuracy_source": final.accuracy_source,
-                    "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes},
+                    "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes,
+                    **shipped_precision(records)},
         "versions": library_versions(),
     }
+
+
+def shipped_precision(records) -> dict:
+    """What ``model.onnx`` is (int8 or float) and, when a quantize stage chose float, why."""
+    shipped = {}
+    for record in records:
+        if "precision" in record.details:
+            shipped["precision"] = record.details["precision"]
+        if record.details.get("why_float"):
+            shipped["why_float"] = record.details["why_float"]
+    return shipped
 
 
 def write_report(out_dir: Path, report: dict) -> None:

@@ -11,10 +11,14 @@ def render_markdown(report: dict) -> str:
              f"Target: **{target['name']}**: {target['description']} "
              f"(runtime {target['runtime']}, precision {target['precision']})", "",
              f"Data: {report['data']['name']}, {report['data']['train_images']} training and "
-             f"{report['data']['val_images']} validation images.", "",
-             "## Stages", "",
-             "| stage | params | MACs | size | accuracy | measured with | time |",
-             "|---|---:|---:|---:|---:|---|---:|"]
+             f"{report['data']['val_images']} validation images.", ""]
+    summary = report["summary"]
+    if summary.get("precision"):
+        lines += [f"Shipped: **{summary['precision']}** `model.onnx`"
+                  + (f" ({summary['why_float']})" if summary.get("why_float") else "") + ".", ""]
+    lines += ["## Stages", "",
+              "| stage | params | MACs | size | accuracy | measured with | time |",
+              "|---|---:|---:|---:|---:|---|---:|"]
     for s in report["stages"]:
         acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "

@@ -40,7 +40,9 @@ from edgekd.quantize.int8 import onnx_accuracy, quantize_model
 from edgekd.quantize.ptq import BiasCorrection
 from edgekd.quantize.qat import export_qdq, quantization_aware_training
 from edgekd.quantize.scheme import Scheme
+from edgekd.estimate import estimate_latency
 from edgekd.runtime.compare import Comparison, HostComparer, slower_ones
+from edgekd.runtime.host import can_stand_for
 from edgekd.stages.base import Artifact, Handoff, ReportRow, Stage
 from edgekd.train import Schedule, TrainConfig
 
@@ -64,6 +66,8 @@ class QuantizeStage(Stage):
     score_images: int = Field(2000, ge=100, description="held-out training images that score accuracy control")
     qat: RecoveryConfig = QAT_DEFAULT
     report_batches: tuple[int, ...] = (1, 64)
+    min_speedup: float = Field(1.1, gt=0, description="CPU targets: int8 ships only if this much faster than float")
+    require_int8: bool = Field(False, description="ship int8 even where it is not faster than float")
 
     def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
         model = given.model.eval()
@@ -94,8 +98,41 @@ class QuantizeStage(Stage):
                            float_layers=[chosen.get(name, {"layer": name, "why": UNPLACED}) for name in kept],
                            quantizers=len(quantizers(int8)))
         produced = {**self.settings(), "method_used": method, "scheme": scheme.value}
+        not_faster = None if self.require_int8 else self.why_int8_does_not_pay(comparisons, float_model, int8, scheme,
+                                                                                ctx)
+        if not_faster:
+            row.note("quantize", f"shipping the float model: {not_faster}; set require_int8: true to ship int8 anyway")
+            row.measured(float_accuracy, "onnxruntime", size_bytes=len(float_model.SerializeToString()))
+            row.details.update(shipped="float", why_float=not_faster)
+            write_json(ctx.stage_dir / PRODUCED_FILE, {**produced, "shipped": "float"})
+            return given
+        row.details["shipped"] = "int8"
         write_json(ctx.stage_dir / PRODUCED_FILE, produced)
         return given.replace(int8=Artifact(path, ctx.stage_dir.name, produced))
+
+    def why_int8_does_not_pay(self, comparisons: list[Comparison], float_model: onnx.ModelProto,
+                              int8: onnx.ModelProto, scheme: Scheme, ctx: RunContext) -> str | None:
+        """Why a CPU target is better off in float (int8 not ``min_speedup`` faster at every batch), or None.
+
+        Measured side by side where this machine stands for the target, else from the target's latency
+        estimate. TensorRT artifacts are never judged here: host ONNX Runtime runs them dequantized.
+        """
+        if scheme is Scheme.TENSORRT:
+            return None
+        if can_stand_for(ctx.target):
+            speedups = {c.batch: c.speedup for c in comparisons}
+            how = "measured side by side on this machine"
+        elif ctx.target.peak is not None and ctx.target.memory_bandwidth_gbs is not None:
+            speedups = {b: estimate_latency(float_model, ctx.target, b).ms / estimate_latency(int8, ctx.target, b).ms
+                        for b in ctx.target.batch_sizes}
+            how = f"estimated for {ctx.target.name}"
+        else:
+            return None
+        slow = {b: x for b, x in speedups.items() if x < self.min_speedup}
+        if not slow:
+            return None
+        return (f"int8 is not at least {self.min_speedup:g}× faster than float on {ctx.target.name} ("
+                + ", ".join(f"{x:.2f}× at batch {b}" for b, x in slow.items()) + f", {how})")
 
     def make_int8(self, model: nn.Module, float_model: onnx.ModelProto, float_accuracy: float,
                   calibration: DataLoader, scoring: DataLoader, scheme: Scheme, ctx: RunContext, row: ReportRow,
@@ -132,6 +169,8 @@ class QuantizeStage(Stage):
 
     def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
         produced = json.loads((ctx.stage_dir / PRODUCED_FILE).read_text())
+        if produced.get("shipped") == "float":
+            return given
         return given.replace(int8=Artifact(ctx.stage_dir / INT8_FILE, ctx.stage_dir.name, produced))
 
     def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
