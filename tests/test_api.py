@@ -83,6 +83,14 @@ def test_datasets_without_val_hold_out_a_tenth_and_say_preprocessing_is_unknown(
     assert result.report["data"]["val_images"] == 600 and result.report["data"]["train_images"] == 5400
     assert result.report["preprocessing"]["known"] is False
     assert "preprocessing=" in (result.deploy_dir / "preprocessing.json").read_text()
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    again = edgekd.compress(model, train_loader.dataset, target="host", stages=[], out=tmp_path / "run",
+                            resume=True, progress=False)  # the same module and data: every stage reused
+    assert (tmp_path / "run" / "manifest.json").read_text() == manifest and again.accuracy == result.accuracy
+    other = UserNet()  # another module (fresh weights) is another run: not resumed from this one's stages
+    changed = edgekd.compress(other, train_loader.dataset, target="host", stages=[], out=tmp_path / "run",
+                              resume=True, progress=False)
+    assert changed.report["stages"][0]["accuracy"] != result.report["stages"][0]["accuracy"]
 
 
 @pytest.mark.parametrize(("call", "error", "message"), [
