@@ -82,7 +82,7 @@ def quantize_onnx(float_model: onnx.ModelProto, calibration: DataLoader, scheme:
                 preset=scheme.nncf_preset(), subset_size=len(calibration),  # NNCF counts items: here, batches
                 fast_bias_correction=option is not BiasCorrection.FULL,
                 ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None,
-                advanced_parameters=None if option is not BiasCorrection.NONE else no_bias_correction())
+                advanced_parameters=advanced_parameters(scheme, bias_correction=option is not BiasCorrection.NONE))
         except Exception as exc:  # NNCF raises anything from inside its algorithms (KeyError, RuntimeError, ...)
             failures.append(f"{option.value} bias correction failed inside NNCF ({type(exc).__name__}: "
                             f"{(str(exc).splitlines() or [''])[0][:160]})")
@@ -98,8 +98,14 @@ def quantize_onnx(float_model: onnx.ModelProto, calibration: DataLoader, scheme:
                         "float (the quantize stage's accuracy control does this by ONNX node name), or try method: qat")
 
 
-def no_bias_correction():
-    """NNCF's advanced parameters with bias correction switched off."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+def advanced_parameters(scheme: Scheme, *, bias_correction: bool):
+    """NNCF's advanced parameters: bias correction on or off; per-tensor activations for TensorRT.
 
-    return AdvancedQuantizationParameters(disable_bias_correction=True)
+    NNCF's hardware config lets depthwise convs take per-channel activation scales (seen on a
+    MobileNet-style expand → depthwise block); TensorRT takes per-tensor activation scales only.
+    """
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    activations = QuantizationParameters(per_channel=False) if scheme.signed_activations else None
+    return AdvancedQuantizationParameters(disable_bias_correction=not bias_correction,
+                                          activations_quantization_params=activations)
