@@ -23,6 +23,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,9 @@ def finish() -> None:
     dist.barrier()
     dist.destroy_process_group()
     gc.collect()  # DistributedDataParallel wrappers left in reference cycles also hold the group
-    left = backend_threads()
+    deadline = time.monotonic() + 2.0  # joined threads leave /proc a moment after they end
+    while (left := backend_threads()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     if left:
         console.warn(f"rank {me}: the process group is still referenced after destroy_process_group; its "
                      f"threads ({', '.join(left)}) will only stop during interpreter exit")

@@ -2,6 +2,9 @@
 
 import json
 import re
+import time
+
+import pytest
 
 from conftest import run_cli
 
@@ -53,25 +56,42 @@ def test_the_relaunched_command_drops_only_nproc():
     assert without_option(["compress", "--nproc=2", "--recipe", "fast"], "--nproc") == ["compress", "--recipe", "fast"]
 
 
+def eventually(condition, seconds: float = 20.0) -> bool:
+    """Poll ``condition`` (threads start and stop asynchronously; a loaded machine takes its time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
 def one_process_group(tmp_path):
+    """A one-process gloo group whose threads are running; destroyed afterwards whatever the test did."""
+    import torch
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    assert backend_threads(), "gloo started no threads we can see"
+    dist.all_reduce(torch.zeros(1))  # a collective, so gloo's threads are up before the test looks
+    try:
+        assert eventually(backend_threads), "gloo started no threads we can see"
+        yield
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
-def test_finish_leaves_no_gloo_thread_running(tmp_path):
-    one_process_group(tmp_path)
+def test_finish_leaves_no_gloo_thread_running(one_process_group):
     finish()
-    assert backend_threads() == []
+    assert eventually(lambda: backend_threads() == []), backend_threads()
 
 
-def test_finish_reports_a_group_still_referenced_after_it_is_destroyed(tmp_path, capsys):
+def test_finish_reports_a_group_still_referenced_after_it_is_destroyed(one_process_group, capsys):
     import torch.distributed as dist
 
-    one_process_group(tmp_path)
     held = dist.group.WORLD  # as a default argument evaluated after init would hold it
     finish()
     assert "still referenced after destroy_process_group" in capsys.readouterr().err
     del held
-    assert backend_threads() == []
+    assert eventually(lambda: backend_threads() == []), backend_threads()
