@@ -41,6 +41,10 @@ class ConfigError(EdgekdError):
     """A recipe or target profile that does not validate (message carries file and line)."""
 
 
+class DeviceError(EdgekdError):
+    """A device that is not there (CUDA asked for on a machine without it, a GPU index out of range)."""
+
+
 class TrainingDivergedError(EdgekdError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
