@@ -5,6 +5,13 @@ shows a progress bar (loss, accuracy, images/s), checkpoints each epoch atomical
 from that checkpoint, and stops with a clear error (last good checkpoint kept) if the loss
 becomes NaN or infinite. What is minimized is an *objective*: cross-entropy by default, a
 distillation loss when a stage passes one.
+
+It runs on the configured device (``device``: auto, cpu, cuda, cuda:N; unset, the run's device,
+:mod:`edgekd.device`): model, objective (a distillation teacher, regressors) and every batch
+(cached teacher logits included) move there, and the model comes back to the device it came
+on. On CUDA it trains under autocast (bfloat16 where the GPU has it, else float16 with a
+gradient scaler) unless ``amp`` is off; ``compile`` wraps the model in ``torch.compile``. On the
+CPU it trains in float32 exactly as before.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd import console, distributed
+from edgekd import device as devices
 from edgekd.atomic import atomic_path
 from edgekd.data import Augment, DataBundle, make_loader
 from edgekd.data.loader import set_epoch
@@ -62,6 +70,11 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig | None = AugmentConfig()
     seed: int = 0
     channels_last: bool = True
+    # Where and how fast, not what: left out of dumps and fingerprints (a cached teacher or a finished
+    # stage is reused whichever device trained it).
+    device: str | None = Field(None, pattern=devices.SPEC.pattern, exclude=True)  # None: the run's device
+    amp: bool = Field(True, exclude=True)  # mixed precision on CUDA (the CPU always trains in float32)
+    compile: bool = Field(False, exclude=True)  # torch.compile the model for training
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -96,54 +109,99 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
     checkpoint found there is resumed from (a checkpoint of another configuration is an error).
     """
     objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
+    device, home = devices.resolve(config.device), model_device(model)
     parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
     memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel)
+    precision = Precision.for_training(device, config)
     val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
     result = TrainResult(accuracy=float("nan"), seconds=0.0)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        start_epoch = load_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result)
+        start_epoch = load_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result,
+                                      scaler=precision.scaler)
         console.info(f"resuming training from {checkpoint} at epoch {start_epoch + 1}/{config.epochs}")
-    trainer = model
-    if parallel:
+    if parallel:  # sent while everything is still on the CPU: each worker moves it to its own device
         distributed.share(distributed.TrainingJob(model, objective, data, config, start_epoch,
                                                   optimizer.state_dict(), scheduler.state_dict()))
-        trainer = data_parallel(model)
     elif distributed.world_size() > 1:
         distributed.train_alone()
+    place(model, objective, optimizer, device)
+    trainer = trainer_for(model, config, device, parallel=parallel)
     for epoch in range(start_epoch, config.epochs):
         set_epoch(train_loader, config.seed, epoch)
         t0 = time.perf_counter()
         loss, train_acc, images = train_epoch(trainer, objective, train_loader, optimizer, scheduler,
                                               epoch=epoch, config=config, checkpoint=checkpoint,
-                                              memory_format=memory_format, progress=progress)
+                                              memory_format=memory_format, progress=progress, precision=precision)
         seconds = time.perf_counter() - t0
-        val_acc = accuracy(model, val_loader)
+        val_acc = accuracy(model, val_loader, device=device)
         result.history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
                                "val_accuracy": val_acc, "seconds": round(seconds, 2),
                                "images_per_second": round(images / seconds, 1)})
         result.accuracy, result.seconds = val_acc, result.seconds + seconds
         if checkpoint is not None:  # saved before the epoch is announced: what is printed is on disk
-            save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1)
+            save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1,
+                            scaler=precision.scaler)
         console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
                      f"val acc {val_acc:.4f}, {images / seconds:.0f} img/s")
     if config.epochs == 0 or math.isnan(result.accuracy):
-        result.accuracy = accuracy(model, val_loader)
+        result.accuracy = accuracy(model, val_loader, device=device)
+    place(model, objective, optimizer, home)
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+@dataclass
+class Precision:
+    """Autocast dtype (None: float32) and the gradient scaler float16 needs, for one training."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+    scaler: "torch.amp.GradScaler | None" = None
+
+    @classmethod
+    def for_training(cls, device: torch.device, config: TrainConfig) -> "Precision":
+        machine = devices.Machine.here() if device.type == "cuda" else devices.Machine(cuda_devices=0)
+        dtype = devices.amp_dtype(device, bf16=machine.bf16, enabled=config.amp)
+        scaler = torch.amp.GradScaler(device.type) if devices.needs_grad_scaler(dtype) else None
+        return cls(device, dtype, scaler)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def place(model: nn.Module, objective: nn.Module, optimizer, device: torch.device) -> None:
+    """Model, objective (teacher, regressors) and the optimizer's state on ``device``."""
+    model.to(device)
+    objective.to(device)
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
+
+
+def trainer_for(model: nn.Module, config: TrainConfig, device: torch.device, *, parallel: bool) -> nn.Module:
+    """What the objective calls: the model, under DDP when training with other processes, compiled if asked."""
+    trainer = data_parallel(model, device) if parallel else model
+    return torch.compile(trainer) if config.compile else trainer
 
 
 def train_job(job: distributed.TrainingJob) -> None:
     """A worker's share of the leader's :func:`fit`: the same epochs on its shard of each batch, no output."""
     config, model, objective = job.config, job.model, job.objective
+    device = devices.resolve(config.device)
     memory_format, train_loader, optimizer, scheduler = prepare(model, objective, job.data, config, sharded=True)
     optimizer.load_state_dict(job.optimizer_state)
     scheduler.load_state_dict(job.scheduler_state)
-    trainer = data_parallel(model)
+    place(model, objective, optimizer, device)
+    trainer = trainer_for(model, config, device, parallel=True)
+    precision = Precision.for_training(device, config)
     for epoch in range(job.start_epoch, config.epochs):
         set_epoch(train_loader, config.seed, epoch)
         train_epoch(trainer, objective, train_loader, optimizer, scheduler, epoch=epoch, config=config,
-                    checkpoint=None, memory_format=memory_format, progress=False)
+                    checkpoint=None, memory_format=memory_format, progress=False, precision=precision)
 
 
 def prepare(model: nn.Module, objective: nn.Module, data: DataBundle, config: TrainConfig, *, sharded: bool):
@@ -169,34 +227,46 @@ def trainable(model: nn.Module, objective: nn.Module) -> list[nn.Parameter]:
     return [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
 
 
-def data_parallel(model: nn.Module) -> nn.Module:
-    """DistributedDataParallel: gradients averaged across processes during backward."""
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel: gradients averaged across processes during backward (one GPU per process)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, find_unused_parameters=True)  # block-wise objectives skip layers
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids,
+                                   find_unused_parameters=True)  # block-wise objectives skip layers
 
 
 def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, epoch: int, config: TrainConfig,
-                checkpoint: Path | None, memory_format, progress: bool) -> tuple[float, float, int]:
+                checkpoint: Path | None, memory_format, progress: bool,
+                precision: Precision | None = None) -> tuple[float, float, int]:
     """One pass over the training set; returns mean loss, training accuracy and images seen."""
     model.train()
     objective.train()
+    precision = precision or Precision(torch.device("cpu"))
+    device, scaler = precision.device, precision.scaler
     total_loss, correct, seen = 0.0, 0, 0
     t0 = time.perf_counter()
     with console.progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), enabled=progress) as bar:
         for step, (images, labels, *extra) in enumerate(loader):
+            if device.type != "cpu":
+                images, labels, *extra = devices.to_device((images, labels, *extra), device, non_blocking=True)
             images = images.to(memory_format=memory_format)
-            loss, logits = objective(model, images, labels, *extra)
+            with devices.autocast(device, precision.dtype):
+                loss, logits = objective(model, images, labels, *extra)
             if not torch.isfinite(loss):
                 where = f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""
                 raise TrainingDivergedError(
                     f"training diverged: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}{where}; "
                     f"lower the learning rate (now {config.lr}) or check the data for NaNs")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (scaler.scale(loss) if scaler else loss).backward()
             if distributed.world_size() > 1:
                 distributed.average_gradients(objective.parameters())
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             n = len(labels)
             total_loss += loss.item() * n
@@ -208,13 +278,22 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    """Top-1 accuracy of ``model`` on every batch of ``loader`` (model left in eval mode)."""
-    model.eval()
+def accuracy(model: nn.Module, loader: DataLoader, *, device: torch.device | None = None) -> float:
+    """Top-1 accuracy of ``model`` on every batch of ``loader``, in float32 on ``device`` (default: the run's).
+
+    The model is left in eval mode, on the device it came on.
+    """
+    device = device or devices.current()
+    home = model_device(model)
+    model.eval().to(device)
     correct = total = 0
-    for images, labels, *_ in loader:
-        correct += (model(images).argmax(1) == labels).sum().item()
-        total += len(labels)
+    try:
+        for images, labels, *_ in loader:
+            logits = model(images.to(device, non_blocking=True))
+            correct += (logits.argmax(1).cpu() == labels).sum().item()
+            total += len(labels)
+    finally:
+        model.to(home)
     return correct / max(total, 1)
 
 
@@ -237,17 +316,19 @@ def make_scheduler(optimizer, config: TrainConfig, *, steps_per_epoch: int):
 
 
 def save_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer, scheduler,
-                    result: TrainResult, epoch: int) -> None:
+                    result: TrainResult, epoch: int, *, scaler=None) -> None:
     state = {"config": config.fingerprint(), "epoch": epoch, "model": model.state_dict(),
              "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "history": json.dumps(result.history),
              "seconds": result.seconds, "rng": torch.get_rng_state()}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer, scheduler,
-                    result: TrainResult) -> int:
+                    result: TrainResult, *, scaler=None) -> int:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -261,6 +342,8 @@ def load_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     result.history = json.loads(state["history"])
     result.seconds = state["seconds"]
     result.accuracy = result.history[-1]["val_accuracy"] if result.history else float("nan")

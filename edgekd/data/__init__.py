@@ -9,16 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd.data import idx
 from edgekd.data.datasets import DataBundle, DataInfo, TensorImages
+from edgekd.data.imagefolder import Storage
+from edgekd.data.streaming import ImageFiles
 from edgekd.data.loader import Augment, BatchTransform, make_loader
 from edgekd.errors import DataError
 from edgekd.imports import is_import_path
 
-__all__ = ["Augment", "BatchTransform", "DataBundle", "DataInfo", "DataSpec", "TensorImages",
-           "load_data", "make_loader"]
+__all__ = ["Augment", "BatchTransform", "DataBundle", "DataInfo", "DataSpec", "ImageFiles", "Storage",
+           "TensorImages", "load_data", "make_loader"]
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
@@ -40,14 +42,17 @@ class DataSpec(BaseModel):
     image_size: tuple[int, int] | None = None
     channels: int = 3
     subset_seed: int = 0
+    storage: Storage = Storage.AUTO  # image folders: memory | stream | auto (memory when it fits the budget)
+    memory_budget_mb: float = Field(1024, gt=0)
+    workers: int | None = Field(None, ge=0)  # decoding processes for streamed images; None: from the cores
 
 
 def load_data(spec: DataSpec) -> DataBundle:
     """Load the datasets a spec names, cut to its subsets."""
     bundle = load_source(spec)
-    if isinstance(bundle.train, TensorImages):
+    if isinstance(bundle.train, (TensorImages, ImageFiles)):
         bundle.train = bundle.train.subset(spec.train_subset, seed=spec.subset_seed)
-    if isinstance(bundle.val, TensorImages):
+    if isinstance(bundle.val, (TensorImages, ImageFiles)):
         bundle.val = bundle.val.subset(spec.val_subset, seed=spec.subset_seed)
     return bundle
 
@@ -67,7 +72,8 @@ def load_source(spec: DataSpec) -> DataBundle:
     if any(folder.glob("*-ubyte.gz")):
         return load_fashion_mnist(folder)  # reports any missing file by name
     if is_imagefolder(folder):
-        return load_imagefolder(folder, image_size=spec.image_size, channels=spec.channels)
+        return load_imagefolder(folder, image_size=spec.image_size, channels=spec.channels, storage=spec.storage,
+                                memory_budget_mb=spec.memory_budget_mb, workers=spec.workers)
     raise DataError(f"{folder} holds neither Fashion-MNIST IDX files nor an ImageFolder "
                     "(ROOT/train/CLASS/*.png and ROOT/val/CLASS/*.png)")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import Dataset
@@ -42,11 +42,16 @@ class DataInfo:
     classes: tuple[str, ...] = ()
     ready: bool = False  # items are model-ready tensors from the user's pipeline (edgekd applies nothing)
     pixels: Normalization | None = None  # with ``ready``: the user's raw-pixel normalization, if given
+    # how an image of any size becomes ``image_size`` (None: a plain resize); out of repr, so cache keys stay
+    resize: str | None = field(default=None, repr=False)
 
     def preprocessing(self) -> dict:
         """The exact recipe to turn an image into the ONNX model's input (for the report and deploy/)."""
         spec = {"input_shape": ["batch", self.channels, *self.image_size], "layout": "NCHW", "dtype": "float32",
                 "formula": "input = (pixel * scale - mean) / std, per channel", "classes": list(self.classes)}
+        if self.resize is not None:
+            spec["resize"] = {"method": self.resize, "shorter_side": round(max(self.image_size) / 0.875),
+                              "crop": list(self.image_size), "interpolation": "bilinear"}
         pixels = Normalization(self.mean, self.std, self.scale) if not self.ready else self.pixels
         if pixels is None:
             return {**spec, "known": False, "scale": None, "mean": None, "std": None, "note": UNKNOWN_PREPROCESSING}
@@ -94,7 +99,9 @@ class DataBundle:
         digest = hashlib.sha256(repr(self.info).encode())
         for part in (self.train, self.val):
             digest.update(str(len(part)).encode())
-            if isinstance(part, TensorImages):
+            if hasattr(part, "fingerprint"):  # streamed files: names, sizes and dates, nothing decoded
+                digest.update(part.fingerprint().encode())
+            elif isinstance(part, TensorImages):
                 digest.update(part.labels.numpy().tobytes())
                 digest.update(part.images[::97].contiguous().numpy().tobytes())
             else:  # a user's dataset: a few items from across it (decoding all of them would cost an epoch)

@@ -1,27 +1,47 @@
-"""A user's own images in the ImageFolder layout: ``ROOT/{train,val}/CLASS/*.png|jpg``."""
+"""A user's own images in the ImageFolder layout: ``ROOT/{train,val}/CLASS/*.png|jpg``.
+
+Two ways to hold them (:class:`Storage`): decoded once into one uint8 tensor (``memory``: fast
+for small datasets, resized to the first image's size or ``image_size``), or read from disk per
+item in DataLoader workers (``stream``: :class:`edgekd.data.streaming.ImageFiles`, at ``image_size``,
+default 224×224; memory does not grow with the dataset). ``auto`` decodes into memory when the
+decoded images fit ``memory_budget_mb``, else streams.
+"""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgekd.data.datasets import DataBundle, DataInfo, TensorImages
+from edgekd.data.streaming import ImageFiles
 from edgekd.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VAL_NAMES = ("val", "valid", "validation", "test")
 LAYOUT_HINT = "expected ROOT/train/CLASS/image.png and ROOT/val/CLASS/image.png"
+STREAM_SIZE = (224, 224)  # streamed images without an image_size: the ImageNet input size
+# Streamed RGB images are normalized with ImageNet's statistics, which pretrained weights
+# (torchvision, timm) expect; computing a folder's own would mean decoding it.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class Storage(str, enum.Enum):
+    AUTO = "auto"  # memory when the decoded images fit the budget, else stream
+    MEMORY = "memory"
+    STREAM = "stream"
 
 
 def is_imagefolder(root: Path) -> bool:
     return (root / "train").is_dir() and any((root / name).is_dir() for name in VAL_NAMES)
 
 
-def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = None,
-                     channels: int = 3) -> DataBundle:
-    """Decode every image once into memory, resized to ``image_size`` (default: the first image's size)."""
+def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = None, channels: int = 3,
+                     storage: Storage = Storage.AUTO, memory_budget_mb: float = 1024,
+                     workers: int | None = None) -> DataBundle:
+    """The train and val images of ``root``, in memory or streamed from disk (see :class:`Storage`)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; {LAYOUT_HINT}")
@@ -33,13 +53,37 @@ def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = N
     if set(val_classes) - set(classes):
         raise DataError(f"{val_dir} has classes that train/ lacks: {sorted(set(val_classes) - set(classes))}; "
                         "every validation class needs training images")
-    train_files = list_images(root / "train", classes)
+    train_files, val_files = list_images(root / "train", classes), list_images(val_dir, classes)
     size = image_size or first_image_size(train_files[0][0])
+    if choose_storage(storage, len(train_files) + len(val_files), size, channels, memory_budget_mb) is Storage.STREAM:
+        return stream_imagefolder(root, classes, train_files, val_files, image_size=image_size or STREAM_SIZE,
+                                  channels=channels, workers=workers)
     train = decode_all(train_files, size, channels)
-    val = decode_all(list_images(val_dir, classes), size, channels)
+    val = decode_all(val_files, size, channels)
     mean, std = channel_stats(train.images)
     info = DataInfo(name=f"imagefolder:{root}", num_classes=len(classes), channels=channels,
                     image_size=size, mean=mean, std=std, classes=tuple(classes))
+    return DataBundle(train=train, val=val, info=info)
+
+
+def choose_storage(storage: Storage, count: int, size: tuple[int, int], channels: int,
+                   budget_mb: float) -> Storage:
+    """``memory`` or ``stream``: ``auto`` keeps images in memory only when all of them decoded fit the budget."""
+    if storage is not Storage.AUTO:
+        return storage
+    decoded_mb = count * channels * size[0] * size[1] / 2**20
+    return Storage.MEMORY if decoded_mb <= budget_mb else Storage.STREAM
+
+
+def stream_imagefolder(root: Path, classes: list[str], train_files, val_files, *, image_size: tuple[int, int],
+                       channels: int, workers: int | None) -> DataBundle:
+    """Datasets that decode per item (training: random-resized-crop + flip; evaluation: resize + center crop)."""
+    train = ImageFiles(train_files, size=image_size, channels=channels, workers=workers)
+    val = ImageFiles(val_files, size=image_size, channels=channels, workers=workers)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    info = DataInfo(name=f"imagefolder:{root}", num_classes=len(classes), channels=channels,
+                    image_size=tuple(image_size), mean=mean, std=std, classes=tuple(classes),
+                    resize="shorter-side-then-center-crop")
     return DataBundle(train=train, val=val, info=info)
 
 

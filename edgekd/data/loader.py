@@ -1,4 +1,9 @@
-"""Batches ready for a model: normalization and augmentation applied to whole batches."""
+"""Batches ready for a model: normalization and augmentation applied to whole batches.
+
+In-memory images are batched in this process (one gather per batch); streamed image files
+(:class:`edgekd.data.streaming.ImageFiles`) are decoded, cropped and normalized in DataLoader
+worker processes, into pinned memory when training on CUDA.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from edgekd import device as devices
 from edgekd.data.datasets import DataInfo
+from edgekd.data.streaming import ImageFiles, default_workers
+from edgekd.data.transforms import CropSettings
 
 
 @dataclass(frozen=True)
@@ -82,14 +90,52 @@ def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.generator.manual_seed(seed * 100003 + epoch)
     if isinstance(loader.collate_fn, BatchTransform):
         loader.collate_fn.generator.manual_seed(seed * 100003 + epoch + 7919)
+    files = streamed(loader.dataset)
+    if files is not None:  # workers receive the dataset afresh at each epoch (workers are not persistent)
+        files.set_epoch(epoch)
+
+
+def streamed(dataset: Dataset) -> ImageFiles | None:
+    """The :class:`ImageFiles` behind ``dataset`` (itself, or under a Subset), else None."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset if isinstance(dataset, ImageFiles) else None
+
+
+def with_files(dataset: Dataset, files: ImageFiles) -> Dataset:
+    """``dataset`` with its :class:`ImageFiles` replaced by ``files`` (kept under the same Subsets)."""
+    if isinstance(dataset, Subset):
+        return Subset(with_files(dataset.dataset, files), dataset.indices)
+    return files
+
+
+def loader_workers(dataset: Dataset, distributed: bool) -> int:
+    """Decoding processes: none for in-memory images; for streamed files the dataset's setting or the cores'."""
+    files = streamed(dataset)
+    if files is None:
+        return 0
+    if files.workers is not None:
+        return files.workers
+    import os
+
+    return default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if distributed else 1)
 
 
 def make_loader(dataset: Dataset, info: DataInfo, *, batch_size: int, train: bool,
                 augment: Augment | None = None, seed: int = 0, distributed: bool = False) -> DataLoader:
-    """A DataLoader yielding normalized (images, labels); shuffled and augmented when ``train``."""
+    """A DataLoader yielding normalized (images, labels); shuffled and augmented when ``train``.
+
+    Streamed files are augmented per image (random-resized-crop + flip, :mod:`edgekd.data.transforms`)
+    instead of per batch (padded crop + flip), and decoded in worker processes.
+    """
+    files = streamed(dataset)
+    if files is not None and train and augment is not None:
+        dataset = with_files(dataset, files.augmented(CropSettings(hflip=augment.hflip), seed=seed))
+        augment = None
     sampler = None
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=train)
+    workers = loader_workers(dataset, distributed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -98,4 +144,7 @@ def make_loader(dataset: Dataset, info: DataInfo, *, batch_size: int, train: boo
         drop_last=False,
         collate_fn=BatchTransform(info, augment if train else None, seed=seed),
         generator=torch.Generator().manual_seed(seed) if train and sampler is None else None,
+        num_workers=workers,
+        pin_memory=workers > 0 and devices.current().type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
     )
