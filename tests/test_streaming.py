@@ -139,3 +139,38 @@ def test_default_workers_leave_a_core_for_training(monkeypatch):
     assert default_workers() == 8 and default_workers(processes_per_machine=4) == 3
     monkeypatch.setattr("edgekd.data.streaming.available_cores", lambda: 2)
     assert default_workers() == 1
+
+
+class Decodes(torch.utils.data.Dataset):
+    """A large dataset whose items count how often they are decoded; ``targets`` when ``declared``."""
+
+    decoded = 0
+
+    def __init__(self, n: int, declared: bool):
+        self.n = n
+        if declared:
+            self.targets = [i % 7 for i in range(n)]
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        Decodes.decoded += 1
+        return torch.zeros(3, 8, 8, dtype=torch.uint8), i % 7
+
+
+def declared_factory():
+    return Decodes(5000, True), Decodes(5000, True)
+
+
+def undeclared_factory():
+    return Decodes(5000, False), Decodes(5000, False)
+
+
+def test_factory_class_count_does_not_decode_the_validation_set():
+    Decodes.decoded = 0
+    bundle = load_data(DataSpec(source="test_streaming:declared_factory"))
+    assert bundle.info.num_classes == 7 and Decodes.decoded <= 1  # the first training item, for its shape
+    with pytest.raises(DataError, match="'targets'"):
+        load_data(DataSpec(source="test_streaming:undeclared_factory"))
+    assert Decodes.decoded <= 2

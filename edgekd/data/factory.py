@@ -6,11 +6,12 @@ import torch
 from torch.utils.data import Dataset
 
 from edgekd.data.datasets import DataBundle, DataInfo
+from edgekd.data.objects import count_classes
 from edgekd.errors import DataError
 from edgekd.imports import import_object
 
 CONTRACT = ("a data factory must return (train_dataset, val_dataset) or a dict with 'train', 'val' and "
-            "optionally 'classes', 'mean', 'std'; items are (image C×H×W tensor, int label)")
+            "optionally 'classes', 'num_classes', 'mean', 'std'; items are (image C×H×W tensor, int label)")
 
 
 def load_factory(spec: str) -> DataBundle:
@@ -36,7 +37,7 @@ def load_factory(spec: str) -> DataBundle:
     is_uint8 = image.dtype == torch.uint8
     channels = image.shape[0]
     classes = tuple(extra.get("classes", ()))
-    num_classes = len(classes) or infer_num_classes(val)
+    num_classes = len(classes) or int(extra.get("num_classes", 0)) or count_classes(val)
     default = (0.5,) * channels if is_uint8 else (0.0,) * channels
     info = DataInfo(name=f"factory:{spec}", num_classes=num_classes, channels=channels,
                     image_size=(image.shape[1], image.shape[2]),
@@ -45,7 +46,3 @@ def load_factory(spec: str) -> DataBundle:
                     scale=1 / 255 if is_uint8 else 1.0, classes=classes, ready=not is_uint8)
     return DataBundle(train=train, val=val, info=info)
 
-
-def infer_num_classes(dataset: Dataset) -> int:
-    labels = [int(dataset[i][1]) for i in range(len(dataset))]
-    return max(labels) + 1

@@ -96,11 +96,34 @@ def hold_out(dataset: Dataset, fraction: float = HELD_OUT, seed: int = 0) -> tup
     return Subset(dataset, order[cut:]), Subset(dataset, order[:cut])
 
 
+LABEL_SCAN_LIMIT = 2000  # items whose labels may be read one by one (each read decodes an image)
+
+
 def count_classes(dataset: Dataset) -> int:
-    """Classes in a dataset: from its ``targets`` when it has them, else by reading every label."""
-    targets = getattr(dataset, "targets", None)
-    labels = targets if targets is not None else [int(dataset[i][1]) for i in range(len(dataset))]
-    return int(max(int(label) for label in labels)) + 1
+    """Classes in a dataset, without decoding images where it can be helped.
+
+    From its ``classes`` or its ``targets`` (through Subsets); else, for a small dataset, by reading
+    every label; a large one without either is an error that says what to give.
+    """
+    classes = getattr(dataset, "classes", None)
+    if classes:
+        return len(classes)
+    targets = dataset_targets(dataset)
+    if targets is not None:
+        return int(max(int(label) for label in targets)) + 1
+    if len(dataset) > LABEL_SCAN_LIMIT:
+        raise DataError(f"cannot count the classes of a {len(dataset)}-item dataset without decoding every image: "
+                        "give it a 'targets' (labels) or 'classes' attribute, or return 'num_classes' (data "
+                        "factory) / pass a model whose output width is the class count")
+    return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1
+
+
+def dataset_targets(dataset: Dataset):
+    """The labels a dataset declares (``targets``), through Subsets; None when it declares none."""
+    if isinstance(dataset, Subset):
+        inner = dataset_targets(dataset.dataset)
+        return None if inner is None else [inner[i] for i in dataset.indices]
+    return getattr(dataset, "targets", None)
 
 
 def normalization(preprocessing: dict | None, channels: int) -> Normalization | None:
