@@ -12,6 +12,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from edgekd import device as devices
 from edgekd.data import DataBundle, DataSpec, load_data
 from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
@@ -68,7 +69,7 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
              stages: Sequence[Stage] | None = None, recipe: str | Path | Recipe | None = None,
              out: str | Path | None = None, preprocessing: dict | None = None, weights: str | None = None,
              resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False,
-             progress: bool = True) -> CompressResult:
+             progress: bool = True, device: str | None = None) -> CompressResult:
     """Compress ``model`` for ``target``: run the stages, write the run folder, return the results.
 
     Args:
@@ -88,7 +89,18 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         resume: continue the run in ``out``, skipping stages whose outputs are intact.
         overwrite: replace a run already in ``out``.
         trust_checkpoint: allow full unpickling of ``weights`` (only for files you trust).
+        device: where every training and scoring runs: ``auto`` (CUDA when there is a GPU; the default),
+            ``cpu``, ``cuda`` or ``cuda:N``; a recipe's ``train: {device: ...}`` overrides it for one training.
     """
+    with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
+        return compress_on_device(model, train, val, target=target, stages=stages, recipe=recipe, out=out,
+                                  preprocessing=preprocessing, weights=weights, resume=resume, overwrite=overwrite,
+                                  trust_checkpoint=trust_checkpoint, progress=progress)
+
+
+def compress_on_device(model, train, val, *, target, stages, recipe, out, preprocessing, weights, resume, overwrite,
+                       trust_checkpoint, progress) -> CompressResult:
+    """:func:`compress` once the run's device is set."""
     from edgekd.pipeline import run_pipeline
 
     profile = load_target(target)
@@ -183,12 +195,17 @@ def output_width(model: nn.Module | str | None, train: Any) -> int | None:
 
 
 def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, config: TrainConfig = TrainConfig(),
-          out: str | Path | None = None) -> tuple[nn.Module, TrainResult]:
+          out: str | Path | None = None, device: str | None = None) -> tuple[nn.Module, TrainResult]:
     """Train a model (an ``nn.Module``, a zoo name or ``pkg.module:factory``) with the shared loop.
 
     With ``out``, the weights are saved there as safetensors, and an interrupted training
-    resumes from ``OUT.ckpt`` (removed once training finishes).
+    resumes from ``OUT.ckpt`` (removed once training finishes). ``device`` as for :func:`compress`.
     """
+    with devices.use(device):
+        return train_on_device(model, data, config=config, out=out)
+
+
+def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module, TrainResult]:
     from edgekd.models.loading import build_model, save_weights
 
     bundle = data if isinstance(data, DataBundle) else load_data(data or DataSpec())

@@ -54,6 +54,7 @@ def lead_or_serve(nproc: int) -> bool:
     return True
 
 
+DEVICE_HELP = "Where to train and score: auto (CUDA when there is a GPU), cpu, cuda or cuda:N."
 NPROC_HELP = ("Training processes on this machine (torchrun; gloo on CPU, NCCL on GPU). "
               "For several machines run torchrun yourself (README).")
 
@@ -72,17 +73,21 @@ def compress(
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow full unpickling of --weights (only for files you trust).")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only errors and the summary.")] = False,
     nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder."""
+    from edgekd import device as devices
     from edgekd import distributed
     from edgekd.api import compress as run
 
     console.set_quiet(quiet)
-    if not lead_or_serve(nproc):
-        return
-    with distributed.leading():
-        result = run(teacher, data, target=target, recipe=recipe, out=out, weights=str(weights) if weights else None,
-                     resume=resume, overwrite=overwrite, trust_checkpoint=trust_checkpoint)
+    with devices.use(device):  # the workers too: they train where the leader said
+        if not lead_or_serve(nproc):
+            return
+        with distributed.leading():
+            result = run(teacher, data, target=target, recipe=recipe, out=out,
+                         weights=str(weights) if weights else None, resume=resume, overwrite=overwrite,
+                         trust_checkpoint=trust_checkpoint, device=device)
     summary = result.report["summary"]
     typer.echo(f"{result.report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
                f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {result.out_dir / 'report.md'}")
@@ -103,10 +108,12 @@ def train(
     seed: int = 0,
     train_subset: Annotated[Optional[int], typer.Option(help="Train on this many images only.")] = None,
     nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Train a model on a dataset and save its weights (resumes from OUT.ckpt if interrupted)."""
     from pydantic import ValidationError
 
+    from edgekd import device as devices
     from edgekd import distributed
     from edgekd.api import train as run
     from edgekd.data import DataSpec
@@ -117,10 +124,11 @@ def train(
                              label_smoothing=label_smoothing, seed=seed)
     except ValidationError as exc:
         raise EdgekdError(f"invalid training option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    if not lead_or_serve(nproc):
-        return
-    with distributed.leading():
-        _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
+    with devices.use(device):
+        if not lead_or_serve(nproc):
+            return
+        with distributed.leading():
+            _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
     typer.echo(f"{model}: validation accuracy {result.accuracy:.4f} after {epochs} epochs "
                f"({result.seconds:.0f} s); weights in {out}")
 

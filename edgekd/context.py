@@ -31,6 +31,13 @@ class RunContext:
         return make_loader(self.data.val, self.data.info, batch_size=256, train=False)
 
     @property
+    def device(self):
+        """The run's device (``torch.device``), for calibration and scoring loops (:mod:`edgekd.device`)."""
+        from edgekd import device as devices
+
+        return devices.current()
+
+    @property
     def host_threads(self) -> int | None:
         """Intra-op threads for ONNX Runtime here: the host profile's, else the runtime's default."""
         return self.target.threads if self.target.is_host else None

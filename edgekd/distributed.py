@@ -8,7 +8,8 @@ objective, data, settings, optimizer state), and all ranks then train it in lock
 DistributedDataParallel, each on its shard of every global batch. The other ranks keep nothing,
 so a resumed run needs no per-rank state and machines need not share a filesystem.
 
-Backends: gloo on CPU, NCCL on GPU. Processes on one machine split its cores between them.
+Backends: gloo on CPU, NCCL on GPU (one process per GPU: each takes the GPU of its local rank,
+:mod:`edgekd.device`). Processes on one machine split its cores between them.
 
 At the end every rank leaves the process group together (:func:`finish`): a barrier, then
 ``destroy_process_group``, so the group's threads are joined while Python is fully alive, not torn
@@ -33,6 +34,8 @@ import torch
 import torch.distributed as dist
 
 from edgekd import console
+from edgekd import device as devices
+from edgekd.errors import DeviceError
 
 STOP, LOCAL = "stop", "local"  # messages a worker may receive instead of a job
 
@@ -71,11 +74,24 @@ def init_from_env() -> bool:
         # import. Imported after the group exists (DistributedDataParallel imports torch._dynamo, which
         # imports it), they would hold the group past destroy_process_group, until interpreter exit.
         import torch.distributed.nn  # noqa: F401
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        backend = choose_backend(devices.resolve(None), local, devices.Machine.here().cuda_devices)
+        if backend == "nccl":
+            torch.cuda.set_device(devices.resolve(None))  # one process per GPU: the local rank's
+        dist.init_process_group(backend=backend)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cores // local))
     return True
+
+
+def choose_backend(device: torch.device, local_processes: int, cuda_devices: int) -> str:
+    """NCCL when the processes train on GPUs, one GPU each; gloo on the CPU. More processes than GPUs is an error."""
+    if device.type != "cuda":
+        return "gloo"
+    if local_processes > cuda_devices:
+        raise DeviceError(f"{local_processes} processes on this machine but {cuda_devices} CUDA GPU(s): NCCL needs "
+                          f"one GPU per process; use --nproc {cuda_devices} (or --device cpu)")
+    return "nccl"
 
 
 def can_send(model: torch.nn.Module, objective: torch.nn.Module) -> bool:
