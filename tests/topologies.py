@@ -126,3 +126,114 @@ class UnequalSplit(nn.Module):
     def forward(self, x):
         a, b = torch.split(self.stem(x), [8, 24], dim=1)
         return self.head(torch.cat([self.left(a), self.right(b)], dim=1))
+
+
+# --- the corpus: realistic widths, so the targets' channel multiples (8-32) leave sizes to choose from ---
+
+
+class ConcatUnequal(nn.Module):
+    """Two branches of 32 and 96 channels concatenated: the consumer's inputs come from two groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.narrow, self.wide = cbr(1, 64), cbr(64, 32), cbr(64, 96)
+        self.fuse, self.head = cbr(128, 128), Head(128)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(self.fuse(torch.cat([self.narrow(x), self.wide(x)], dim=1)))
+
+
+class SqueezeExcite(nn.Module):
+    """Hu et al. 2018: channel weights from a pooled, squeezed and re-expanded copy multiply the features."""
+
+    def __init__(self, channels: int, squeeze: int, gate: type[nn.Module] = nn.Sigmoid):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce, self.expand = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
+        self.act, self.gate = nn.ReLU(), gate()
+
+    def forward(self, x):
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class SENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.body = cbr(1, 64), cbr(64, 128)
+        self.se, self.out, self.head = SqueezeExcite(128, 32), cbr(128, 128), Head(128)
+
+    def forward(self, x):
+        return self.head(self.out(self.se(self.body(self.stem(x)))))
+
+
+class MobileNetV3Block(nn.Module):
+    """Howard et al. 2019: expand 1×1, depthwise 3×3 with hardswish, SE with hardsigmoid, project, residual."""
+
+    def __init__(self, channels: int = 64, expanded: int = 192):
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(channels, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(expanded, expanded, 3, padding=1, groups=expanded, bias=False),
+                                nn.BatchNorm2d(expanded), nn.Hardswish())
+        self.se = SqueezeExcite(expanded, 48, nn.Hardsigmoid)
+        self.project = nn.Sequential(nn.Conv2d(expanded, channels, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return x + self.project(self.se(self.dw(self.expand(x))))
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.Hardswish())
+        self.block1, self.block2, self.head = MobileNetV3Block(), MobileNetV3Block(), Head(64)
+
+    def forward(self, x):
+        return self.head(self.block2(self.block1(self.stem(x))))
+
+
+class Bottleneck(nn.Module):
+    """He et al. 2016 (ResNet-50): 1×1 reduce, 3×3 (stride 2), 1×1 expand ×4, projection shortcut."""
+
+    def __init__(self, cin: int = 64, width: int = 64, stride: int = 2):
+        super().__init__()
+        cout = width * 4
+        self.reduce = nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.expand(self.conv(self.reduce(x))) + self.shortcut(x))
+
+
+class ResNetBottleneck(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.layer1, self.layer2, self.head = cbr(1, 64), Bottleneck(64, 64, 1), Bottleneck(256, 64), Head(256)
+
+    def forward(self, x):
+        return self.head(self.layer2(self.layer1(self.stem(x))))
+
+
+class UserCNN(nn.Module):
+    """The issue's model: a two-branch concat, a grouped conv, a depthwise conv and one conv applied twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.left, self.right = cbr(1, 64), cbr(64, 64), cbr(64, 96)
+        self.merge = cbr(160, 128, groups=4)
+        self.dw, self.shared, self.head = cbr(128, 128, groups=128), cbr(128, 128), Head(128)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.merge(torch.cat([self.left(x), self.right(x)], dim=1))
+        return self.head(self.shared(self.shared(self.dw(x))))
+
+
+CORPUS = {"concat-unequal": ConcatUnequal, "squeeze-excite": SENet, "mobilenetv3-block": MobileNetV3,
+          "resnet50-bottleneck": ResNetBottleneck, "user-cnn": UserCNN}
+
+
+def user_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    return UserCNN()

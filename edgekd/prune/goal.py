@@ -1,9 +1,10 @@
 """Channel pruning to a goal, as one call on a model: ``prune_model(model, example, reduction=0.5)``.
 
 The goal is a fraction of a metric to remove (MACs, parameters, host latency, or the channel
-ratio itself); the per-layer channel counts come from :func:`edgekd.prune.structured.search_ratio`,
-rounded to a channel multiple so the runtime's fast kernels still apply. A goal the rounded
-architectures cannot reach within ``tolerance`` is refused with the reduction that was reached.
+ratio itself); the per-layer channel counts come from :func:`edgekd.prune.search.search_allocation`
+(a joint allocation across layers), rounded to a channel multiple so the runtime's fast kernels
+still apply. A goal no rounded architecture reaches within ``tolerance`` is refused with the
+reductions that are reachable and the settings that would reach it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,8 @@ from torch.utils.data import DataLoader
 from edgekd import measure
 from edgekd.errors import PruneError
 from edgekd.prune.importance import Importance, accumulate_gradients
-from edgekd.prune.structured import (
-    ChannelPruning,
-    SearchResult,
-    check_forward,
-    copy_with_gradients,
-    protected_layers,
-    prune_channels,
-    search_ratio,
-)
+from edgekd.prune.search import SearchResult, search_allocation
+from edgekd.prune.structured import ChannelPruning, check_forward, copy_with_gradients, protected_layers, prune_channels
 
 
 class Metric(str, enum.Enum):
@@ -38,18 +32,20 @@ class Metric(str, enum.Enum):
 
 
 class Scope(str, enum.Enum):
-    UNIFORM = "uniform"  # one channel ratio for every layer
-    GLOBAL = "global"  # channels ranked across layers
+    UNIFORM = "uniform"  # about the same fraction of channels kept in every layer
+    GLOBAL = "global"  # the least important channels per MAC saved go first, wherever they are
 
 
 @dataclass(frozen=True)
 class PruneResult:
-    """The pruned copy, the reduction of the metric it reached, and the channel ratio that did it."""
+    """The pruned copy, the reduction of the metric it reached, the channels removed and kept per layer."""
 
     model: nn.Module
     reduction: float
     channel_ratio: float
     how: ChannelPruning
+    kept: dict[str, int]
+    notes: tuple[str, ...] = ()  # layers kept whole because torch-pruning could not prune them
 
 
 def prune_model(model: nn.Module, example: torch.Tensor, *, reduction: float = 0.5, metric: Metric = Metric.MACS,
@@ -63,7 +59,7 @@ def prune_model(model: nn.Module, example: torch.Tensor, *, reduction: float = 0
         example: one input batch, e.g. ``torch.zeros(1, 3, 224, 224)``.
         reduction: fraction of the metric to remove, met within ``tolerance`` (relative) or refused.
         importance: channel ranking (``taylor`` needs ``gradients``: a loader of training batches).
-        scope: one ratio for every layer, or channels ranked across layers.
+        scope: about the same fraction kept in every layer, or the least important channels per MAC first.
         round_to: channel counts are multiples of this (the target runtime's channel blocking).
         protect: layers whose outputs keep every channel (``first``, ``last``, shell patterns).
         latency: for ``metric=latency``, a function giving a candidate's latency as a fraction of the original's.
@@ -82,17 +78,17 @@ def prune_model(model: nn.Module, example: torch.Tensor, *, reduction: float = 0
             check_forward(pruned, example, model(example).shape)
             result = SearchResult(pruned, reduction, 1 - reduction)
         else:
-            result = search_ratio(model, example, 1 - reduction, fraction_kept(model, example, metric, latency), how,
-                                  iterations=8 if metric is Metric.LATENCY else 14)
+            result = search_allocation(model, example, 1 - reduction, fraction_kept(model, example, metric, latency),
+                                       how, modeled=None if metric is Metric.LATENCY else metric.value,
+                                       tolerance=tolerance * reduction, iterations=8 if metric is Metric.LATENCY else 12)
     finally:
         model.zero_grad(set_to_none=True)
     achieved = 1 - result.remaining
     if abs(achieved - reduction) > tolerance * reduction:
-        raise PruneError(
-            f"pruning reached a {metric.value} reduction of {achieved:.1%}, not the {reduction:.0%} asked for "
-            f"(±{tolerance:.0%}): with channels rounded to multiples of {round_to} the model has too few sizes to "
-            "choose from; use scope: global, a smaller round_to, or another reduction")
-    return PruneResult(result.model, achieved, result.channel_ratio, how)
+        advice = result.hint or "; try a smaller round_to, fewer protected layers or another reduction"
+        raise PruneError(f"pruning reached a {metric.value} reduction of {achieved:.1%}, not the {reduction:.0%} asked "
+                         f"for (±{tolerance:.0%}) with channels in multiples of {round_to}{advice}")
+    return PruneResult(result.model, achieved, result.channel_ratio, how, result.kept, result.notes)
 
 
 def fraction_kept(model: nn.Module, example: torch.Tensor, metric: Metric,

@@ -3,9 +3,10 @@
 torch-pruning traces the model and groups every parameter that must lose the same channels
 (a conv's filters, its BatchNorm, the next layers' inputs, residual partners, concatenation
 slices, depthwise twins), so removing channels keeps the graph valid. This module adds what a
-pipeline needs around it: protected layers by name, equal pruning of ``chunk``-ed tensors, a
-search for the channel ratio that meets a MAC, parameter or latency goal, and a forward check
-that names the layer when a model's code fixes a channel count that pruning changed.
+pipeline needs around it: protected layers by name, equal pruning of ``chunk``-ed tensors,
+pruning to one ratio or to exact per-layer counts (an allocation, see :mod:`edgekd.prune.search`),
+and a forward check that names the layer when a model's code fixes a channel count that
+pruning changed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +27,14 @@ from edgekd.prune.importance import Importance, make_importance
 CHANNEL_OPS = (tp.ops.OPTYPE.CONV, tp.ops.OPTYPE.LINEAR, tp.ops.OPTYPE.DEPTHWISE_CONV)
 
 
+class GroupPruneFailed(PruneError):
+    """torch-pruning failed inside while pruning one group; ``layer`` is its root."""
+
+    def __init__(self, layer: str, message: str):
+        super().__init__(message)
+        self.layer = layer
+
+
 @dataclass(frozen=True)
 class ChannelPruning:
     """How channels are chosen: importance, per-layer (uniform) or global ranking, rounding, protection."""
@@ -36,13 +44,6 @@ class ChannelPruning:
     round_to: int | None = None
     protect: tuple[str, ...] = ()
     max_layer_ratio: float = 0.9
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    model: nn.Module
-    channel_ratio: float
-    remaining: float  # the measured fraction of the goal's metric left, e.g. MACs after / before
 
 
 def layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -117,20 +118,45 @@ def channel_producers(node, names: dict) -> list[nn.Module]:
     return found
 
 
-def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, how: ChannelPruning,
-                   layer_ratios: dict[str, float] | None = None) -> nn.Module:
-    """Remove ``ratio`` of the channels of every prunable group of ``model`` (or per layer), in place."""
-    if ratio <= 0 and not layer_ratios:
-        return model
+def make_pruner(model: nn.Module, example: torch.Tensor, how: ChannelPruning, *, ratio: float = 0.0,
+                layer_ratios: dict[str, float] | None = None, exact: bool = False) -> tp.pruner.MetaPruner:
+    """torch-pruning's pruner for ``model``: one ``ratio`` everywhere, or ``layer_ratios`` per root layer.
+
+    ``exact``: the ratios already give whole, rounded channel counts (an allocation), so
+    torch-pruning neither rounds nor caps them again.
+    """
     graph_groups = split_channel_groups(model, build_graph(model, example))
     modules = dict(model.named_modules())
-    ignored = [modules[n] for n in how.protect]
-    pruner = tp.pruner.MetaPruner(
-        model, example, importance=make_importance(how.importance), pruning_ratio=ratio,
-        pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()},
-        global_pruning=how.global_ranking, max_pruning_ratio=how.max_layer_ratio, ignored_layers=ignored,
-        round_to=how.round_to if how.round_to and how.round_to > 1 else None, out_channel_groups=graph_groups)
-    pruner.step()
+    rounding = None if exact or not how.round_to or how.round_to <= 1 else how.round_to
+    try:
+        return tp.pruner.MetaPruner(
+            model, example, importance=make_importance(how.importance), pruning_ratio=ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()},
+            global_pruning=how.global_ranking and not exact, max_pruning_ratio=0.999 if exact else how.max_layer_ratio,
+            ignored_layers=[modules[n] for n in how.protect], round_to=rounding, out_channel_groups=graph_groups)
+    except PruneError:
+        raise
+    except Exception as exc:  # torch-pruning fails inside on topologies it cannot follow
+        raise PruneError(f"torch-pruning cannot analyse {type(model).__name__} ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); protect the layers around the part it "
+                         "cannot follow, or use metric: channels") from None
+
+
+def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, how: ChannelPruning,
+                   layer_ratios: dict[str, float] | None = None, *, exact: bool = False) -> nn.Module:
+    """Remove ``ratio`` of the channels of every prunable group of ``model`` (or per root layer), in place."""
+    if ratio <= 0 and not layer_ratios:
+        return model
+    names = {m: n for n, m in model.named_modules()}
+    for group in make_pruner(model, example, how, ratio=ratio, layer_ratios=layer_ratios, exact=exact).step(
+            interactive=True):
+        try:
+            group.prune()
+        except Exception as exc:  # torch-pruning fails inside on topologies it cannot follow
+            root = names.get(group[0].dep.target.module, "?")
+            raise GroupPruneFailed(root, f"torch-pruning cannot prune the channels of layer {root} "
+                                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                         f"protect {root!r}") from None
     return model
 
 
@@ -163,48 +189,3 @@ def copy_with_gradients(model: nn.Module) -> nn.Module:
     for src, dst in zip(model.parameters(), clone.parameters()):
         dst.grad = None if src.grad is None else src.grad.clone()
     return clone
-
-
-def search_ratio(model: nn.Module, example: torch.Tensor, goal: float, measure: Callable[[nn.Module], float],
-                 how: ChannelPruning, *, iterations: int = 14, tolerance: float = 0.005) -> SearchResult:
-    """Bisect the channel ratio whose pruned copy of ``model`` keeps ``goal`` of ``measure``.
-
-    ``measure(pruned)`` returns the fraction left (e.g. MACs after / MACs before); it falls
-    as the ratio rises, in steps when channels are rounded. When rounding makes every layer
-    jump at once and the goal falls between two steps, layers move one by one (largest
-    first) from the lower ratio to the higher until the goal is crossed. The closest result wins.
-    """
-    expected = model.eval()(example).shape
-
-    def attempt(ratio: float, layer_ratios: dict[str, float] | None = None) -> SearchResult:
-        candidate = prune_channels(copy_with_gradients(model), example, ratio, how, layer_ratios)
-        check_forward(candidate, example, expected)
-        return SearchResult(candidate, ratio, measure(candidate))
-
-    low, high = 0.0, how.max_layer_ratio
-    best = above = below = None
-    for _ in range(iterations):
-        result = attempt((low + high) / 2)
-        best = closer(best, result, goal)
-        if abs(result.remaining - goal) <= tolerance:
-            return best
-        if result.remaining > goal:
-            low, above = result.channel_ratio, result
-        else:
-            high, below = result.channel_ratio, result
-    if how.global_ranking or above is None or below is None:
-        return best
-    layers = [layer.name for layer in sorted(trace_layers(model, example), key=lambda l: l.module.weight.numel(),
-                                             reverse=True) if layer.name not in how.protect]
-    layer_ratios = dict.fromkeys(layers, above.channel_ratio)
-    for name in layers:
-        layer_ratios[name] = below.channel_ratio
-        result = attempt(above.channel_ratio, dict(layer_ratios))
-        best = closer(best, result, goal)
-        if result.remaining <= goal:
-            break
-    return best
-
-
-def closer(best: SearchResult | None, result: SearchResult, goal: float) -> SearchResult:
-    return result if best is None or abs(result.remaining - goal) < abs(best.remaining - goal) else best

@@ -119,22 +119,33 @@ class PruneStage(Stage):
         return model, step_row
 
     def prune_to_goal(self, model, step, before, timer, ctx, row) -> tuple[nn.Module, dict]:
+        """Prune to this step's share of the goal; the reductions are of the unpruned model's metric."""
         share = self.reduction * step / self.steps
         gradients = make_loader(ctx.data.train, ctx.data.info, batch_size=64, train=False)
-        result = prune_model(model, torch.zeros(1, *ctx.input_shape), reduction=share, metric=self.metric,
-                             importance=self.importance, scope=self.scope, round_to=self.channel_multiple(ctx),
-                             protect=self.protect, tolerance=self.tolerance, gradients=gradients,
-                             gradient_batches=self.taylor_batches,
+        result = prune_model(model, torch.zeros(1, *ctx.input_shape), reduction=self.reduction_now(model, share, before, ctx.input_shape),
+                             metric=self.metric, importance=self.importance, scope=self.scope,
+                             round_to=self.channel_multiple(ctx), protect=self.protect, tolerance=self.tolerance,
+                             gradients=gradients, gradient_batches=self.taylor_batches,
                              latency=lambda m: 1 / timer.compare(m, (self.latency_batch,))[0].speedup)
         pruned = result.model
+        for note in result.notes:
+            row.note("prune", note)
         if step == self.steps and self.latency_check:
             self.check_not_slower(pruned, timer, ctx, row)
+        after = {"macs": measure.count_macs(pruned, ctx.input_shape), "params": measure.count_params(pruned)}
+        reached = 1 - after[self.metric.value] / before[self.metric.value] if self.metric.value in after else result.reduction
         step_row = {"step": step, "kind": "channels", "channel_ratio": round(result.channel_ratio, 4),
-                    f"{self.metric.value}_reduction": round(result.reduction, 4), "protected": list(result.how.protect),
-                    "macs": measure.count_macs(pruned, ctx.input_shape), "params": measure.count_params(pruned),
-                    "size_bytes": measure.state_dict_bytes(pruned),
+                    f"{self.metric.value}_reduction": round(reached, 4), "protected": list(result.how.protect),
+                    "channels_kept": result.kept, **after, "size_bytes": measure.state_dict_bytes(pruned),
                     "accuracy_pruned": accuracy(pruned, ctx.val_loader)}
         return pruned, step_row
+
+    def reduction_now(self, model: nn.Module, share: float, before: dict, input_shape: tuple[int, ...]) -> float:
+        """``share`` of the unpruned model's MACs or parameters, as a reduction of ``model``'s (later steps)."""
+        if self.metric not in (Metric.MACS, Metric.PARAMS):
+            return share  # latency is timed against the unpruned model; channels are per step
+        now = measure.count_macs(model, input_shape) if self.metric is Metric.MACS else measure.count_params(model)
+        return 1 - (1 - share) * before[self.metric.value] / now
 
     def check_not_slower(self, pruned: nn.Module, timer: HostComparer, ctx: RunContext, row: ReportRow) -> None:
         """Refuse a pruned model that runs slower than the unpruned one on the target's runtime here."""
