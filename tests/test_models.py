@@ -87,7 +87,8 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("name,params,gmacs", [("resnet18-imagenet", 11_689_512, 1.814), ("resnet50-imagenet", 25_557_032, 4.089),
-                                               ("mobilenetv2-imagenet", 3_504_872, 0.301)])
+                                               ("mobilenetv2-imagenet", 3_504_872, 0.301),
+                                               ("mobilenetv3-small", 2_542_856, 0.0565), ("mobilenetv3-large", 5_483_032, 0.2166)])
 def test_imagenet_models_match_the_published_architectures(name, params, gmacs):
     from edgekd.models.tracing import trace_layers
 

@@ -16,6 +16,7 @@ from edgekd.errors import EdgekdError, UnknownNameError
 from edgekd.models.cnn import PlainCNN
 from edgekd.models.imagenet import resnet_imagenet
 from edgekd.models.mobilenetv2 import MobileNetV2
+from edgekd.models.mobilenetv3 import MobileNetV3
 from edgekd.models.resnet import resnet
 
 MODELS: dict[str, partial] = {
@@ -39,6 +40,8 @@ MODELS: dict[str, partial] = {
     "resnet18-imagenet": partial(resnet_imagenet, depth=18, width=64),
     "resnet50-imagenet": partial(resnet_imagenet, depth=50, width=64),
     "mobilenetv2-imagenet": partial(MobileNetV2, width=1.0, skip=0),
+    "mobilenetv3-small": partial(MobileNetV3, variant="small", width=1.0),
+    "mobilenetv3-large": partial(MobileNetV3, variant="large", width=1.0),
 }
 
 
