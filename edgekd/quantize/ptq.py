@@ -99,13 +99,13 @@ def quantize_onnx(float_model: onnx.ModelProto, calibration: DataLoader, scheme:
 
 
 def advanced_parameters(scheme: Scheme, *, bias_correction: bool):
-    """NNCF's advanced parameters: bias correction on or off; per-tensor activations for TensorRT.
+    """NNCF's advanced parameters: bias correction on or off; per-tensor activations in every scheme.
 
     NNCF's hardware config lets depthwise convs take per-channel activation scales (seen on a
-    MobileNet-style expand → depthwise block); TensorRT takes per-tensor activation scales only.
+    MobileNet-style expand → depthwise block, in both schemes); TensorRT and ONNX Runtime's int8
+    kernels take per-tensor activation scales only (the compliance rules refuse the others).
     """
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-    activations = QuantizationParameters(per_channel=False) if scheme.signed_activations else None
     return AdvancedQuantizationParameters(disable_bias_correction=not bias_correction,
-                                          activations_quantization_params=activations)
+                                          activations_quantization_params=QuantizationParameters(per_channel=False))

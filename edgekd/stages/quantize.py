@@ -9,7 +9,10 @@ Order of work:
    images, the most sensitive layers stay float until it does not (:mod:`edgekd.quantize.accuracy`).
 4. The budget is then checked on the validation set. ``method: auto`` falls back to QAT with
    KD from the float model when it still does not hold; ``method: qat`` goes there directly.
-5. The int8 model is checked against the target runtime's Q/DQ rules and timed against the float
+5. CPU targets: layers int8 makes slower on the target's runtime stay float (read off ONNX
+   Runtime's optimized graph where this machine stands for the target, estimated otherwise;
+   :mod:`edgekd.quantize.speed`), and a whole int8 model not ``min_speedup`` faster ships float.
+6. The int8 model is checked against the target runtime's Q/DQ rules and timed against the float
    model on this machine, side by side. The export stage hands it over as ``model.onnx``.
 
 The stage hands on the float PyTorch model (the reference the export stage compares with) and the
@@ -37,9 +40,10 @@ from edgekd.quantize import compliance
 from edgekd.onnx_export import export_onnx
 from edgekd.quantize.graph import float_layers, module_name, quantizers
 from edgekd.quantize.int8 import onnx_accuracy, quantize_model
-from edgekd.quantize.ptq import BiasCorrection
+from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
 from edgekd.quantize.qat import export_qdq, quantization_aware_training
 from edgekd.quantize.scheme import Scheme
+from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
 from edgekd.estimate import estimate_latency
 from edgekd.runtime.compare import Comparison, HostComparer, slower_ones
 from edgekd.runtime.host import can_stand_for
@@ -79,6 +83,14 @@ class QuantizeStage(Stage):
                          "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
         int8, int8_accuracy, method, chosen = self.make_int8(model, float_model, float_accuracy, calibration,
                                                              scoring, scheme, ctx, row, details)
+        if method.startswith("ptq") and scheme is not Scheme.TENSORRT and not self.require_int8:
+            int8, slow = self.keep_slow_layers_float(float_model, int8, calibration, scheme, ctx, chosen)
+            if slow:
+                int8_accuracy = onnx_accuracy(int8, ctx.val_loader, threads=ctx.host_threads)
+                chosen.update({s.to_dict()["layer"]: s.to_dict() for s in slow})
+                details["float_for_speed"] = [s.to_dict() for s in slow]
+                row.note("quantize", f"{len(slow)} layers stay float because int8 is slower there on "
+                                     f"{ctx.target.name}: {slow[0].why}")
         self.check_compliance(int8, ctx)
         path = ctx.stage_dir / INT8_FILE
         with atomic_path(path) as tmp:
@@ -109,6 +121,17 @@ class QuantizeStage(Stage):
         row.details["shipped"] = "int8"
         write_json(ctx.stage_dir / PRODUCED_FILE, produced)
         return given.replace(int8=Artifact(path, ctx.stage_dir.name, produced))
+
+    def keep_slow_layers_float(self, float_model: onnx.ModelProto, int8: onnx.ModelProto, calibration: DataLoader,
+                               scheme: Scheme, ctx: RunContext, chosen: dict) -> tuple[onnx.ModelProto, list]:
+        """Requantize with the layers int8 makes slower on the target kept float (see :mod:`edgekd.quantize.speed`)."""
+        here = can_stand_for(ctx.target)
+        return without_slow_layers(
+            int8, lambda keep: quantize_onnx(float_model, calibration, scheme, keep_float=keep,
+                                             bias_correction=self.bias_correction).model,
+            lambda m: slow_int8_layers(float_model, m, ctx.target, here=here, batches=self.report_batches,
+                                       threads=ctx.host_threads),
+            keep=[layer["node"] for layer in chosen.values() if "node" in layer])
 
     def why_int8_does_not_pay(self, comparisons: list[Comparison], float_model: onnx.ModelProto,
                               int8: onnx.ModelProto, scheme: Scheme, ctx: RunContext) -> str | None:
