@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgekd.distill.losses import AT, DKD, KD, NKD, RKD, DistillLoss, FitNets, LossConfig, Outputs
+from edgekd.distill.online import BDKD, DML
+from edgekd.distill.selfkd import BYOT, USKD, LabelSmoothing, TfKDReg
 from edgekd.distill.taps import FeatureTaps, find_module
 from edgekd.errors import UnknownNameError
 
@@ -16,9 +18,26 @@ class LITConfig(LossConfig):
     pairs: tuple[tuple[str, str], ...] | None = None
 
 
+class GenerationsConfig(LossConfig):
+    """Born-again / label-refinery generations: ``count`` students in turn, each taught by the one before.
+
+    Generation 0 is the stage's teacher, or, with none, the student trained on labels alone (the
+    "pre-trained copy of the student" of Tf-KD_self). Each later generation starts from the student's
+    initial weights and is distilled with the stage's other losses (default kd) from the previous
+    generation, or from the ensemble of all previous ones (``ensemble: true``). The last one is kept.
+    """
+
+    count: int = Field(1, ge=1, le=10)
+    ensemble: bool = False
+
+
 LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "nkd": NKD,
-                          "lit": LITConfig}
-"""Losses by name. ``lit`` is a training phase rather than a weighted term (see distill/lit.py)."""
+                          "label-smoothing": LabelSmoothing, "tfkd-reg": TfKDReg, "uskd": USKD, "byot": BYOT,
+                          "dml": DML, "bdkd": BDKD, "lit": LITConfig, "generations": GenerationsConfig}
+"""Losses by name. ``lit`` and ``generations`` are training phases rather than weighted terms
+(distill/lit.py, distill/training.py)."""
+
+PHASES = ("lit", "generations")
 
 
 def config_class(name: str) -> type[LossConfig]:
@@ -52,4 +71,5 @@ class LossSpec(BaseModel):
         return LOSSES[self.name](self.settings())
 
 
-__all__ = ["LOSSES", "DistillLoss", "FeatureTaps", "LITConfig", "LossSpec", "Outputs", "find_module"]
+__all__ = ["LOSSES", "PHASES", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
+           "find_module"]

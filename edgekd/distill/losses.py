@@ -24,6 +24,7 @@ class Outputs:
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    images: torch.Tensor | None = None  # the batch itself (the student's side), for losses that run own networks
 
 
 class LossConfig(BaseModel):
@@ -31,14 +32,22 @@ class LossConfig(BaseModel):
 
 
 class DistillLoss(nn.Module):
-    """Base class. ``uses_labels`` losses already include the label cross-entropy."""
+    """Base class. ``uses_labels`` losses already include the label cross-entropy; losses that do not
+    ``need_teacher`` (self-distillation, online and mutual learning) are given ``teacher=None``."""
 
     Config: ClassVar[type[LossConfig]] = LossConfig
     uses_labels: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = True
 
     def __init__(self, config: LossConfig):
         super().__init__()
         self.config = config
+
+    def attach(self, student: nn.Module, teacher: nn.Module | None) -> None:
+        """See the models before training (to name the student's blocks, or copy it into peers)."""
+
+    def finish(self, student: nn.Module, score) -> None:
+        """After training: ``score(model) -> accuracy``; e.g. mutual learning exports its best peer."""
 
     def student_layers(self) -> list[str]:
         return []

@@ -13,6 +13,7 @@ from torch import nn
 
 from edgekd.distill.losses import DistillLoss, Outputs
 from edgekd.distill.taps import FeatureTaps
+from edgekd.errors import EdgekdError
 
 
 class Ensemble(nn.Module):
@@ -34,21 +35,38 @@ class Ensemble(nn.Module):
 
 
 class DistillObjective(nn.Module):
-    """L = label_weight · CE(y, z_s) + Σ_i weight_i · L_i(student, teacher)."""
+    """L = label_weight · CE(y, z_s) + Σ_i weight_i · L_i(student, teacher).
 
-    def __init__(self, teacher: nn.Module, losses: list[tuple[float, DistillLoss]], *, label_weight: float):
+    ``teacher`` may be None when no loss needs one (self-distillation, online and mutual learning);
+    the teacher then does not run even when given (an online loss trains its own copy of it).
+    """
+
+    def __init__(self, teacher: nn.Module | None, losses: list[tuple[float, DistillLoss]], *, label_weight: float):
         super().__init__()
-        object.__setattr__(self, "teacher", teacher.eval())  # not a submodule: never optimized or saved
-        for p in teacher.parameters():
-            p.requires_grad_(False)
         self.losses = nn.ModuleList(loss for _, loss in losses)
         self.weights = [w for w, _ in losses]
         self.label_weight = label_weight
-        self.student_layers = sorted({n for loss in self.losses for n in loss.student_layers()})
-        self.teacher_layers = sorted({n for loss in self.losses for n in loss.teacher_layers()})
+        needing = [type(loss).__name__ for loss in self.losses if loss.needs_teacher]
+        if teacher is None and needing:
+            raise EdgekdError(f"{', '.join(needing)} need a teacher: put a teacher stage (or a model) before the "
+                              "distill stage, or use a teacher-free loss (byot, uskd, tfkd-reg, dml, bdkd, ...)")
+        object.__setattr__(self, "teacher", teacher.eval() if teacher is not None else None)  # never a submodule
+        for p in teacher.parameters() if teacher is not None else ():
+            p.requires_grad_(False)
+        self.uses_teacher = bool(needing)
+
+    @property
+    def student_layers(self) -> list[str]:
+        return sorted({n for loss in self.losses for n in loss.student_layers()})
+
+    @property
+    def teacher_layers(self) -> list[str]:
+        return sorted({n for loss in self.losses for n in loss.teacher_layers()}) if self.uses_teacher else []
 
     @torch.no_grad()
-    def teacher_outputs(self, images: torch.Tensor, cached_logits: torch.Tensor | None) -> Outputs:
+    def teacher_outputs(self, images: torch.Tensor, cached_logits: torch.Tensor | None) -> Outputs | None:
+        if not self.uses_teacher:
+            return None
         if cached_logits is not None and not self.teacher_layers:
             return Outputs(cached_logits)
         self.teacher.eval()
@@ -59,10 +77,12 @@ class DistillObjective(nn.Module):
     def student_outputs(self, model: nn.Module, images: torch.Tensor) -> Outputs:
         with FeatureTaps(model, self.student_layers) as taps:
             logits = model(images)
-        return Outputs(logits, taps.outputs)
+        return Outputs(logits, taps.outputs, images)
 
     def setup(self, model: nn.Module, images: torch.Tensor) -> None:
-        """Let losses build their regressors from one real batch (before the optimizer is made)."""
+        """Let losses see the models and build their trainable parts from one real batch (before the optimizer)."""
+        for loss in self.losses:
+            loss.attach(model, self.teacher)
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -71,6 +91,11 @@ class DistillObjective(nn.Module):
         for loss in self.losses:
             loss.setup(student, teacher)
         model.train(was_training)
+
+    def finish(self, model: nn.Module, score) -> None:
+        """After training; ``score(model)`` is its validation accuracy (mutual learning picks its best peer)."""
+        for loss in self.losses:
+            loss.finish(model, score)
 
     def forward(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 cached_logits: torch.Tensor | None = None):

@@ -3,13 +3,17 @@
 ``distill_model(teacher, student, data, losses=[...])`` runs the phases the losses ask for, in
 order: LIT's block-wise phase (Koratana et al. 2019) or FitNets' hint phase (Romero et al. 2015)
 first, then end-to-end training on the weighted losses (plus cross-entropy where the losses do
-not already include it). Only the student and the losses' regressors are optimized; the teacher
-runs in eval mode without gradients. Without augmentation the teacher's logits are computed once
-and cached (``cache_dir``), so a KD epoch costs about what a student-alone epoch costs.
+not already include it). Only the student and the losses' own parts (regressors, exits, peers,
+online teachers) are optimized; the teacher runs in eval mode without gradients, and may be None
+for teacher-free losses. A ``generations`` entry repeats the whole for born-again generations
+(Furlanello et al. 2018; label refinery, Bagherinezhad et al. 2018; Tf-KD_self, Yuan et al. 2020).
+Without augmentation the teacher's logits are computed once and cached (``cache_dir``), so a KD
+epoch costs about what a student-alone epoch costs.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -17,56 +21,109 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgekd import console
-from edgekd.data import DataBundle
+from edgekd.data import DataBundle, make_loader
 from edgekd.data.objects import as_bundle
-from edgekd.distill import LITConfig, LossSpec
+from edgekd.distill import GenerationsConfig, LITConfig, LossSpec
 from edgekd.distill.cache import with_cached_logits
 from edgekd.distill.lit import LITObjective, pair_blocks
-from edgekd.distill.objective import DistillObjective
+from edgekd.distill.objective import DistillObjective, Ensemble
+from edgekd.distill.peers import frozen_copy
 from edgekd.distill.recovery import first_images
-from edgekd.train import TrainConfig, fit
+from edgekd.errors import EdgekdError
+from edgekd.train import TrainConfig, accuracy, fit
 
 
-def distill_model(teacher: nn.Module, student: nn.Module, data: DataBundle | DataLoader | Dataset, *,
-                  val: DataLoader | Dataset | None = None, losses: tuple[LossSpec, ...] = (LossSpec(name="kd"),), label_weight: float | None = None,
-                  train: TrainConfig = TrainConfig(epochs=10, augment=None), cache_dir: Path | None = None,
-                  checkpoint_dir: Path | None = None, progress: bool = True) -> dict[str, list[dict]]:
+def distill_model(teacher: nn.Module | None, student: nn.Module, data: DataBundle | DataLoader | Dataset, *,
+                  val: DataLoader | Dataset | None = None, losses: tuple[LossSpec, ...] = (LossSpec(name="kd"),),
+                  label_weight: float | None = None, train: TrainConfig = TrainConfig(epochs=10, augment=None),
+                  cache_dir: Path | None = None, checkpoint_dir: Path | None = None,
+                  progress: bool = True) -> dict[str, list[dict]]:
     """Train ``student`` in place to imitate ``teacher`` on ``data``; returns each phase's epoch history.
 
     Args:
-        teacher: the trained model (kept in eval mode, never updated).
+        teacher: the trained model (kept in eval mode, never updated); None for teacher-free losses
+            (label-smoothing, tfkd-reg, uskd, byot, dml, bdkd) and for ``generations`` (self-taught).
         student: the model to train (a fresh or pretrained ``nn.Module``).
         data: a :class:`DataBundle`, or your training DataLoader/Dataset (with ``val``, else 10% held out).
         losses: weighted distillation terms, e.g. ``(LossSpec(name="dkd"), LossSpec(name="rkd", weight=1))``.
-        label_weight: cross-entropy weight; default 0 when kd or dkd (which include it) are used, else 1.
+        label_weight: cross-entropy weight; default 0 when a loss includes it (kd, dkd, the self and online
+            losses), else 1.
         train: epochs, optimizer and schedule of the end-to-end phase (hint/LIT phases set their own epochs).
         cache_dir: where the teacher's logits are cached when they can be (None: computed live).
         checkpoint_dir: where each phase checkpoints after every epoch (and resumes from).
     """
     data = as_bundle(data, val)
-    teacher = teacher.eval().to(memory_format=torch.channels_last)  # the student's batches are channels-last
+    generations = next((s.settings() for s in losses if s.name == "generations"), None)
+    terms = tuple(s for s in losses if s.name != "generations")
+    run = dict(label_weight=label_weight, train=train, cache_dir=cache_dir, checkpoint_dir=checkpoint_dir,
+               progress=progress)
+    if generations is not None:
+        return distill_generations(teacher, student, data, generations, losses=terms, **run)
+    return distill_once(teacher, student, data, losses=terms, **run)
+
+
+def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle, *, losses: tuple[LossSpec, ...],
+                 label_weight: float | None, train: TrainConfig, cache_dir: Path | None, checkpoint_dir: Path | None,
+                 progress: bool, prefix: str = "") -> dict[str, list[dict]]:
+    """The phases of one student's distillation, in order; ``prefix`` names its checkpoints apart."""
+    if teacher is not None:
+        teacher = teacher.eval().to(memory_format=torch.channels_last)  # the student's batches are channels-last
     histories = {}
     for phase, objective, epochs in phases(teacher, student, losses, label_weight, first_images(data),
                                            train.epochs):
         phase_data = data
         if cache_dir is not None and can_cache(objective, train):
             phase_data = with_cached_logits(teacher, data, cache_dir)
-        console.info(f"distill: {phase} for {epochs} epochs")
-        checkpoint = checkpoint_dir / f"train-{phase}.pt" if checkpoint_dir is not None else None
+        console.info(f"distill: {prefix}{phase} for {epochs} epochs")
+        checkpoint = checkpoint_dir / f"train-{prefix}{phase}.pt" if checkpoint_dir is not None else None
         result = fit(student, phase_data, train.model_copy(update={"epochs": epochs}), objective=objective,
                      checkpoint=checkpoint, progress=progress)
-        histories[phase] = result.history
+        if isinstance(objective, DistillObjective):
+            val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
+            objective.finish(student, lambda model: accuracy(model, val_loader))
+        histories[f"{prefix}{phase}"] = result.history
     return histories
 
 
-def phases(teacher: nn.Module, student: nn.Module, losses: tuple[LossSpec, ...], label_weight: float | None,
-           sample: torch.Tensor, epochs: int):
+def distill_generations(teacher: nn.Module | None, student: nn.Module, data: DataBundle,
+                        config: GenerationsConfig, *, losses: tuple[LossSpec, ...], label_weight: float | None,
+                        train: TrainConfig, cache_dir: Path | None, checkpoint_dir: Path | None,
+                        progress: bool) -> dict[str, list[dict]]:
+    """Generations 1..count, each distilled from the one before (or their ensemble); the last one is kept."""
+    histories: dict[str, list[dict]] = {}
+    teachers = [teacher] if teacher is not None else []
+    if teacher is None:  # generation 0: the student's architecture trained on labels alone
+        first = copy.deepcopy(student)
+        console.info(f"distill: generation 0 (labels alone) for {train.epochs} epochs")
+        checkpoint = checkpoint_dir / "train-generation-0.pt" if checkpoint_dir is not None else None
+        histories["generation-0"] = fit(first, data, train, checkpoint=checkpoint, progress=progress).history
+        teachers.append(frozen_copy(first))
+    current = student
+    for g in range(1, config.count + 1):
+        current = copy.deepcopy(student)  # the student's initial weights (it is only trained at the end)
+        histories.update(distill_once(generation_teacher(teachers, losses, config.ensemble), current, data,
+                                      losses=losses, label_weight=label_weight, train=train, cache_dir=cache_dir,
+                                      checkpoint_dir=checkpoint_dir, progress=progress, prefix=f"generation-{g}-"))
+        teachers.append(frozen_copy(current))
+    student.load_state_dict(current.state_dict())
+    return histories
+
+
+def generation_teacher(teachers: list[nn.Module], losses: tuple[LossSpec, ...], ensemble: bool) -> nn.Module:
+    if not ensemble or len(teachers) == 1:
+        return teachers[-1]
+    temperature = next((s.settings().temperature for s in losses if hasattr(s.settings(), "temperature")), 4.0)
+    return Ensemble(teachers, temperature=temperature)
+
+
+def phases(teacher: nn.Module | None, student: nn.Module, losses: tuple[LossSpec, ...],
+           label_weight: float | None, sample: torch.Tensor, epochs: int):
     """(name, objective, epochs) in order: LIT blocks or FitNets hints first, then the losses."""
     terms = [s for s in losses if s.name != "lit"]
     for spec in losses:
         settings = spec.settings()
         if isinstance(settings, LITConfig):
-            pairs = pair_blocks(student, teacher, settings.pairs)
+            pairs = pair_blocks(student, require_teacher(teacher, "lit"), settings.pairs)
             yield "lit-blocks", LITObjective(teacher, student, pairs, sample), settings.epochs
         elif spec.name == "fitnets" and settings.hint_epochs:
             hint = DistillObjective(teacher, [(1.0, spec.build())], label_weight=0.0)
@@ -81,6 +138,13 @@ def phases(teacher: nn.Module, student: nn.Module, losses: tuple[LossSpec, ...],
     yield "distill", objective, epochs
 
 
+def require_teacher(teacher: nn.Module | None, name: str) -> nn.Module:
+    if teacher is None:
+        raise EdgekdError(f"{name} needs a teacher: put a teacher stage (or a model) before the distill stage")
+    return teacher
+
+
 def can_cache(objective: nn.Module, train: TrainConfig) -> bool:
     """Logits can be cached when every epoch shows the teacher the same images and no loss needs its features."""
-    return train.augment is None and isinstance(objective, DistillObjective) and not objective.teacher_layers
+    return (train.augment is None and isinstance(objective, DistillObjective) and objective.uses_teacher
+            and not objective.teacher_layers)

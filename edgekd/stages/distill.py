@@ -1,18 +1,20 @@
-"""The ``distill`` stage: train a student to imitate a teacher (KD, DKD, FitNets, AT, RKD, LIT).
+"""The ``distill`` stage: train a student to imitate a teacher, or to teach itself.
 
 The teacher is the model entering the stage (``teacher: previous``, which makes a two-stage
-teacher-assistant chain, Mirzadeh et al. 2020) or the run's original teacher, optionally
-averaged with more teachers (an ensemble). The student is a zoo model, a user's factory, or
-derived from the teacher's own family (narrower or shallower; ``derive: {width: 1}`` is
-born-again distillation). Only the student and the losses' regressors are optimized; the
-regressors stay in the objective and never reach the exported model.
+teacher-assistant chain, Mirzadeh et al. 2020), the run's original teacher, optionally
+averaged with more teachers (an ensemble), or none (``teacher: none``: self, online and mutual
+distillation, which can start a run: no teacher stage needed). The student is a zoo model, a
+user's factory, the model entering the stage (``student: previous``, weights kept), or derived
+from the teacher's own family (``derive: {width: 1}`` is born-again distillation). Only the
+student and the losses' own parts (regressors, exits, peers) are optimized; those stay in the
+objective and never reach the exported model.
 """
 
 from __future__ import annotations
 
 import copy
 import enum
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -36,6 +38,10 @@ from edgekd.train import TrainConfig
 class TeacherSource(str, enum.Enum):
     PREVIOUS = "previous"  # the model entering this stage
     ORIGINAL = "original"  # the run's teacher stage output
+    NONE = "none"  # no teacher: teacher-free losses (label-smoothing, tfkd-reg, uskd, byot, dml, bdkd, generations)
+
+
+PREVIOUS_MODEL = "previous"  # ``student: previous``: the model entering the stage, trained further
 
 
 class Derive(BaseModel):
@@ -53,11 +59,14 @@ class ExtraTeacher(BaseModel):
 class DistillStage(Stage):
     """Distil the teacher into a student with a weighted sum of losses.
 
-    ``student`` is a zoo name, ``package.module:factory``, or (from Python) an ``nn.Module``,
-    trained from the weights it has (a copy: the object passed in is not changed).
+    ``student`` is a zoo name, ``package.module:factory``, ``previous`` (the model entering the
+    stage), or (from Python) an ``nn.Module``, trained from the weights it has (a copy: the object
+    passed in is not changed). With ``teacher: none`` and a named student the stage needs nothing
+    before it, so a recipe may start with it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    makes: ClassVar[tuple[str, ...]] = ("model",)
 
     stage: Literal["distill"] = "distill"
     student: str | nn.Module = "cnn-small"
@@ -68,6 +77,11 @@ class DistillStage(Stage):
     label_weight: float | None = Field(None, ge=0, description="CE weight; default 1, or 0 when kd/dkd include it")
     train: TrainConfig = TrainConfig(epochs=10, augment=None)
     cache_teacher: bool = True
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        standalone = self.teacher is TeacherSource.NONE and self.student != PREVIOUS_MODEL and self.derive is None
+        return () if standalone else ("model",)
 
     def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
         teacher = self.make_teacher(given, ctx)
@@ -80,23 +94,27 @@ class DistillStage(Stage):
                            losses=[spec.model_dump() for spec in self.losses], history=histories)
         save_weights(student, ctx.stage_dir / "model.safetensors")
         write_json(ctx.stage_dir / "student.json", self.settings())
-        return given.with_model(student, model_spec=self.student_spec())
+        return given.with_model(student, model_spec=self.student_spec(given))
 
     def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
         student = self.make_student(given, ctx)
         student.load_state_dict(load_file(ctx.stage_dir / "model.safetensors"))
-        return given.with_model(student, model_spec=self.student_spec())
+        return given.with_model(student, model_spec=self.student_spec(given))
 
     @field_serializer("student")
     def _student_key(self, student: str | nn.Module) -> str:
         """A module is recorded by class and weights, so a resumed run notices a different student."""
         return student if isinstance(student, str) else f"{type(student).__qualname__}@{model_hash(student)}"
 
-    def student_spec(self) -> str | None:
+    def student_spec(self, given: Handoff) -> str | None:
         """The student's zoo name or import path; a derived or user-built student is not one."""
+        if self.student == PREVIOUS_MODEL:
+            return given.model_spec
         return self.student if self.derive is None and isinstance(self.student, str) else None
 
-    def make_teacher(self, given: Handoff, ctx: RunContext) -> nn.Module:
+    def make_teacher(self, given: Handoff, ctx: RunContext) -> nn.Module | None:
+        if self.teacher is TeacherSource.NONE:
+            return None
         teacher = given.model if self.teacher is TeacherSource.PREVIOUS else given.teacher
         if teacher is None:
             raise EdgekdError("the distill stage needs a teacher: put a teacher stage before it")
@@ -120,6 +138,10 @@ class DistillStage(Stage):
                                 in_channels=info.channels, num_classes=info.num_classes, input_size=info.image_size)
         if isinstance(self.student, nn.Module):
             return copy.deepcopy(self.student).cpu()
+        if self.student == PREVIOUS_MODEL:
+            if given.model is None:
+                raise EdgekdError("student: previous needs a model entering the stage; name the student instead")
+            return copy.deepcopy(given.model)
         return build_model(self.student, info)
 
     def student_name(self) -> str:
