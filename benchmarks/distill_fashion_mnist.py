@@ -1,9 +1,12 @@
 """Distillation methods compared on Fashion-MNIST: the same student, epochs and data for every row.
 
 Teacher: the default teacher from teacher_fashion_mnist.py (its weights in results/).
-Rows: student alone, KD, FitNets, LIT, RKD, AT, DKD and a combination, each over several seeds
-(mean ± std of test accuracy, mean epoch time); a second, smaller student for alone vs KD; and
-the KD epoch cost against a student-alone epoch, measured alternately in one run.
+Rows: student alone, KD, FitNets, LIT, RKD, AT, DKD, NKD and combinations; the teacher-free and
+online families (label smoothing, Tf-KD_reg, USKD, BYOT, DML, BD-KD, Tf-KD_self, label refinery),
+each over several seeds (mean ± std of test accuracy, mean epoch time); a second, smaller student
+for alone vs KD; and the KD epoch cost against a student-alone epoch, measured alternately in one
+run. Generation methods (tfkd-self, label-refinery) train every generation for the full epochs:
+their ``total_epochs`` is (generations + 1) × epochs.
 
 Run: .venv/bin/python benchmarks/distill_fashion_mnist.py [--epochs 8] [--train-subset 20000]
 Writes benchmarks/results/distill_fashion_mnist.json.
@@ -51,23 +54,42 @@ def methods(epochs: int) -> dict[str, list[dict]]:
         "dkd": [{"name": "dkd"}],
         "kd+at": [{"name": "kd"}, {"name": "at", "pairs": PAIRS}],
         "dkd+rkd": [{"name": "dkd"}, {"name": "rkd", "student_layer": "block3", "teacher_layer": "block3"}],
+        "nkd": [{"name": "nkd"}],
+        "label-smoothing": [{"name": "label-smoothing", "epsilon": 0.1}],
+        "tfkd-reg": [{"name": "tfkd-reg"}],
+        "uskd": [{"name": "uskd"}],
+        "byot": [{"name": "byot"}],
+        "dml": [{"name": "dml", "peers": 1}],
+        "bdkd": [{"name": "bdkd"}],  # the online teacher: the teacher's architecture (cnn), trained from scratch
+        "tfkd-self": [{"name": "generations", "count": 1}, {"name": "kd", "temperature": 6, "alpha": 0.95}],
+        "label-refinery": [{"name": "generations", "count": 2}, {"name": "kd", "temperature": 1, "alpha": 1.0}],
     }
+
+
+TEACHER_FREE = {"label-smoothing", "tfkd-reg", "uskd", "byot", "dml", "tfkd-self", "label-refinery"}
+"""Rows whose distill stage has ``teacher: none`` (bdkd keeps the teacher only for its architecture)."""
+
+
+def total_epochs(losses: list[dict], epochs: int) -> int:
+    generations = next((spec["count"] for spec in losses if spec["name"] == "generations"), None)
+    return epochs * (generations + 1) if generations else epochs
 
 
 def first_phase_epochs(losses: list[dict]) -> int:
     return sum(spec.get("hint_epochs", 0) + (spec.get("epochs", 0) if spec["name"] == "lit" else 0) for spec in losses)
 
 
-def student_stage(student: str, losses: list[dict], config: TrainConfig) -> DistillStage:
+def student_stage(student: str, losses: list[dict], config: TrainConfig, teacher: str) -> DistillStage:
     """``cnn@W`` is the teacher's family at width W (derived); other names are zoo models."""
     if student.startswith("cnn@"):
-        return DistillStage(derive={"width": float(student[4:])}, losses=losses or [{"name": "kd"}], train=config)
-    return DistillStage(student=student, losses=losses or [{"name": "kd"}], train=config)
+        return DistillStage(derive={"width": float(student[4:])}, losses=losses or [{"name": "kd"}], train=config,
+                            teacher=teacher)
+    return DistillStage(student=student, losses=losses or [{"name": "kd"}], train=config, teacher=teacher)
 
 
 def run_row(method: str, losses: list[dict], student_name: str, teacher, data, seed: int, epochs: int, workdir: Path):
     config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=None, seed=seed)
-    stage = student_stage(student_name, losses, config)
+    stage = student_stage(student_name, losses, config, "none" if method in TEACHER_FREE else "previous")
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
                      progress=False, stage_dir=workdir / f"{method}-{student_name}-{seed}")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +160,7 @@ def main() -> None:
                    "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
                    "accuracies": accs, "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
                    "row_seconds": sum(r["seconds"] for r in runs), "epochs": args.epochs,
-                   "train_images": len(data.train)}
+                   "total_epochs": total_epochs(losses, args.epochs), "train_images": len(data.train)}
             rows.append(row)
             print(f"{method:8} {student:10} {row['params']:7d} params  {row['accuracy_mean']:.4f} ± "
                   f"{row['accuracy_std']:.4f}  {row['epoch_seconds']:.1f} s/epoch", flush=True)
