@@ -19,14 +19,20 @@ def teacher_table(r: dict) -> list[str]:
     return lines
 
 
+def method_label(row: dict, epochs: int) -> str:
+    """The method, with its total epochs when it trains longer than the others (born-again generations)."""
+    total = row.get("total_epochs", epochs)
+    return row["method"] if total == epochs else f"{row['method']} ({total} epochs in all)"
+
+
 def distill_table(r: dict) -> list[str]:
     t = r["teacher"]
     lines = [f"Teacher {t['model']} ({t['params']:,} params, {t['accuracy']:.2%}); every row: "
              f"{r['epochs']} epochs on {r['train_images']:,} training images, no augmentation, "
              f"{len(r['rows'][0]['seeds'])} seeds, accuracy on the {r['val_images']:,}-image test set.", "",
              "| method | student | params | accuracy (mean ± std) | s/epoch |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {x['method']} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | "
-              f"{x['epoch_seconds']:.1f} |" for x in r["rows"]]
+    lines += [f"| {method_label(x, r['epochs'])} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± "
+              f"{x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |" for x in r["rows"]]
     for x in r.get("full_data_rows", []):
         lines.append(f"| {x['method']} (all {x['train_images']:,} images, {x['epochs']} epochs) | {x['student']} | "
                      f"{x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |")

@@ -251,7 +251,7 @@ def test_self_recipe_has_no_teacher_stage():
     assert [s.stage for s in recipe.stages] == ["distill", "prune", "quantize", "export", "benchmark"]
     first = recipe.stages[0]
     assert first.teacher.value == "none" and first.needs == () and "model" in first.makes
-    assert DistillStage(teacher="none", student="previous").needs == ("model",)
+    assert DistillStage(teacher="none", student="previous", losses=[{"name": "dml"}]).needs == ("model",)
 
 
 # --- Training on real data (small) ---------------------------------------------------------------
@@ -333,3 +333,26 @@ def test_python_api_improves_the_users_own_model_without_a_teacher(data, tmp_pat
         sum(p.numel() for p in model.parameters())  # the user's architecture only: no exit was exported
     assert result.accuracy > 0.25  # chance 0.1
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the user's object untouched
+
+
+def test_teacher_none_with_a_teacher_loss_is_refused_at_load_time(tmp_path):
+    from edgekd.errors import ConfigError
+
+    path = tmp_path / "r.yaml"
+    path.write_text("stages:\n  - stage: distill\n    teacher: none\n    student: cnn-tiny\n    losses: [{name: kd}]\n")
+    with pytest.raises(ConfigError, match=r"r.yaml:2: .*teacher: none, but kd need a teacher"):
+        load_recipe(path)
+    path.write_text(path.read_text().replace("[{name: kd}]", "[{name: generations}, {name: kd}]"))
+    assert load_recipe(path).stages[0].needs == ()
+
+
+def test_byot_deepest_exit_is_only_taught_by_the_labels():
+    # The deepest exit is the teacher side: the exits' KL and hints send it no gradient.
+    feats = {"b1": seeded(8, 4, 8, 8, seed=18), "b2": seeded(8, 16, 2, 2, seed=19).requires_grad_()}
+    z = S.clone().requires_grad_()
+    loss = built("byot", blocks=["b1", "b2"])
+    loss.setup(Outputs(z, feats), None)
+    loss(Outputs(z, feats), None, Y).backward()
+    expected = (F.softmax(S, 1) - F.one_hot(Y, 10)) / 8  # d CE(z_C, y) / d z_C, batch mean
+    assert torch.allclose(z.grad, expected, atol=1e-6)
+    assert feats["b2"].grad is None or feats["b2"].grad.abs().max() == 0

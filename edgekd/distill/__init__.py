@@ -71,5 +71,12 @@ class LossSpec(BaseModel):
         return LOSSES[self.name](self.settings())
 
 
-__all__ = ["LOSSES", "PHASES", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
+def teacher_needed_by(specs: tuple[LossSpec, ...]) -> list[str]:
+    """The losses in ``specs`` that need a teacher none is given; ``generations`` makes its own teachers."""
+    if any(s.name == "generations" for s in specs):
+        return []
+    return [s.name for s in specs if s.name == "lit" or getattr(LOSSES[s.name], "needs_teacher", False)]
+
+
+__all__ = ["LOSSES", "PHASES", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
            "find_module"]

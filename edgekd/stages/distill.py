@@ -17,13 +17,13 @@ import enum
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 from safetensors.torch import load_file
 from torch import nn
 
 from edgekd.atomic import write_json
 from edgekd.context import RunContext
-from edgekd.distill import LossSpec
+from edgekd.distill import LossSpec, teacher_needed_by
 from edgekd.distill.cache import model_hash
 from edgekd.distill.objective import Ensemble
 from edgekd.distill.training import distill_model
@@ -77,6 +77,17 @@ class DistillStage(Stage):
     label_weight: float | None = Field(None, ge=0, description="CE weight; default 1, or 0 when kd/dkd include it")
     train: TrainConfig = TrainConfig(epochs=10, augment=None)
     cache_teacher: bool = True
+
+    @model_validator(mode="after")
+    def _teacher_free_losses(self) -> "DistillStage":
+        if self.teacher is TeacherSource.NONE:
+            needing = teacher_needed_by(self.losses)
+            if needing:
+                raise ValueError(f"teacher: none, but {', '.join(needing)} need a teacher: use teacher-free losses "
+                                 "(label-smoothing, tfkd-reg, uskd, byot, dml, bdkd) or add {name: generations}")
+            if self.ensemble:
+                raise ValueError("teacher: none has no teacher to ensemble with: remove ensemble")
+        return self
 
     @property
     def needs(self) -> tuple[str, ...]:
