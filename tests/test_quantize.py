@@ -255,3 +255,38 @@ def test_every_topology_quantizes_with_full_bias_correction_or_a_recorded_fallba
     result = quantize_model(model, calibration, scheme=Scheme.TENSORRT, bias_correction=BiasCorrection.FULL)
     assert compliance.check(result.model, Runtime.TENSORRT) == [] and len(quantizers(result.model)) >= 4
     assert all("bias correction failed inside NNCF" in f and "instead" in f for f in result.fallbacks)
+
+
+def test_layers_int8_makes_slower_stay_float_until_none_is_left():
+    """Hardswish and depthwise convs have no int8 kernel in ONNX Runtime on x86: read off its optimized graph."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from edgekd.onnx_export import export_onnx
+    from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
+    from edgekd.quantize.speed import dequantized_by_runtime, slow_int8_layers, without_slow_layers
+    from edgekd.targets import load_target
+    from topologies import CORPUS
+
+    torch.manual_seed(0)
+    float_model = export_onnx(CORPUS["mobilenetv3-block"]().eval(), (1, 16, 16))
+    calibration = DataLoader(TensorDataset(torch.randn(32, 1, 16, 16), torch.zeros(32, dtype=torch.long)),
+                             batch_size=32)
+
+    def quantize(keep):
+        return quantize_onnx(float_model, calibration, Scheme.CPU, keep_float=keep,
+                             bias_correction=BiasCorrection.NONE).model
+
+    int8 = quantize([])
+    depthwise = {n.name for n in float_model.graph.node if n.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    assert depthwise and depthwise <= set(dequantized_by_runtime(int8))
+    host = load_target("host")
+    shipped, slow = without_slow_layers(int8, quantize, lambda m: slow_int8_layers(
+        float_model, m, host, here=True, batches=(1,)), keep=[])
+    assert dequantized_by_runtime(shipped) == [] and {s.node for s in slow} <= set(float_layers(shipped))
+    assert len(quantizers(shipped)) > 0 or len(slow) == len(dequantized_by_runtime(int8))
+    # Where this machine cannot stand for the target, the estimate decides; the host profile's calibration
+    # (int8 depthwise at 1% of the int8 peak, fitted on this CPU) agrees with the runtime's graph on depthwise.
+    estimated = slow_int8_layers(float_model, int8, host, here=False, batches=(1, 64))
+    assert depthwise <= {s.node for s in estimated}
+    assert all(s.why.startswith(f"estimated slower in int8 on {host.name}") for s in estimated)
