@@ -79,10 +79,15 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
         result = fit(student, phase_data, train.model_copy(update={"epochs": epochs}), objective=objective,
                      checkpoint=checkpoint, progress=progress)
         if isinstance(objective, DistillObjective):
-            val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
-            objective.finish(student, lambda model: accuracy(model, val_loader))
+            objective.finish(student, validation_score(data))
         histories[f"{prefix}{phase}"] = result.history
     return histories
+
+
+def validation_score(data: DataBundle):
+    """``score(model)``: top-1 accuracy on the validation split (for objectives that choose what to keep)."""
+    loader = make_loader(data.val, data.info, batch_size=256, train=False)
+    return lambda model: accuracy(model, loader)
 
 
 def distill_generations(teacher: nn.Module | None, student: nn.Module, data: DataBundle,
