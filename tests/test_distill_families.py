@@ -361,3 +361,73 @@ def test_byot_deepest_exit_is_only_taught_by_the_labels():
     expected = (F.softmax(S, 1) - F.one_hot(Y, 10)) / 8  # d CE(z_C, y) / d z_C, batch mean
     assert torch.allclose(z.grad, expected, atol=1e-6)
     assert feats["b2"].grad is None or feats["b2"].grad.abs().max() == 0
+
+
+# --- CRD ------------------------------------------------------------------------------------------
+
+
+def crd_setup(n=20, k=5, seed=20):
+    torch.manual_seed(seed)
+    fs, ft = seeded(4, 8, 3, 3, seed=21), seeded(4, 12, 3, 3, seed=22)
+    loss = LossSpec(name="crd", student_layer="s", teacher_layer="t", feat_dim=6, negatives=k).build()
+    loss.attach(None, None)
+    student, teacher = Outputs(S[:4], {"s": fs}, indices=torch.tensor([3, 7, 0, 19])), Outputs(S[:4], {"t": ft})
+    loss.setup(student, teacher)
+    loss.bind_dataset(n)
+    negatives = torch.tensor([[1, 2, 4, 5, 6], [8, 9, 10, 11, 12], [13, 14, 15, 16, 17], [18, 1, 2, 3, 4]])
+    loss.negatives = lambda idx: negatives
+    return loss, student, teacher, negatives
+
+
+def test_crd_matches_tian():
+    # Tian et al. 2020, CRD (RepDistiller's NCE form). v = normalize(W·GAP(f)); h = exp(⟨v, M_j⟩/τ)/Z,
+    # Z = N · mean(h) of the first batch, per direction; noise K/N; loss = −mean_i[log h_i+/(h_i+ + K/N)
+    # + Σ_j log (K/N)/(h_ij + K/N)] for v_s against M_t plus v_t against M_s; then M_i ← normalize(m·M_i + (1−m)·v_i).
+    loss, student, teacher, negatives = crd_setup()
+    m_s, m_t = loss.memory_s.clone(), loss.memory_t.clone()
+    v_s = F.normalize(loss.embed_s(student.features["s"].mean((2, 3))), dim=1)
+    v_t = F.normalize(loss.embed_t(teacher.features["t"].mean((2, 3))), dim=1)
+    idx = torch.cat([student.indices[:, None], negatives], 1)
+
+    def nce_formula(v, memory):
+        h = torch.exp((memory[idx] * v[:, None, :]).sum(2) / 0.07)
+        h = h / (h.mean() * 20)
+        noise = 5 / 20
+        return -(torch.log(h[:, 0] / (h[:, 0] + noise)) + torch.log(noise / (h[:, 1:] + noise)).sum(1)).mean()
+
+    expected = nce_formula(v_s, m_t) + nce_formula(v_t, m_s)
+    assert loss(student, teacher, None).item() == pytest.approx(expected.item(), rel=1e-4)
+    updated = F.normalize(0.5 * m_s[student.indices] + 0.5 * v_s.detach(), dim=1)
+    assert torch.allclose(loss.memory_s[student.indices], updated, atol=1e-6)
+    untouched = torch.ones(20, dtype=torch.bool)
+    untouched[student.indices] = False
+    assert torch.equal(loss.memory_t[untouched], m_t[untouched])
+
+
+def test_crd_trains_with_sample_indices_from_the_stage(data, tmp_path):
+    teacher = build_model("cnn-small", data.info).eval()
+    stage = edgekd.Distill(student="cnn-tiny", losses=[{"name": "crd", "negatives": 256}, {"name": "kd"}],
+                           train=SHORT)
+    out, row = run_stage(stage, stage_ctx(tmp_path, data), teacher)
+    assert set(out.model.state_dict()) == set(build_model("cnn-tiny", data.info).state_dict())
+    assert row.details["history"]["distill"][0]["loss"] > 0
+    with pytest.raises(EdgekdError, match="crd needs each sample's index"):
+        loss, student, teacher_out, _ = crd_setup()
+        student.indices = None
+        loss(student, teacher_out, None)
+
+
+def test_crd_gradients_reach_the_student_and_both_embeddings_never_the_teacher():
+    torch.manual_seed(10)
+    teacher, student = build_model("cnn-small", GRAY), build_model("cnn-tiny", GRAY)
+    images = torch.randn(8, 1, 28, 28)
+    objective = DistillObjective(teacher, [(1.0, LossSpec(name="crd", negatives=16).build())], label_weight=1.0)
+    objective.setup(student, images)
+    objective.bind_dataset(50)
+    assert objective.wants_indices and objective.teacher_layers == ["block3"]
+    loss, _ = objective(student, images, Y, torch.arange(8) * 5)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is not None for p in objective.parameters())  # W_s and W_t
+    assert student.block1[0].weight.grad.abs().sum() > 0
+    assert {n for n, _ in objective.named_buffers()} >= {"losses.0.memory_s", "losses.0.memory_t"}

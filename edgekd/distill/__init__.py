@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgekd.distill.losses import AT, DKD, KD, NKD, RKD, DistillLoss, FitNets, LossConfig, Outputs
+from edgekd.distill.crd import CRD
 from edgekd.distill.online import BDKD, DML
 from edgekd.distill.selfkd import BYOT, USKD, LabelSmoothing, TfKDReg
 from edgekd.distill.taps import FeatureTaps, find_module
@@ -31,7 +32,7 @@ class GenerationsConfig(LossConfig):
     ensemble: bool = False
 
 
-LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "nkd": NKD,
+LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "nkd": NKD, "crd": CRD,
                           "label-smoothing": LabelSmoothing, "tfkd-reg": TfKDReg, "uskd": USKD, "byot": BYOT,
                           "dml": DML, "bdkd": BDKD, "lit": LITConfig, "generations": GenerationsConfig}
 """Losses by name. ``lit`` and ``generations`` are training phases rather than weighted terms

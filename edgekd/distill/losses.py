@@ -25,6 +25,7 @@ class Outputs:
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     images: torch.Tensor | None = None  # the batch itself (the student's side), for losses that run own networks
+    indices: torch.Tensor | None = None  # the samples' dataset indices, for losses that ``needs_indices`` (CRD)
 
 
 class LossConfig(BaseModel):
@@ -38,6 +39,7 @@ class DistillLoss(nn.Module):
     Config: ClassVar[type[LossConfig]] = LossConfig
     uses_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
+    needs_indices: ClassVar[bool] = False  # each batch must carry its samples' dataset indices
 
     def __init__(self, config: LossConfig):
         super().__init__()

@@ -97,10 +97,23 @@ class DistillObjective(nn.Module):
         for loss in self.losses:
             loss.finish(model, score)
 
+    @property
+    def wants_indices(self) -> bool:
+        return any(loss.needs_indices for loss in self.losses)
+
+    def bind_dataset(self, size: int) -> None:
+        """Tell losses that keep per-sample state (CRD's memory banks) how many training samples there are."""
+        for loss in self.losses:
+            if loss.needs_indices:
+                loss.bind_dataset(size)
+
     def forward(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                cached_logits: torch.Tensor | None = None):
+                extra: torch.Tensor | None = None):
+        """``extra``, the batch's third item: the sample indices when ``wants_indices``, else cached teacher logits."""
+        indices, cached_logits = (extra, None) if self.wants_indices else (None, extra)
         teacher = self.teacher_outputs(images, cached_logits)
         student = self.student_outputs(model, images)
+        student.indices = indices
         total = self.label_weight * F.cross_entropy(student.logits, labels) if self.label_weight else 0.0
         for weight, loss in zip(self.weights, self.losses):
             total = total + weight * loss(student, teacher, labels)

@@ -25,6 +25,7 @@ from edgekd.data import DataBundle, make_loader
 from edgekd.data.objects import as_bundle
 from edgekd.distill import GenerationsConfig, LITConfig, LossSpec
 from edgekd.distill.cache import with_cached_logits
+from edgekd.distill.crd import with_indices
 from edgekd.distill.lit import LITObjective, pair_blocks
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.distill.peers import frozen_copy
@@ -74,6 +75,9 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
         phase_data = data
         if cache_dir is not None and can_cache(objective, train):
             phase_data = with_cached_logits(teacher, data, cache_dir)
+        if isinstance(objective, DistillObjective) and objective.wants_indices:  # CRD's memory banks
+            objective.bind_dataset(len(data.train))
+            phase_data = with_indices(data)
         console.info(f"distill: {prefix}{phase} for {epochs} epochs")
         checkpoint = checkpoint_dir / f"train-{prefix}{phase}.pt" if checkpoint_dir is not None else None
         result = fit(student, phase_data, train.model_copy(update={"epochs": epochs}), objective=objective,
@@ -152,4 +156,4 @@ def require_teacher(teacher: nn.Module | None, name: str) -> nn.Module:
 def can_cache(objective: nn.Module, train: TrainConfig) -> bool:
     """Logits can be cached when every epoch shows the teacher the same images and no loss needs its features."""
     return (train.augment is None and isinstance(objective, DistillObjective) and objective.uses_teacher
-            and not objective.teacher_layers)
+            and not objective.teacher_layers and not objective.wants_indices)
