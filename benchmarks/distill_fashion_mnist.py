@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,12 +89,23 @@ def student_stage(student: str, losses: list[dict], config: TrainConfig, teacher
     return DistillStage(student=student, losses=losses or [{"name": "kd"}], train=config, teacher=teacher)
 
 
+def reuse_generation_zero(losses: list[dict], stage_dir: Path, earlier) -> None:
+    """Generation 0 (the student on labels alone, same seed and settings) is trained once per seed and run:
+    a later generation row starts from the finished checkpoint of an earlier one."""
+    if any(spec["name"] == "generations" for spec in losses):
+        for found in earlier:
+            if found.parent != stage_dir:
+                shutil.copy(found, stage_dir / found.name)
+                return
+
+
 def run_row(method: str, losses: list[dict], student_name: str, teacher, data, seed: int, epochs: int, workdir: Path):
     config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=None, seed=seed)
     stage = student_stage(student_name, losses, config, "none" if method in TEACHER_FREE else "previous")
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
                      progress=False, stage_dir=workdir / f"{method}-{student_name}-{seed}")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    reuse_generation_zero(losses, ctx.stage_dir, workdir.glob(f"*-{student_name}-{seed}/train-generation-0.pt"))
     given = Handoff(model=teacher, teacher=teacher, model_spec="cnn")  # "cnn@W" derives from the teacher's family
     t0 = time.perf_counter()
     if method == "alone":
