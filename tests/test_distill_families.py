@@ -166,7 +166,7 @@ def test_dml_matches_zhang_and_is_plain_ce_when_peers_agree():
 def test_dml_exports_its_best_peer():
     torch.manual_seed(6)
     student = nn.Linear(6, 10)
-    loss = built("dml", student, peers=2)
+    loss = built("dml", student, peers=2, export="best")
     best = loss.peers[1]
     loss.finish(student, lambda model: 0.9 if model is best else 0.5)
     assert torch.equal(student.weight, best.weight)

@@ -29,8 +29,8 @@ def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 class PeerChoice(str, enum.Enum):
-    BEST = "best"  # the peer (the student included) with the best validation accuracy
-    STUDENT = "student"  # always the student itself
+    STUDENT = "student"  # the student itself (peer 0)
+    BEST = "best"  # the network with the best accuracy on the validation split (the student included)
 
 
 class DML(DistillLoss):
@@ -42,14 +42,16 @@ class DML(DistillLoss):
     the other networks' predictions taken as fixed targets (no gradient), KL summed over classes and
     averaged over the batch; the loss returned is Σ_k L_k (the networks share no parameters, so each
     gets exactly its own gradient: the simultaneous form of the paper's alternating updates).
-    Default T = 1 (the paper's). ``export: best`` copies the peer with the best validation accuracy
-    into the student after training (the paper reports each peer; any one can be deployed).
+    Default T = 1 (the paper's). The student is exported (``export: student``); ``export: best``
+    copies in the network with the best accuracy on the validation split instead (the paper reports
+    each peer; any one can be deployed) — when that split is also the test set, as with edgekd's
+    Fashion-MNIST, the accuracy then reported is picked on it, so optimistic.
     """
 
     class Config(LossConfig):
         peers: int = Field(1, ge=1, description="networks besides the student (K − 1)")
         temperature: float = Field(1.0, gt=0)
-        export: PeerChoice = PeerChoice.BEST
+        export: PeerChoice = PeerChoice.STUDENT
 
     uses_labels = True
     needs_teacher = False
