@@ -69,6 +69,7 @@ def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = N
 def choose_storage(storage: Storage, count: int, size: tuple[int, int], channels: int,
                    budget_mb: float) -> Storage:
     """``memory`` or ``stream``: ``auto`` keeps images in memory only when all of them decoded fit the budget."""
+    storage = Storage(storage)
     if storage is not Storage.AUTO:
         return storage
     decoded_mb = count * channels * size[0] * size[1] / 2**20
