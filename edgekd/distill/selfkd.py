@@ -49,10 +49,11 @@ class TfKDReg(_SelfLoss):
 
     A "virtual teacher" p^d puts probability a on the label and (1 − a)/(K − 1) on every other
     class; as in the authors' code (``loss_kd_regularization``) it is softened like logits,
-    p^d_τ = softmax(p^d / τ), and the loss is
-    L = (1 − α) · CE(y, z) + α · m · (1 / (N·K)) · Σ_n Σ_k p^d_τ,k · log(p^d_τ,k / softmax(z/τ)_k),
+    p^d_τ = softmax(p^d / τ), while the student's distribution stays at T = 1, and the loss is
+    L = (1 − α) · CE(y, z) + α · m · (1 / (N·K)) · Σ_n Σ_k p^d_τ,k · log(p^d_τ,k / softmax(z)_k),
     i.e. their ``KLDivLoss()`` (mean over batch and classes) times the multiplier m. Defaults
-    a = 0.99, τ = 20, α = 0.95, m = 100, in the range of the authors' CIFAR settings; tune for your data.
+    a = 0.99, τ = 20, α = 0.95, m = 100 as in the authors' CIFAR-100 setting (K = 100, so m = 100
+    is the batch-mean KL; with K classes, m = K gives that strength).
     """
 
     class Config(LossConfig):
@@ -66,7 +67,7 @@ class TfKDReg(_SelfLoss):
         z = student.logits
         virtual = regularization_teacher(labels, z.shape[1], c.correct_prob).to(z)
         log_p_d = F.log_softmax(virtual / c.temperature, dim=1)
-        log_p_s = F.log_softmax(z / c.temperature, dim=1)
+        log_p_s = F.log_softmax(z, dim=1)  # at T = 1: only the virtual teacher is softened (authors' code)
         kl = F.kl_div(log_p_s, log_p_d, reduction="batchmean", log_target=True) / z.shape[1]  # mean over N·K
         return (1 - c.alpha) * F.cross_entropy(z, labels) + c.alpha * c.multiplier * kl
 
