@@ -44,7 +44,7 @@ def test_stream_storage_keeps_file_names_not_pixels(folder):
     image, label = bundle.val[5]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label == 2
     spec = bundle.info.preprocessing()
-    assert spec["resize"] == {"method": "shorter-side-then-center-crop", "shorter_side": 37, "crop": [32, 32],
+    assert spec["resize"] == {"method": "shorter-side-then-center-crop", "shorter_side": pytest.approx(36.5714, abs=1e-4), "crop": [32, 32],
                               "interpolation": "bilinear"}
 
 
@@ -174,3 +174,23 @@ def test_factory_class_count_does_not_decode_the_validation_set():
     with pytest.raises(DataError, match="'targets'"):
         load_data(DataSpec(source="test_streaming:undeclared_factory"))
     assert Decodes.decoded <= 2
+
+
+def test_deploy_infer_preprocesses_as_the_model_was_validated(folder, tmp_path):
+    """deploy/infer.py, fed preprocessing.json, gives the model the input validation gave it (PNG: no JPEG draft)."""
+    import importlib.util
+    import json
+    import shutil
+
+    from edgekd.deploy import INFER_TEMPLATE
+
+    bundle = load_data(DataSpec(source=str(folder), image_size=(20, 20), storage="stream", workers=0))
+    (tmp_path / "preprocessing.json").write_text(json.dumps(bundle.info.preprocessing()))
+    shutil.copy(INFER_TEMPLATE, tmp_path / "infer.py")
+    spec = importlib.util.spec_from_file_location("deployed_infer", tmp_path / "infer.py")
+    infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(infer)
+    index = next(i for i, p in enumerate(bundle.val.paths) if p.endswith(".png"))
+    images, _ = next(iter(make_loader(torch.utils.data.Subset(bundle.val, [index]), bundle.info, batch_size=1,
+                                      train=False)))
+    assert np.allclose(infer.load(bundle.val.paths[index]), images[0].numpy(), atol=1e-5)

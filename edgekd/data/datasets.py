@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
+from edgekd.data.transforms import EVAL_CROP_FRACTION
+
 
 @dataclass(frozen=True)
 class Normalization:
@@ -50,7 +52,7 @@ class DataInfo:
         spec = {"input_shape": ["batch", self.channels, *self.image_size], "layout": "NCHW", "dtype": "float32",
                 "formula": "input = (pixel * scale - mean) / std, per channel", "classes": list(self.classes)}
         if self.resize is not None:
-            spec["resize"] = {"method": self.resize, "shorter_side": round(max(self.image_size) / 0.875),
+            spec["resize"] = {"method": self.resize, "shorter_side": max(self.image_size) / EVAL_CROP_FRACTION,
                               "crop": list(self.image_size), "interpolation": "bilinear"}
         pixels = Normalization(self.mean, self.std, self.scale) if not self.ready else self.pixels
         if pixels is None:

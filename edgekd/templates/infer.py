@@ -20,9 +20,18 @@ SPEC = json.loads((HERE / "preprocessing.json").read_text())
 
 
 def load(path: str) -> np.ndarray:
-    """One image as the model's input row: resized, (pixel * scale - mean) / std, channels first."""
+    """One image as the model's input row: resized (or resized and center-cropped, as the model was
+    validated), (pixel * scale - mean) / std, channels first."""
     channels, height, width = SPEC["input_shape"][1:]
-    image = Image.open(path).convert("L" if channels == 1 else "RGB").resize((width, height))
+    image = Image.open(path).convert("L" if channels == 1 else "RGB")
+    resize = SPEC.get("resize")
+    if resize:  # shorter side to resize["shorter_side"], then the central crop, read in one resampling
+        factor = min(image.size) / resize["shorter_side"]
+        crop_w, crop_h = min(image.width, width * factor), min(image.height, height * factor)
+        left, top = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+        image = image.resize((width, height), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+    else:
+        image = image.resize((width, height))
     pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels).transpose(2, 0, 1)
     mean = np.array(SPEC["mean"], np.float32).reshape(-1, 1, 1)
     std = np.array(SPEC["std"], np.float32).reshape(-1, 1, 1)
