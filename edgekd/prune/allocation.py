@@ -282,13 +282,19 @@ def closest_allocation(model: CostModel, goal: float, *, global_ranking: bool, p
     """The allocation whose modelled fraction is nearest ``goal``.
 
     Groups step down in the scope's order; near the goal, steps that would overshoot it by more
-    than ``tolerance`` are skipped in favour of finer ones. Without an allocation inside the
-    tolerance, the nearest one on either side is returned.
+    than ``tolerance`` are skipped in favour of finer ones, then single swaps close the gap. If
+    the scope's order still misses, the other order is tried (an allocation that meets the goal
+    beats one that keeps the order). Without one inside the tolerance, the scope's nearest wins.
     """
-    fine = trajectory(model, global_ranking=global_ranking, params=params, goal=goal, floor=goal - tolerance)
-    free = trajectory(model, global_ranking=global_ranking, params=params, goal=goal)
-    best = min([fine[-1], free[-1], free[-2] if len(free) > 1 else free[-1]], key=lambda a: abs(a.remaining - goal))
-    return best if abs(best.remaining - goal) <= tolerance else refine(model, best, goal, params)
+    tried = []
+    for ranking in (global_ranking, not global_ranking):  # the other order only when the scope's own misses
+        fine = trajectory(model, global_ranking=ranking, params=params, goal=goal, floor=goal - tolerance)
+        free = trajectory(model, global_ranking=ranking, params=params, goal=goal)
+        best = min([fine[-1], free[-1], free[-2] if len(free) > 1 else free[-1]], key=lambda a: abs(a.remaining - goal))
+        tried.append(best if abs(best.remaining - goal) <= tolerance else refine(model, best, goal, params))
+        if abs(tried[-1].remaining - goal) <= tolerance:
+            return tried[-1]
+    return tried[0]
 
 
 def refine(model: CostModel, start: Allocation, goal: float, params: bool, rounds: int = 8) -> Allocation:
