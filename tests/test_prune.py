@@ -21,7 +21,7 @@ from edgekd.models.loading import build_model
 from edgekd.prune import semistructured
 from edgekd.prune.architecture import layer_sizes, resize_like
 from edgekd.prune.importance import Importance, accumulate_gradients
-from edgekd.prune.goal import prune_model
+from edgekd.prune.goal import Metric, prune_model
 from edgekd.prune.search import analyse, search_allocation
 from edgekd.targets import load_target
 from edgekd.prune.structured import ChannelPruning, protected_layers
@@ -128,6 +128,20 @@ def test_a_goal_no_rounded_architecture_reaches_is_refused_with_what_would_reach
                                          r"round_to: 2 would reach it"):
         prune_model(model, EXAMPLE, round_to=8)
     assert abs(prune_model(model, EXAMPLE, round_to=2).reduction - 0.5) <= 0.025
+
+
+def test_a_latency_goal_is_met_by_bisecting_the_ordered_allocations_on_measurements():
+    """Latency is not modelled: the search measures. A stand-in timer whose latency is not linear in MACs
+    (as real timings are not) must still be met, which only measuring candidates can do."""
+    model = CORPUS["resnet50-bottleneck"]().eval()
+    before, measured = count_macs(model, SHAPE), []
+
+    def latency(candidate):
+        measured.append(1)
+        return 0.2 + 0.8 * (count_macs(candidate, SHAPE) / before) ** 1.5
+
+    result = prune_model(model, EXAMPLE, reduction=0.4, metric=Metric.LATENCY, round_to=16, latency=latency)
+    assert abs(result.reduction - 0.4) <= 0.02 and 2 <= len(measured) <= 10
 
 
 def test_later_steps_reach_their_share_of_the_unpruned_models_macs():
