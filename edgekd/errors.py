@@ -65,6 +65,10 @@ class ExportError(EdgekdError):
     """Export failed, or the exported model does not reproduce the PyTorch model."""
 
 
+class SearchError(EdgekdError):
+    """A budget-driven search found nothing within the budget (the message names the nearest)."""
+
+
 class OutputError(EdgekdError):
     """The output directory cannot be written, or holds a run that does not match."""
 
