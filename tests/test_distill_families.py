@@ -237,7 +237,7 @@ def test_teacher_free_objective_needs_no_teacher_and_teacher_losses_say_so():
 @pytest.mark.parametrize("text", ["{name: label-smoothing, epsilon: 0.2}", "{name: tfkd-reg, correct_prob: 0.9}",
                                   "{name: uskd, beta: 0.2}", "{name: byot, blocks: [block1, block2, block3]}",
                                   "{name: dml, peers: 2, export: student}", "{name: bdkd, online_teacher: pretrained}",
-                                  "{name: generations, count: 2, ensemble: true}"])
+                                  "{name: generations, count: 2, ensemble: true}", "{name: crd, negatives: 4096}"])
 def test_each_method_is_a_recipe_losses_entry(text):
     spec = LossSpec.model_validate(yaml.safe_load(text))
     given = {k: v for k, v in yaml.safe_load(text).items() if k != "name"}
