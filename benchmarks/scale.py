@@ -11,10 +11,14 @@
   per-epoch ``seconds``) against a plain PyTorch loop (the same model, images, batch size,
   optimizer and memory format), ResNet-18 at 224 on this CPU, a few batches, timed alternately.
 * ``loop.gpu``: null unless this runs where CUDA is (the same with autocast).
+* ``compress_224``: one ``compress`` of MobileNetV2 at 224 px for jetson-orin on a generated 10-class
+  JPEG folder (200 training images, streamed): teacher (one epoch) → 30% MAC pruning (one recovery
+  epoch) → int8 PTQ → export → benchmark; wall seconds per stage. A measure of the pipeline's cost
+  at 224 px on this CPU, not of accuracy (random images).
 
 Generated folders live under /tmp (``--work``), never in the repository.
 
-Run: nice -n 10 .venv/bin/python benchmarks/scale.py [--only streaming|loop] [--work /tmp/edgekd-scale]
+Run: nice -n 10 .venv/bin/python benchmarks/scale.py [--only streaming|loop|compress_224] [--work /tmp/edgekd-scale]
 Writes benchmarks/results/scale.json (``--only`` merges into it).
 """
 
@@ -164,9 +168,35 @@ def loop_cpu(batches: int, batch_size: int, rounds: int) -> dict:
             "ratio": round(plain_t / edgekd_t, 3), "threads": torch.get_num_threads()}
 
 
+def compress_224(work: Path) -> dict:
+    import tempfile
+
+    import edgekd
+    from edgekd.recipe import Recipe
+    from edgekd.stages import STAGES
+
+    folder = generate(work / "jpeg-200", 200)
+    one = {"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine", "augment": {"hflip": True}}
+    recipe = Recipe(name="compress-224", data=DataSpec(source=str(folder), image_size=(224, 224), storage="stream"),
+                    stages=(STAGES["teacher"](model="mobilenetv2-imagenet", train=one, cache=False),
+                            STAGES["prune"](reduction=0.3, recovery={"train": one}, sparse_recovery_epochs=0,
+                                            report_batches=(1,), latency_batch=1),
+                            STAGES["quantize"](method="ptq", calibration_images=64, accuracy_control=False,
+                                               report_batches=(1,)),
+                            STAGES["export"](), STAGES["benchmark"](batch_sizes=(1,))))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=work) as out:
+        result = edgekd.compress(target="jetson-orin", recipe=recipe, out=Path(out) / "run", progress=False)
+    wall = time.perf_counter() - t0
+    return {"model": "mobilenetv2-imagenet", "input": "3x224x224", "train_images": 200, "val_images": 100,
+            "target": "jetson-orin", "stages": {s["name"]: s["seconds"] for s in result.report["stages"]},
+            "wall_seconds": round(wall, 1), "params": result.report["summary"]["params"],
+            "macs": result.report["summary"]["macs"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["streaming", "loop"], action="append")
+    parser.add_argument("--only", choices=["streaming", "loop", "compress_224"], action="append")
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgekd-scale"))
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -177,7 +207,7 @@ def main() -> None:
     if args.epoch_child:
         return epoch_child(args.epoch_child, args.workers)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
-    only = set(args.only or ["streaming", "loop"])
+    only = set(args.only or ["streaming", "loop", "compress_224"])
     if "streaming" in only:
         results["streaming"] = streaming(args.work)
         print(json.dumps(results["streaming"], indent=1), flush=True)
@@ -187,6 +217,9 @@ def main() -> None:
         loop["gpu"] = None  # no CUDA GPU on this machine: not measured
         results["loop"] = loop
         print(json.dumps(results["loop"], indent=1), flush=True)
+    if "compress_224" in only:
+        results["compress_224"] = compress_224(args.work)
+        print(json.dumps(results["compress_224"], indent=1), flush=True)
     results["machine"] = {"cpu_cores": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
                           "cuda": torch.cuda.is_available(), **library_versions()}
     write_json(RESULTS, results)

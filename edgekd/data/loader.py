@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from edgekd import device as devices
 from edgekd.data.datasets import DataInfo
-from edgekd.data.streaming import ImageFiles, default_workers
+from edgekd.data.streaming import ImageFiles, default_workers, worker_init
 from edgekd.data.transforms import CropSettings
 
 
@@ -147,4 +147,5 @@ def make_loader(dataset: Dataset, info: DataInfo, *, batch_size: int, train: boo
         num_workers=workers,
         pin_memory=workers > 0 and devices.current().type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=worker_init if workers > 0 else None,
     )

@@ -12,6 +12,7 @@ one saw, with any number of workers.
 from __future__ import annotations
 
 import copy
+import ctypes
 import hashlib
 import os
 from pathlib import Path
@@ -36,6 +37,25 @@ def default_workers(processes_per_machine: int = 1) -> int:
     """Decoding worker processes per training process: the cores left after the training process itself."""
     cores = available_cores() // max(1, processes_per_machine)
     return max(1, min(MAX_DEFAULT_WORKERS, cores - 1))
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_FROM_BYTES = 128 * 1024
+
+
+def worker_init(_worker_id: int) -> None:
+    """In each decoding worker: allocations of 128 KB and more (decoded images, batches) get their own
+    mapping, returned to the system when freed.
+
+    glibc otherwise raises its mmap threshold after the first large free and serves image-sized
+    buffers from the heap, which fragments: measured here, a worker feeding a slower training
+    process grew by about one batch of images per batch (to 0.9 GB over 20,000 images), and stays
+    flat with this setting. Elsewhere than glibc this does nothing.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
+    except (OSError, AttributeError):
+        pass
 
 
 class ImageFiles(Dataset):
