@@ -36,7 +36,7 @@ def small_version(recipe, folder):
     return (recipe.model_copy(update={"data": data})
             .with_stage("teacher", train=teacher.train.model_copy(update=one))
             .with_stage("distill", train=distill.train.model_copy(update=one))
-            .with_stage("prune", recovery=recovery, sparse_recovery_epochs=0, report_batches=(1,), latency_batch=1)
+            .with_stage("prune", recovery=recovery, sparsity_2_4=False, report_batches=(1,), latency_batch=1)
             .with_stage("quantize", method="ptq", max_accuracy_drop=100.0, calibration_images=32,
                         qat=quantize.qat, accuracy_control=False, report_batches=(1,))
             .with_stage("benchmark", batch_sizes=(1,)))
