@@ -20,7 +20,7 @@ EXPORTS = {
     "Distill": "edgekd.stages.distill:DistillStage", "Prune": "edgekd.stages.prune:PruneStage",
     "Factorize": "edgekd.stages.factorize:FactorizeStage", "Quantize": "edgekd.stages.quantize:QuantizeStage",
     "Export": "edgekd.stages.export:ExportStage", "Benchmark": "edgekd.stages.benchmark:BenchmarkStage",
-    "Recipe": "edgekd.recipe", "EdgekdError": "edgekd.errors",
+    "Recipe": "edgekd.recipe", "EdgekdError": "edgekd.errors", "Budget": "edgekd.search.space",
     "distill_model": "edgekd.distill.training", "recover": "edgekd.distill.recovery",
     "prune_model": "edgekd.prune.goal", "factorize_model": "edgekd.factorize.lowrank",
     "quantize_model": "edgekd.quantize.int8", "export_model": "edgekd.onnx_export",

@@ -16,6 +16,7 @@ from edgekd import device as devices
 from edgekd.data import DataBundle, DataSpec, load_data
 from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
+from edgekd.search.space import Budget
 from edgekd.stages import PUBLIC_STAGES
 from edgekd.stages.base import Stage
 from edgekd.targets import load_target
@@ -69,7 +70,7 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
              stages: Sequence[Stage] | None = None, recipe: str | Path | Recipe | None = None,
              out: str | Path | None = None, preprocessing: dict | None = None, weights: str | None = None,
              resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False,
-             progress: bool = True, device: str | None = None) -> CompressResult:
+             progress: bool = True, device: str | None = None, budget: Budget | None = None) -> CompressResult:
     """Compress ``model`` for ``target``: run the stages, write the run folder, return the results.
 
     Args:
@@ -91,15 +92,19 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         trust_checkpoint: allow full unpickling of ``weights`` (only for files you trust).
         device: where every training and scoring runs: ``auto`` (CUDA when there is a GPU; the default),
             ``cpu``, ``cuda`` or ``cuda:N``; a recipe's ``train: {device: ...}`` overrides it for one training.
+        budget: search for the stages instead of running the recipe's:
+            ``edgekd.Budget(max_accuracy_drop=1.0)`` (the fastest model within 1 point) or
+            ``edgekd.Budget(latency_ms=2.0, batch=1)`` (the most accurate within 2 ms); the recipe then
+            only gives the teacher and data (see :mod:`edgekd.budgeted`).
     """
     with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
         return compress_on_device(model, train, val, target=target, stages=stages, recipe=recipe, out=out,
                                   preprocessing=preprocessing, weights=weights, resume=resume, overwrite=overwrite,
-                                  trust_checkpoint=trust_checkpoint, progress=progress)
+                                  trust_checkpoint=trust_checkpoint, progress=progress, budget=budget)
 
 
 def compress_on_device(model, train, val, *, target, stages, recipe, out, preprocessing, weights, resume, overwrite,
-                       trust_checkpoint, progress) -> CompressResult:
+                       trust_checkpoint, progress, budget=None) -> CompressResult:
     """:func:`compress` once the run's device is set."""
     from edgekd.pipeline import run_pipeline
 
@@ -108,10 +113,17 @@ def compress_on_device(model, train, val, *, target, stages, recipe, out, prepro
     plan = plan_recipe(model, stages=stages, recipe=recipe, weights=weights,
                        data=train if isinstance(train, str) else None)
     data = user_data(train, val, model=model, preprocessing=preprocessing)
-    out = Path(out) if out is not None else default_run_dir(profile.name, plan.name)
-    run = run_pipeline(plan, profile, out, data=data, user_model=model if isinstance(model, nn.Module) else None,
-                       resume=resume, overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
-                       progress=progress)
+    out = Path(out) if out is not None else default_run_dir(profile.name, "search" if budget else plan.name)
+    user_model = model if isinstance(model, nn.Module) else None
+    if budget is not None:
+        from edgekd.budgeted import compress_within_budget
+
+        run = compress_within_budget(plan, profile, out, budget, data=data, user_model=user_model, resume=resume,
+                                     overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
+                                     progress=progress)
+    else:
+        run = run_pipeline(plan, profile, out, data=data, user_model=user_model, resume=resume, overwrite=overwrite,
+                           cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint, progress=progress)
     onnx_path = run.handoff.onnx.path if run.handoff.onnx is not None else None
     deploy = out / "deploy" if onnx_path is not None else None
     return CompressResult(model=run.handoff.model, onnx_path=onnx_path, deploy_dir=deploy,

@@ -74,20 +74,35 @@ def compress(
     quiet: Annotated[bool, typer.Option(help="Print only errors and the summary.")] = False,
     nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(
+        min=0, help="Search for the fastest model within this many points of the teacher (instead of the recipe's stages).")] = None,
+    latency_budget: Annotated[Optional[float], typer.Option(
+        min=0, help="Search for the most accurate model within this many ms at --batch on the target.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="The batch size a budget's latency is judged at.")] = 1,
+    search_time: Annotated[float, typer.Option(min=1, help="Seconds the budget search may spend scoring candidates.")] = 3600,
 ) -> None:
-    """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder."""
+    """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder.
+
+    With --max-accuracy-drop or --latency-budget, the stages are searched for instead: the recipe gives the
+    teacher and the data, and the pick is written as OUT/search/recipe.yaml.
+    """
     from edgekd import device as devices
     from edgekd import distributed
     from edgekd.api import compress as run
+    from edgekd.search.space import Budget
 
     console.set_quiet(quiet)
+    budget = None
+    if max_accuracy_drop is not None or latency_budget is not None:
+        budget = Budget(max_accuracy_drop=max_accuracy_drop, latency_ms=latency_budget, batch=batch,
+                        seconds=search_time)
     with devices.use(device):  # the workers too: they train where the leader said
         if not lead_or_serve(nproc):
             return
         with distributed.leading():
             result = run(teacher, data, target=target, recipe=recipe, out=out,
                          weights=str(weights) if weights else None, resume=resume, overwrite=overwrite,
-                         trust_checkpoint=trust_checkpoint, device=device)
+                         trust_checkpoint=trust_checkpoint, device=device, budget=budget)
     summary = result.report["summary"]
     typer.echo(f"{result.report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
                f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {result.out_dir / 'report.md'}")

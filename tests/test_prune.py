@@ -144,6 +144,16 @@ def test_a_latency_goal_is_met_by_bisecting_the_ordered_allocations_on_measureme
     assert abs(result.reduction - 0.4) <= 0.02 and 2 <= len(measured) <= 10
 
 
+def test_a_frozen_model_pruned_inside_no_grad_meets_the_goal():
+    """torch-pruning follows autograd: a model loaded for inference (or used as a KD teacher) traced to an
+    empty graph and was 'unreachable' at 0%. Its flags are left as they were."""
+    model = CORPUS["squeeze-excite"]().eval().requires_grad_(False)
+    with torch.no_grad():
+        result = prune_model(model, EXAMPLE, round_to=8)
+    assert abs(result.reduction - 0.5) <= 0.025
+    assert not any(p.requires_grad for p in model.parameters())
+
+
 def test_later_steps_reach_their_share_of_the_unpruned_models_macs():
     model = CORPUS["squeeze-excite"]().eval()
     before = count_macs(model, SHAPE)

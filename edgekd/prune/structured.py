@@ -11,6 +11,7 @@ pruning changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import math
@@ -70,9 +71,29 @@ def protected_layers(model: nn.Module, example: torch.Tensor, patterns: tuple[st
     return [n for n in order if n in chosen]
 
 
+@contextlib.contextmanager
+def traceable(model: nn.Module):
+    """Autograd on for every parameter while torch-pruning traces ``model`` (it follows ``grad_fn``).
+
+    A frozen model (``requires_grad=False``, as models loaded for inference or used as a KD
+    teacher are) or a caller inside ``torch.no_grad()`` would otherwise trace to an empty graph:
+    no group found, nothing pruned. The parameters' flags are restored afterwards.
+    """
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            yield model
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
 def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        with traceable(model):
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
     except Exception as exc:  # tracing fails in many ways on unusual models
         raise PruneError(f"torch-pruning cannot trace {type(model).__name__} ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}); structured pruning needs a model whose "
@@ -129,11 +150,13 @@ def make_pruner(model: nn.Module, example: torch.Tensor, how: ChannelPruning, *,
     modules = dict(model.named_modules())
     rounding = None if exact or not how.round_to or how.round_to <= 1 else how.round_to
     try:
-        return tp.pruner.MetaPruner(
-            model, example, importance=make_importance(how.importance), pruning_ratio=ratio,
-            pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()},
-            global_pruning=how.global_ranking and not exact, max_pruning_ratio=0.999 if exact else how.max_layer_ratio,
-            ignored_layers=[modules[n] for n in how.protect], round_to=rounding, out_channel_groups=graph_groups)
+        with traceable(model):
+            return tp.pruner.MetaPruner(
+                model, example, importance=make_importance(how.importance), pruning_ratio=ratio,
+                pruning_ratio_dict={modules[n]: r for n, r in (layer_ratios or {}).items()},
+                global_pruning=how.global_ranking and not exact,
+                max_pruning_ratio=0.999 if exact else how.max_layer_ratio, ignored_layers=[modules[n] for n in how.protect],
+                round_to=rounding, out_channel_groups=graph_groups)
     except PruneError:
         raise
     except Exception as exc:  # torch-pruning fails inside on topologies it cannot follow

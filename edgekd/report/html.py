@@ -11,6 +11,7 @@ import html
 import math
 
 from edgekd.records import describe_uncertainty
+from edgekd.report.search import search_html
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -38,6 +39,8 @@ def render_html(report: dict) -> str:
     for name, times in layers:
         parts += [f"<h2>Time per layer ({esc(name)}, ONNX Runtime profiler, batch {times['batch']}, this machine)</h2>",
                   bar_chart([(t["node"], t["us"]) for t in times["nodes"]], "µs per run", horizontal=True)]
+    if report.get("search"):
+        parts.append(search_html(report["search"]))
     notes = [(s["name"], n) for s in report["stages"] for n in s["details"].get("notes", [])]
     if notes:
         parts += ["<h2>Notes</h2>"] + [f"<div class='note'><b>{esc(s)}</b>: {esc(n)}</div>" for s, n in notes]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgekd.records import describe_uncertainty
+from edgekd.report.search import search_markdown
 
 
 def render_markdown(report: dict) -> str:
@@ -24,6 +25,8 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
                      f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
     lines += step_tables(report) + layer_tables(report) + int8_tables(report) + notes(report)
+    if report.get("search"):
+        lines += search_markdown(report["search"])
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
     how = (f"{pre['formula']}, scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}"

@@ -73,3 +73,4 @@ class Report(BaseModel):
     stages: list[Stage] = Field(min_length=1)
     summary: _Open
     versions: dict[str, str]
+    search: _Open | None = None  # a budget-driven run: candidates, Pareto front, finalists

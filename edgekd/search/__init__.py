@@ -1,0 +1,18 @@
+"""Budget-driven compression: the fastest model within an accuracy budget, or the most accurate within
+a latency budget, on the target's runtime.
+
+Users state budgets, not recipes ("lose at most 1 point, as fast as possible on an Orin Nano").
+The search builds candidates from the user's model (pruning reductions with the joint channel
+allocation, int8 or float, slow int8 layers float), scores each with a cheap proxy (a short KD
+fine-tune scored on held-out *training* images) and its latency on the target (measured side by
+side where this machine stands for it, estimated from the profile elsewhere), keeps the Pareto
+front, fully recovers only the finalists and checks them on the validation set. The pick comes
+back as plain settings; the API turns it into a recipe that reproduces the model.
+
+The loop is :func:`edgekd.search.driver.search_compression`; :class:`~edgekd.search.space.Budget`
+says what is asked for (this package's import loads neither ONNX Runtime, NNCF nor torch-pruning).
+"""
+
+from edgekd.search.space import Budget, Candidate
+
+__all__ = ["Budget", "Candidate"]

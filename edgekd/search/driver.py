@@ -1,0 +1,164 @@
+"""The search loop: score candidates within the time budget, keep the Pareto front, check the finalists.
+
+Every scored candidate is written to ``FOLDER/candidates.json`` as soon as it is scored, so an
+interrupted search resumes where it stopped (``resume``); the finalists' full recoveries are
+written to ``FOLDER/finalists.json`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from edgekd import console
+from edgekd.atomic import write_json
+from edgekd.data import DataBundle
+from edgekd.errors import EdgekdError, SearchError
+from edgekd.search.evaluate import Evaluator, Scored
+from edgekd.search.space import Budget, Candidate, Goal
+from edgekd.targets import TargetProfile
+
+
+@dataclass
+class SearchOutcome:
+    """The pick (None when nothing met the budget), everything scored, the front and the finalists."""
+
+    budget: Budget
+    pick: Scored | None
+    candidates: list[Scored]
+    pareto: list[str]
+    finalists: list[dict] = field(default_factory=list)  # scored on the validation set, with why each won or lost
+    original: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"goal": self.budget.describe(), "batch": self.budget.batch,
+                "max_accuracy_drop_points": self.budget.max_accuracy_drop, "latency_budget_ms": self.budget.latency_ms,
+                "original": self.original, "candidates": [c.to_dict() for c in self.candidates],
+                "pareto": self.pareto, "finalists": self.finalists,
+                "pick": self.pick.key if self.pick else None, "seconds": round(self.seconds, 1)}
+
+
+def search_compression(original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
+                       folder: Path, resume: bool = False, progress: bool = False) -> SearchOutcome:
+    """Search ``budget``'s space for ``original`` on ``target``; see :mod:`edgekd.search`."""
+    start = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluator = Evaluator(original, data, target, budget, progress=progress)
+    try:
+        scored = score_candidates(evaluator, budget, folder / "candidates.json", resume=resume)
+        original_row = {"proxy_accuracy": evaluator.original_accuracy,
+                        "accuracy": evaluator.original_validation_accuracy()}
+        finalists = check_finalists(evaluator, budget, scored, original_row, folder / "finalists.json", resume)
+    finally:
+        evaluator.close()
+    pick = next((f for f in finalists if f["won"]), None)
+    outcome = SearchOutcome(budget, Scored(**pick["scored"]) if pick else None, scored, pareto_front(scored),
+                            finalists, original_row, time.perf_counter() - start)
+    if pick is None:
+        raise SearchError(nothing_met(outcome))
+    return outcome
+
+
+def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume: bool) -> list[Scored]:
+    """Score every candidate not scored before, cheapest first, until the time budget is spent."""
+    done = {row["key"]: Scored(**row) for row in json.loads(path.read_text())} if resume and path.exists() else {}
+    if done:
+        console.info(f"search: reusing {len(done)} scored candidates from {path}")
+    start = time.perf_counter()
+    for candidate in budget.candidates():
+        if candidate.key in done:
+            continue
+        if time.perf_counter() - start > budget.seconds:
+            console.warn(f"search: the time budget ({budget.seconds:g} s) is spent; "
+                         f"{len(budget.candidates()) - len(done)} candidates not scored")
+            break
+        try:
+            done[candidate.key] = evaluator.score(candidate)
+        except EdgekdError as error:  # e.g. a reduction the rounded channels cannot reach
+            done[candidate.key] = Scored(candidate.key, candidate.reduction, candidate.int8, 0.0, float("inf"),
+                                         "none", 0.0, 0, 0, 0.0, error=str(error))
+            console.info(f"search: {candidate.describe()}: skipped ({error})")
+        write_json(path, [s.to_dict() for s in done.values()])
+    return list(done.values())
+
+
+def feasible(scored: Scored, budget: Budget, reference: float) -> bool:
+    if scored.error:
+        return False
+    if budget.goal is Goal.FASTEST_WITHIN_DROP:
+        return 100 * (reference - scored.accuracy) <= budget.max_accuracy_drop
+    return scored.latency_ms <= budget.latency_ms
+
+
+def ranked(scored: list[Scored], budget: Budget, reference: float) -> list[Scored]:
+    """Feasible candidates, best first by the budget's objective (speed-up, or accuracy)."""
+    ok = [s for s in scored if feasible(s, budget, reference)]
+    if budget.goal is Goal.FASTEST_WITHIN_DROP:
+        return sorted(ok, key=lambda s: (-s.speedup, -s.accuracy))
+    return sorted(ok, key=lambda s: (-s.accuracy, s.latency_ms))
+
+
+def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], original: dict, path: Path,
+                    resume: bool) -> list[dict]:
+    """Full recovery and a validation check for the best few by proxy; the best that still fits wins."""
+    done = {row["scored"]["key"]: row for row in json.loads(path.read_text())} if resume and path.exists() else {}
+    rows: list[dict] = []
+    for proxy in ranked(scored, budget, original["proxy_accuracy"]):
+        row = done.get(proxy.key)
+        if row is None:
+            console.info(f"search: finalist {proxy.key}: {budget.recovery_epochs} epochs of recovery, validation")
+            final = evaluator.finalize(Candidate(proxy.reduction, proxy.int8))
+            row = {"scored": final.to_dict(), "proxy_accuracy": proxy.accuracy}
+        rows.append(row)
+        write_json(path, rows)
+        best = ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
+        if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the validation set
+            break
+    finals = [Scored(**r["scored"]) for r in rows]
+    best = ranked(finals, budget, original["accuracy"])
+    for row, final in zip(rows, finals):
+        row["won"] = bool(best) and final.key == best[0].key
+        row["why"] = why(final, best[0] if best else None, budget, original["accuracy"])
+    return rows
+
+
+def why(final: Scored, best: Scored | None, budget: Budget, reference: float) -> str:
+    drop = 100 * (reference - final.accuracy)
+    said = f"validation accuracy {final.accuracy:.4f} ({abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}), " \
+           f"{final.latency_ms:.3f} ms {final.latency_kind} ({final.speedup:.2f}× the original)"
+    if not feasible(final, budget, reference):
+        limit = f"the {budget.max_accuracy_drop:g}-point budget" if budget.goal is Goal.FASTEST_WITHIN_DROP \
+            else f"the {budget.latency_ms:g} ms budget"
+        return f"lost: {said} misses {limit}"
+    if best is not None and final.key == best.key:
+        return f"won: {said}"
+    better = "faster" if budget.goal is Goal.FASTEST_WITHIN_DROP else "more accurate"
+    return f"lost: {said}; {best.key} is {better} within the budget"
+
+
+def pareto_front(scored: list[Scored]) -> list[str]:
+    """Keys of the candidates no other is both faster and more accurate than (proxy accuracy)."""
+    ok = [s for s in scored if not s.error]
+    return [s.key for s in ok if not any(o.speedup >= s.speedup and o.accuracy >= s.accuracy
+                                         and (o.speedup > s.speedup or o.accuracy > s.accuracy) for o in ok)]
+
+
+def nothing_met(outcome: SearchOutcome) -> str:
+    """One line: the budget, and the nearest thing the search found."""
+    ok = [s for s in outcome.candidates if not s.error]
+    if not ok:
+        return "no candidate could be built: " + "; ".join(sorted({s.error for s in outcome.candidates if s.error}))[:300]
+    if outcome.budget.goal is Goal.MOST_ACCURATE_WITHIN_LATENCY:
+        fastest = min(ok, key=lambda s: s.latency_ms)
+        return (f"nothing in the search space runs within {outcome.budget.latency_ms:g} ms at batch "
+                f"{outcome.budget.batch}: the fastest is {fastest.key} at {fastest.latency_ms:.3f} ms "
+                f"({fastest.latency_kind}); raise the budget or add larger reductions")
+    best = max(ok, key=lambda s: s.accuracy)
+    return (f"nothing in the search space stays within {outcome.budget.max_accuracy_drop:g} points on the "
+            f"validation set after recovery: the closest is {best.key}; raise max_accuracy_drop or "
+            "recovery_epochs")

@@ -1,0 +1,159 @@
+"""Score one candidate: build it from the original model, fine-tune briefly, time it on the target.
+
+Accuracy is a proxy: ``proxy_epochs`` of KD from the original on ``proxy_images`` training
+images, scored (in ONNX Runtime, int8 where the candidate is int8) on ``score_images`` other
+training images; the original is scored on the same images, so the drop compares like with
+like. Training images flatter every model a little (the original has seen them): the finalists
+are therefore checked again on the validation set after a full recovery.
+
+Latency is measured side by side with the original (ONNX Runtime, median of 200 runs) where
+this machine stands for the target, and estimated from the target profile otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from edgekd import console
+from edgekd.data import DataBundle, make_loader
+from edgekd.distill.recovery import RecoveryConfig, recover
+from edgekd.estimate import estimate_latency
+from edgekd.measure import count_macs, count_params
+from edgekd.onnx_export import export_onnx
+from edgekd.prune.goal import prune_model
+from edgekd.quantize.int8 import onnx_accuracy, quantize_model
+from edgekd.quantize.scheme import Scheme
+from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
+from edgekd.quantize.ptq import quantize_onnx
+from edgekd.runtime.host import can_stand_for
+from edgekd.search.space import Budget, Candidate
+from edgekd.targets import TargetProfile
+from edgekd.train import Schedule, TrainConfig
+
+
+@dataclass
+class Scored:
+    """A candidate's proxy accuracy, latency on the target, size, and how each was obtained."""
+
+    key: str
+    reduction: float
+    int8: bool
+    accuracy: float  # proxy: held-out training images (finalists: the validation set)
+    latency_ms: float
+    latency_kind: str  # measured | estimated
+    speedup: float  # over the original, at the budget's batch (measured side by side, or both estimated)
+    macs: int
+    params: int
+    seconds: float
+    error: str | None = None  # why the candidate could not be built (e.g. a goal pruning cannot reach)
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+class Evaluator:
+    """Builds and scores candidates of one original model for one target and budget."""
+
+    def __init__(self, original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
+                 progress: bool = False):
+        self.original, self.data, self.target, self.budget, self.progress = original.eval(), data, target, budget, progress
+        self.teacher = copy.deepcopy(self.original)  # KD freezes its teacher; the original stays as given
+        self.shape = (data.info.channels, *data.info.image_size)
+        self.here = can_stand_for(target)
+        self.scheme = Scheme.for_target(target)
+        self.tune, self.scoring = self.split(data, budget)
+        self.calibration = make_loader(Subset(data.train, self.tune.indices[:512]), data.info, batch_size=64,
+                                       train=False)
+        self.folder = tempfile.TemporaryDirectory(prefix="edgekd-search-")
+        self.original_onnx = export_onnx(self.original, self.shape)
+        self.original_path = self.save(self.original_onnx, "original")
+        self.original_accuracy = onnx_accuracy(self.original_onnx, self.loader(self.scoring))
+
+    @staticmethod
+    def split(data: DataBundle, budget: Budget) -> tuple[Subset, Subset]:
+        """Disjoint, seeded fine-tuning and scoring subsets of the training set."""
+        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).tolist()
+        scoring = min(budget.score_images, len(order) // 3)
+        return Subset(data.train, order[scoring:scoring + budget.proxy_images]), Subset(data.train, order[:scoring])
+
+    def loader(self, dataset):
+        return make_loader(dataset, self.data.info, batch_size=256, train=False)
+
+    def save(self, model: onnx.ModelProto, name: str) -> Path:
+        path = Path(self.folder.name) / f"{name}.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    def build(self, candidate: Candidate, data: DataBundle, epochs: int) -> nn.Module:
+        """The original pruned to the candidate's reduction, then KD-recovered for ``epochs`` on ``data``."""
+        model = copy.deepcopy(self.original)
+        if candidate.reduction > 0:
+            model = prune_model(model, torch.zeros(1, *self.shape), reduction=candidate.reduction,
+                                round_to=self.target.channel_multiple).model
+            config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None))
+            recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress)
+        return model.eval()
+
+    def deployable(self, model: nn.Module, int8: bool) -> onnx.ModelProto:
+        """The ONNX model that would ship: float, or int8 in the target's scheme (slow layers float on CPUs)."""
+        float_model = export_onnx(model, self.shape)
+        if not int8:
+            return float_model
+        quantized = quantize_model(float_model, self.calibration, scheme=self.scheme).model
+        if self.scheme is Scheme.TENSORRT:
+            return quantized
+        requantize = lambda keep: quantize_onnx(float_model, self.calibration, self.scheme, keep_float=keep).model  # noqa: E731
+        return without_slow_layers(quantized, requantize, lambda m: slow_int8_layers(
+            float_model, m, self.target, here=self.here, batches=(self.budget.batch,)), keep=[])[0]
+
+    def latency(self, deployable: onnx.ModelProto) -> tuple[float, str, float]:
+        """(ms at the budget's batch, measured|estimated, speed-up over the original)."""
+        batch = self.budget.batch
+        if self.here:
+            from edgekd.runtime.onnxruntime import compare_latency
+
+            path = self.save(deployable, "candidate")
+            original, candidate = compare_latency([self.original_path, path], self.shape, batch,
+                                                  threads=self.target.threads, runs=200)
+            return candidate.median_ms, "measured", original.median_ms / candidate.median_ms
+        ms = estimate_latency(deployable, self.target, batch).ms
+        return ms, "estimated", estimate_latency(self.original_onnx, self.target, batch).ms / ms
+
+    def score(self, candidate: Candidate) -> Scored:
+        """Proxy accuracy and target latency of ``candidate``."""
+        start = time.perf_counter()
+        proxy = DataBundle(train=self.tune, val=self.scoring, info=self.data.info)
+        model = self.build(candidate, proxy, self.budget.proxy_epochs)
+        shipped = self.deployable(model, candidate.int8)
+        ms, kind, speedup = self.latency(shipped)
+        accuracy = onnx_accuracy(shipped, self.loader(self.scoring))
+        scored = Scored(candidate.key, candidate.reduction, candidate.int8, accuracy, ms, kind, speedup,
+                        count_macs(model, self.shape), count_params(model), time.perf_counter() - start)
+        console.info(f"search: {candidate.describe()}: proxy accuracy {accuracy:.4f} "
+                     f"(original {self.original_accuracy:.4f}), {ms:.3f} ms {kind} ({speedup:.2f}×)")
+        return scored
+
+    def finalize(self, candidate: Candidate) -> Scored:
+        """A finalist: full recovery on the training set, accuracy on the validation set."""
+        start = time.perf_counter()
+        model = self.build(candidate, self.data, self.budget.recovery_epochs)
+        shipped = self.deployable(model, candidate.int8)
+        ms, kind, speedup = self.latency(shipped)
+        accuracy = onnx_accuracy(shipped, self.loader(self.data.val))
+        return Scored(candidate.key, candidate.reduction, candidate.int8, accuracy, ms, kind, speedup,
+                      count_macs(model, self.shape), count_params(model), time.perf_counter() - start)
+
+    def original_validation_accuracy(self) -> float:
+        return onnx_accuracy(self.original_onnx, self.loader(self.data.val))
+
+    def close(self) -> None:
+        self.folder.cleanup()

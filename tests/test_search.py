@@ -1,0 +1,114 @@
+"""Budget-driven compression: the fastest model within an accuracy drop, or the most accurate within a latency."""
+
+import json
+import shutil
+
+import pytest
+from conftest import run_cli
+
+import edgekd
+from edgekd.data import DataSpec, load_data
+from edgekd.errors import ConfigError, SearchError
+from edgekd.models.loading import build_model
+from edgekd.recipe import load_recipe
+from edgekd.runtime.onnxruntime import evaluate
+from edgekd.train import TrainConfig, fit
+
+DROP = 3.0  # points: generous, the teacher is small and trained briefly
+SMALL = dict(reductions=(0.0, 0.5), proxy_images=1000, score_images=500, recovery_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    data = load_data(DataSpec(source="fashion-mnist", train_subset=3000, val_subset=1000))
+    teacher = build_model("cnn-small", data.info)
+    fit(teacher, data, TrainConfig(epochs=3, lr=0.05), progress=False)
+    out = tmp_path_factory.mktemp("search") / "run"
+    result = edgekd.compress(teacher, data, target="host", out=out, progress=False,
+                             budget=edgekd.Budget(max_accuracy_drop=DROP, **SMALL))
+    return data, teacher, out, result
+
+
+def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_validation_set(searched):
+    data, _, out, result = searched
+    search = result.report["search"]
+    keys = [c["key"] for c in search["candidates"]]
+    assert sorted(keys) == ["prune-0.00-float", "prune-0.00-int8", "prune-0.50-float", "prune-0.50-int8"]
+    assert set(search["pareto"]) <= set(keys) and search["pareto"]
+    assert [f["won"] for f in search["finalists"]].count(True) == 1 and len(search["finalists"]) >= 2
+    winner = next(f for f in search["finalists"] if f["won"])
+    assert winner["scored"]["key"] == search["pick"] and winner["why"].startswith("won:")
+    assert 100 * (search["original"]["accuracy"] - winner["scored"]["accuracy"]) <= DROP
+    feasible = [f["scored"] for f in search["finalists"]
+                if 100 * (search["original"]["accuracy"] - f["scored"]["accuracy"]) <= DROP]
+    assert winner["scored"]["speedup"] == max(f["speedup"] for f in feasible)
+    assert all(f["why"].startswith("lost:") for f in search["finalists"] if not f["won"])
+    # the run that follows is the picked recipe, and reports its own model truthfully
+    assert result.accuracy == pytest.approx(evaluate(result.onnx_path, edgekd_loader(data)), abs=1e-9)
+    assert "## Budget search" in (out / "report.md").read_text()
+    assert "candidates: proxy accuracy against speed-up" in (out / "report.html").read_text()
+
+
+def test_the_written_recipe_rebuilds_the_pick(searched):
+    _, _, out, result = searched
+    recipe = load_recipe(out / "search" / "recipe.yaml")
+    pick = next(c for c in result.report["search"]["candidates"] if c["key"] == result.report["search"]["pick"])
+    stages = [s.stage for s in recipe.stages]
+    assert stages[0] == "teacher" and stages[-2:] == ["export", "benchmark"]
+    assert ("prune" in stages) == (pick["reduction"] > 0) and ("quantize" in stages) == pick["int8"]
+    if pick["reduction"] > 0:
+        assert next(s for s in recipe.stages if s.stage == "prune").reduction == pick["reduction"]
+    assert [s["name"] for s in result.report["stages"]] == stages
+
+
+def test_a_resumed_search_scores_nothing_again_and_an_impossible_latency_is_one_clear_error(searched, tmp_path):
+    data, teacher, out, result = searched
+    scored = out / "search" / "candidates.json"
+    before = scored.stat().st_mtime_ns
+    again = edgekd.compress(teacher, data, target="host", out=out, progress=False, resume=True,
+                            budget=edgekd.Budget(max_accuracy_drop=DROP, **SMALL))
+    assert scored.stat().st_mtime_ns == before and again.report["search"]["pick"] == result.report["search"]["pick"]
+    other = tmp_path / "run"
+    (other / "search").mkdir(parents=True)
+    shutil.copy(scored, other / "search" / "candidates.json")  # reused: the error comes without scoring again
+    with pytest.raises(SearchError, match=r"nothing in the search space runs within 1e-06 ms at batch 1: the fastest "
+                                          r"is prune-0\.50-\w+ at"):
+        edgekd.compress(teacher, data, target="host", out=other, progress=False, resume=True,
+                        budget=edgekd.Budget(latency_ms=1e-6, **SMALL))
+
+
+def test_a_budget_is_one_of_accuracy_or_latency():
+    with pytest.raises(ConfigError, match="give one budget"):
+        edgekd.Budget()
+    with pytest.raises(ConfigError, match="give one budget"):
+        edgekd.Budget(max_accuracy_drop=1, latency_ms=2)
+    with pytest.raises(ConfigError, match="reductions must be fractions"):
+        edgekd.Budget(max_accuracy_drop=1, reductions=(1.5,))
+
+
+RECIPE = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
+stages:
+  - stage: teacher
+    model: cnn-tiny
+    train: {epochs: 1, lr: 0.05}
+"""
+
+
+def test_the_cli_searches_within_its_time_budget(tmp_path):
+    recipe = tmp_path / "teacher.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "run"
+    both = run_cli("compress", "--recipe", str(recipe), "--max-accuracy-drop", "1", "--latency-budget", "2")
+    assert both.returncode == 1 and both.stderr.strip().count("\n") == 0 and "give one budget" in both.stderr
+    result = run_cli("compress", "--recipe", str(recipe), "--target", "host", "--out", str(out),
+                     "--max-accuracy-drop", "5", "--search-time", "1")
+    assert result.returncode == 0, result.stderr
+    search = json.loads((out / "report.json").read_text())["search"]
+    assert [c["key"] for c in search["candidates"]] == ["prune-0.00-int8"]  # the cheapest, then time was up
+    assert "time budget (1 s) is spent" in result.stderr and (out / "search" / "recipe.yaml").is_file()
+
+
+def edgekd_loader(data):
+    from edgekd.data import make_loader
+
+    return make_loader(data.val, data.info, batch_size=256, train=False)
