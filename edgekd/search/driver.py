@@ -80,7 +80,7 @@ def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume
         try:
             done[candidate.key] = evaluator.score(candidate)
         except EdgekdError as error:  # e.g. a reduction the rounded channels cannot reach
-            done[candidate.key] = Scored(candidate.key, candidate.reduction, candidate.int8, 0.0, float("inf"),
+            done[candidate.key] = Scored(candidate.key, candidate.reduction, candidate.int8, 0.0, None,
                                          "none", 0.0, 0, 0, 0.0, error=str(error))
             console.info(f"search: {candidate.describe()}: skipped ({error})")
         write_json(path, [s.to_dict() for s in done.values()])

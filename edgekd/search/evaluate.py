@@ -48,8 +48,8 @@ class Scored:
     reduction: float
     int8: bool
     accuracy: float  # proxy: held-out training images (finalists: the validation set)
-    latency_ms: float
-    latency_kind: str  # measured | estimated
+    latency_ms: float | None  # None: not built
+    latency_kind: str  # measured | estimated | none
     speedup: float  # over the original, at the budget's batch (measured side by side, or both estimated)
     macs: int
     params: int
