@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import onnx
+import pytest
+import torch
 
 import edgekd
 from edgekd.recipe import load_recipe
@@ -42,7 +44,17 @@ def small_version(recipe, folder):
             .with_stage("benchmark", batch_sizes=(1,)))
 
 
-def test_imagefolder_224_recipe_runs_end_to_end_for_jetson(tmp_path):
+@pytest.fixture
+def one_thread():
+    """PyTorch on one thread: on a 2-core machine shared with other jobs, two threads spin-wait on each
+    other through the many small ops of 32-px MobileNetV3 and ResNet-50 (measured 3-5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_imagefolder_224_recipe_runs_end_to_end_for_jetson(tmp_path, one_thread):
     folder = write_jpegs(tmp_path / "photos")
     recipe = load_recipe("imagefolder-224")
     assert recipe.data.image_size == (224, 224) and recipe.data.channels == 3
