@@ -19,10 +19,15 @@ def teacher_table(r: dict) -> list[str]:
     return lines
 
 
-def method_label(row: dict, epochs: int) -> str:
-    """The method, with its total epochs when it trains longer than the others (born-again generations)."""
-    total = row.get("total_epochs", epochs)
-    return row["method"] if total == epochs else f"{row['method']} ({total} epochs in all)"
+def method_label(row: dict, epochs: int, seeds: int) -> str:
+    """The method, with its total epochs when it trains longer than the others (born-again generations)
+    and its number of seeds when it has fewer than the others."""
+    notes = []
+    if row.get("total_epochs", epochs) != epochs:
+        notes.append(f"{row['total_epochs']} epochs in all")
+    if len(row["seeds"]) != seeds:
+        notes.append(f"{len(row['seeds'])} seed{'s' * (len(row['seeds']) > 1)}")
+    return f"{row['method']} ({', '.join(notes)})" if notes else row["method"]
 
 
 def distill_table(r: dict) -> list[str]:
@@ -31,7 +36,7 @@ def distill_table(r: dict) -> list[str]:
              f"{r['epochs']} epochs on {r['train_images']:,} training images, no augmentation, "
              f"{len(r['rows'][0]['seeds'])} seeds, accuracy on the {r['val_images']:,}-image test set.", "",
              "| method | student | params | accuracy (mean ± std) | s/epoch |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {method_label(x, r['epochs'])} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± "
+    lines += [f"| {method_label(x, r['epochs'], len(r['rows'][0]['seeds']))} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± "
               f"{x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |" for x in r["rows"]]
     for x in r.get("full_data_rows", []):
         lines.append(f"| {x['method']} (all {x['train_images']:,} images, {x['epochs']} epochs) | {x['student']} | "
