@@ -6,21 +6,29 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
 from torch import nn
 
+import yaml
+
+from edgekd import console
 from edgekd import device as devices
+from edgekd.atomic import write_text
 from edgekd.data import DataBundle, DataSpec, load_data
 from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.search.space import Budget
 from edgekd.stages import PUBLIC_STAGES
 from edgekd.stages.base import Stage
-from edgekd.targets import load_target
+from edgekd.targets import TargetProfile, load_target
 from edgekd.train import TrainConfig, TrainResult, fit
+
+if TYPE_CHECKING:
+    from edgekd.pipeline import RunResult
+    from edgekd.search.evaluate import Scored
 
 
 def cache_dir() -> Path:
@@ -95,7 +103,7 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         budget: search for the stages instead of running the recipe's:
             ``edgekd.Budget(max_accuracy_drop=1.0)`` (the fastest model within 1 point) or
             ``edgekd.Budget(latency_ms=2.0, batch=1)`` (the most accurate within 2 ms); the recipe then
-            only gives the teacher and data (see :mod:`edgekd.budgeted`).
+            only gives the teacher and data (see :func:`compress_within_budget`).
     """
     with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
         return compress_on_device(model, train, val, target=target, stages=stages, recipe=recipe, out=out,
@@ -116,8 +124,6 @@ def compress_on_device(model, train, val, *, target, stages, recipe, out, prepro
     out = Path(out) if out is not None else default_run_dir(profile.name, "search" if budget else plan.name)
     user_model = model if isinstance(model, nn.Module) else None
     if budget is not None:
-        from edgekd.budgeted import compress_within_budget
-
         run = compress_within_budget(plan, profile, out, budget, data=data, user_model=user_model, resume=resume,
                                      overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
                                      progress=progress)
@@ -228,3 +234,67 @@ def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module
         save_weights(net, out)
         checkpoint.unlink(missing_ok=True)
     return net, result
+
+
+# --- a compress run driven by a budget instead of a recipe ---------------------------------------
+#
+# 1. the recipe's teacher stage alone (OUT/search/original): the model the budget is relative to;
+# 2. the search (edgekd.search): candidates.json, finalists.json in OUT/search, resumable;
+# 3. the pick written as OUT/search/recipe.yaml (rerun with --recipe to rebuild the model);
+# 4. that recipe run into OUT; its report gains a `search` section.
+
+
+def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budget: Budget, *,
+                           data: DataBundle | None, user_model, resume: bool, overwrite: bool, cache_dir: Path,
+                           trust_checkpoint: bool, progress: bool) -> RunResult:
+    """Search ``budget`` from the plan's teacher, then run the picked recipe into ``out``."""
+    from edgekd.pipeline import RunResult, open_run_folder, run_pipeline
+    from edgekd.report import write_report
+    from edgekd.search.driver import search_compression
+
+    open_run_folder(out, resume=resume, overwrite=overwrite)  # refuse an occupied folder before searching
+    if len(plan.stages) > 1:
+        console.info(f"search: the budget chooses the stages; the recipe's {', '.join(s.stage for s in plan.stages[1:])} "
+                     "stages are not used")
+    bundle = data if data is not None else load_data(plan.data)
+    common = dict(data=bundle, user_model=user_model, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint,
+                  progress=progress)
+    teacher_only = Recipe(name=f"{plan.name}-original", data=plan.data, stages=plan.stages[:1])
+    original = run_pipeline(teacher_only, target, out / "search" / "original", resume=resume, overwrite=True,
+                            **common).handoff.model
+    console.info(f"search: {budget.describe()} on {target.name}")
+    outcome = search_compression(original, bundle, target, budget, folder=out / "search", resume=resume,
+                                 progress=progress)
+    recipe_path = out / "search" / "recipe.yaml"
+    write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget)))
+    console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
+    run = run_pipeline(load_recipe(recipe_path), target, out, resume=resume, overwrite=overwrite, **common)
+    report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml"}}
+    write_report(out, report)
+    return RunResult(report=report, handoff=run.handoff)
+
+
+def picked_recipe(plan: Recipe, pick: Scored, budget: Budget) -> Recipe:
+    from edgekd.stages import STAGES
+
+    """The recipe that rebuilds ``pick``: the plan's teacher, then prune / quantize as picked, export, benchmark."""
+    stages = [plan.stages[0]]
+    recovery = {"train": {"epochs": budget.recovery_epochs}}
+    if pick.reduction > 0:
+        stages.append(STAGES["prune"](reduction=pick.reduction, recovery=recovery))
+    if pick.int8:
+        drop = budget.max_accuracy_drop if budget.max_accuracy_drop is not None else 1.0
+        stages.append(STAGES["quantize"](max_accuracy_drop=drop))
+    stages += [STAGES["export"](), STAGES["benchmark"](batch_sizes=tuple(sorted({1, budget.batch, 64})))]
+    return Recipe(name="search-pick", data=plan.data, stages=tuple(stages),
+                  description=f"{budget.describe()}: {pick.key} (found by edgekd's budget search)")
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    """The recipe as YAML a person can read: the settings each stage was given (the rest are defaults)."""
+    document = {"name": recipe.name, "description": recipe.description,
+                "data": recipe.data.model_dump(mode="json", exclude_defaults=True),
+                "stages": [{"stage": s.stage, **s.model_dump(mode="json", exclude_unset=True, exclude={"stage"})}
+                           for s in recipe.stages]}
+    return ("# Written by edgekd's budget search; `edgekd compress --recipe THIS_FILE` rebuilds the pick.\n"
+            + yaml.safe_dump(document, sort_keys=False))

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekd"
-UPPER = ("edgekd.cli", "edgekd.api", "edgekd.budgeted", "edgekd.pipeline", "edgekd.recipe", "edgekd.stages",
-         "edgekd.bench")
+UPPER = ("edgekd.cli", "edgekd.api", "edgekd.pipeline", "edgekd.recipe", "edgekd.stages", "edgekd.bench")
 
 
 def module_name(path: Path) -> str:

@@ -240,6 +240,7 @@ def next_step(model: CostModel, kept: list[int], global_ranking: bool, params: b
     step removes a third of the MACs) gives way to finer ones near the goal.
     """
     best, best_key = None, None
+    current = model.fraction(kept, params=params) if global_ranking else 0.0
     for i, group in enumerate(model.groups):
         lower = group.below(kept[i])
         if lower is None:
@@ -250,7 +251,7 @@ def next_step(model: CostModel, kept: list[int], global_ranking: bool, params: b
         if left < floor:
             continue
         if global_ranking:
-            saved = model.fraction(kept, params=params) - left
+            saved = current - left
             key = (group.importance_lost(kept[i], lower) / max(saved, 1e-12), left)
         else:
             key = (-lower / group.channels, left)
