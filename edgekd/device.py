@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from edgekd.errors import DeviceError
 
@@ -83,6 +84,26 @@ def use(spec: str | None) -> Iterator[torch.device]:
         yield device
     finally:
         RUN_DEVICE.reset(token)
+
+
+def home(model: nn.Module) -> torch.device:
+    """The device ``model``'s parameters are on (the CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@contextlib.contextmanager
+def placed(model: nn.Module, device: torch.device | None = None) -> Iterator[torch.device]:
+    """``model`` on ``device`` (default: the run's) inside the block, back where it came from after.
+
+    Parameters move in place, gradients with them, so references to the model's layers stay valid.
+    """
+    device = device or current()
+    origin = home(model)
+    model.to(device)
+    try:
+        yield device
+    finally:
+        model.to(origin)
 
 
 def amp_dtype(device: torch.device, *, bf16: bool, enabled: bool = True) -> torch.dtype | None:

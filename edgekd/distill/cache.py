@@ -3,7 +3,8 @@
 When training images are not randomly augmented, the teacher sees the same input for a
 sample every epoch, so its forward pass need not be repeated: the logits are computed once,
 stored as ``.npy`` under the cache folder keyed by teacher weights and data, and handed to the
-objective with each batch.
+objective with each batch. They are computed on the run's device (:mod:`edgekd.device`), in
+float32, and stored from the CPU; the teacher goes back to the device it came from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from edgekd import console
+from edgekd import device as devices
 from edgekd.atomic import atomic_path
 from edgekd.data import DataBundle, TensorImages, make_loader
 
@@ -47,19 +49,25 @@ class WithTeacherLogits(Dataset):
         return images, labels, torch.from_numpy(np.ascontiguousarray(self.logits[np.asarray(indices)]))
 
 
-@torch.inference_mode()
 def teacher_logits(teacher: nn.Module, data: DataBundle, cache_dir: Path) -> np.ndarray:
     """The teacher's logits for every training image, in dataset order (memory-mapped)."""
     path = cache_dir / "teacher-logits" / f"{model_hash(teacher)}-{data.fingerprint()}.npy"
     if not path.exists():
         console.info(f"distill: computing teacher logits for {len(data.train)} training images (cached in {path})")
-        teacher.eval()
-        loader = make_loader(data.train, data.info, batch_size=512, train=False)
-        logits = np.concatenate([teacher(images).numpy() for images, *_ in loader]).astype(np.float32)
+        logits = compute_logits(teacher, make_loader(data.train, data.info, batch_size=512, train=False))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, logits)
     return np.load(path, mmap_mode="r")
+
+
+@torch.inference_mode()
+def compute_logits(teacher: nn.Module, loader, *, device: torch.device | None = None) -> np.ndarray:
+    """``teacher``'s float32 logits for every batch of ``loader``, computed on ``device`` (default: the run's)."""
+    teacher.eval()
+    with devices.placed(teacher, device) as device:
+        batches = [teacher(images.to(device, non_blocking=True)).float().cpu().numpy() for images, *_ in loader]
+    return np.concatenate(batches).astype(np.float32)
 
 
 def with_cached_logits(teacher: nn.Module, data: DataBundle, cache_dir: Path) -> DataBundle:

@@ -7,7 +7,8 @@
   to each candidate ratio and the model is scored on a validation subset; then an accuracy
   threshold is searched so that every layer takes its cheapest ratio still scoring above the
   threshold, and the cheapest such assignment that meets the target is kept. Layers whose
-  cut barely hurts go far; sensitive layers stay nearly whole.
+  cut barely hurts go far; sensitive layers stay nearly whole. The scoring runs on the run's
+  device (:mod:`edgekd.device`): the model is moved there once, not once per candidate.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
+from edgekd import device as devices
 from edgekd.factorize.decompose import decompose, set_module, singular_values
 from edgekd.factorize.layers import Layer, Method, full_rank, macs_at_rank, rank_for_macs, round_rank
 
@@ -105,21 +108,34 @@ def give_back_slack(layers, plan: Plan, needed: int, multiple: int = 1, order: l
 
 
 def sensitivity(model: nn.Module, layers, candidates: tuple[float, ...],
-                evaluate: Callable[[nn.Module], float], multiple: int = 1) -> dict[str, dict[float, float]]:
-    """Validation score with each layer alone cut to each candidate MAC fraction (AIMET's eval dict)."""
+                evaluate: Callable[[nn.Module], float], multiple: int = 1, *,
+                device: torch.device | None = None) -> dict[str, dict[float, float]]:
+    """Validation score with each layer alone cut to each candidate MAC fraction (AIMET's eval dict).
+
+    The model is scored on ``device`` (default: the run's) and ends where it was.
+    """
     scores: dict[str, dict[float, float]] = {}
-    for name, (layer, method) in layers.items():
-        scores[name], seen = {}, set()
-        for fraction in candidates:
-            rank = rank_for_macs(layer, method, fraction, multiple)
-            if not worthwhile(layer, method, rank) or rank in seen:
-                continue
-            seen.add(rank)
-            set_module(model, name, decompose(layer, method, rank))
-            try:
-                scores[name][fraction] = evaluate(model)
-            finally:
-                set_module(model, name, layer.module)
+    with devices.placed(model, device) as device:
+        for name, entry in layers.items():
+            scores[name] = score_cuts(model, name, entry, candidates, evaluate, multiple, device=device)
+    return scores
+
+
+def score_cuts(model: nn.Module, name: str, entry: tuple[Layer, Method], candidates: tuple[float, ...],
+               evaluate: Callable[[nn.Module], float], multiple: int, *, device: torch.device) -> dict[float, float]:
+    """``evaluate(model)`` with layer ``name`` alone cut to each distinct worthwhile candidate rank (made on ``device``)."""
+    layer, method = entry
+    scores, seen = {}, set()
+    for fraction in candidates:
+        rank = rank_for_macs(layer, method, fraction, multiple)
+        if not worthwhile(layer, method, rank) or rank in seen:
+            continue
+        seen.add(rank)
+        set_module(model, name, decompose(layer, method, rank).to(device))
+        try:
+            scores[fraction] = evaluate(model)
+        finally:
+            set_module(model, name, layer.module)
     return scores
 
 

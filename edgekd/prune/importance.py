@@ -7,16 +7,20 @@ the BatchNorm, consumers and residual partners that must lose the same channels)
 * ``bn-scale``: |γ| of the BatchNorm after the conv (Liu et al. 2017, "Network Slimming").
 * ``taylor``: first-order Taylor estimate of the loss change, |w · ∂L/∂w|, from gradients on
   real training batches (Molchanov et al. 2019, "Importance Estimation for Neural Network Pruning").
+  The gradients are computed on the run's device (:mod:`edgekd.device`) and come back with the model.
 """
 
 from __future__ import annotations
 
 import enum
 
+import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 from torch.utils.data import DataLoader
+
+from edgekd import device as devices
 
 
 class Importance(str, enum.Enum):
@@ -40,15 +44,21 @@ def make_importance(kind: Importance) -> tp.importance.Importance:
     }[kind]()
 
 
-def accumulate_gradients(model: nn.Module, loader: DataLoader, batches: int) -> None:
-    """Leave ∂CE/∂w summed over ``batches`` training batches in every parameter's ``.grad``."""
+def accumulate_gradients(model: nn.Module, loader: DataLoader, batches: int, *,
+                         device: torch.device | None = None) -> None:
+    """Leave ∂CE/∂w summed over ``batches`` training batches in every parameter's ``.grad``.
+
+    Computed on ``device`` (default: the run's); the model and its gradients end where the model was.
+    """
     was_training = model.training
     model.eval()  # BatchNorm statistics stay as trained
     model.zero_grad(set_to_none=True)
-    for i, (images, labels, *_) in enumerate(loader):
-        if i == batches:
-            break
-        F.cross_entropy(model(images), labels).backward()
+    with devices.placed(model, device) as device:
+        for i, (images, labels, *_) in enumerate(loader):
+            if i == batches:
+                break
+            images, labels = devices.to_device((images, labels), device, non_blocking=True)
+            F.cross_entropy(model(images), labels).backward()
     model.train(was_training)
 
 

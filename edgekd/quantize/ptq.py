@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import onnx
+import torch
 from torch.utils.data import DataLoader
 
 from edgekd import console
@@ -29,12 +30,15 @@ def quiet_nncf() -> None:
     nncf.set_log_level(logging.WARNING)
 
 
-def nncf_dataset(loader: DataLoader, input_name: str | None = None):
-    """NNCF's view of a loader: each item is one batch of images (as numpy for ONNX, tensors for torch)."""
+def nncf_dataset(loader: DataLoader, input_name: str | None = None, *, device: torch.device | None = None):
+    """NNCF's view of a loader: each item is one batch of images (as numpy for ONNX, tensors for torch).
+
+    For torch (no ``input_name``), the images are moved to ``device`` (default: left where they are).
+    """
     import nncf
 
     if input_name is None:
-        return nncf.Dataset(loader, lambda batch: batch[0])
+        return nncf.Dataset(loader, lambda batch: batch[0] if device is None else batch[0].to(device))
     return nncf.Dataset(loader, lambda batch: {input_name: batch[0].numpy()})
 
 

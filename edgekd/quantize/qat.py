@@ -6,6 +6,8 @@ fake-quantizers whose scales then train with the weights) and the float model as
 (:func:`edgekd.distill.recovery.recover`), as in NVIDIA ModelOpt's QAD. BatchNorm is folded
 into the convolutions first, so the weights that are quantized during training are the
 weights that are shipped. The result is exported as a Q/DQ ONNX model with int8 weights.
+Calibration and fine-tuning run on the run's device (:mod:`edgekd.device`); the fake-quantized
+model is returned where ``model`` was (the CPU, for the ONNX export).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from onnx import numpy_helper
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edgekd import device as devices
 from edgekd.data import DataBundle
 from edgekd.distill.recovery import RecoveryConfig, recover
 from edgekd.factorize.decompose import set_module
@@ -39,19 +42,25 @@ def quantization_aware_training(model: nn.Module, data: DataBundle, calibration:
     ``calibration`` initializes the quantizers' ranges; ``config`` is the KD fine-tuning (see
     :func:`edgekd.distill.recovery.recover`).
     """
-    import nncf
-
     quiet_nncf()
     # NNCF compiles its fake-quantize C++ extension on first use and gives up after 60 s; on a busy
     # 2-core machine the compile alone can take longer (seen in this suite under load).
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     student = fold_batchnorm(copy.deepcopy(model).eval())
-    quantized = nncf.quantize(student, nncf_dataset(calibration), preset=scheme.nncf_preset(),
-                              subset_size=len(calibration))
+    quantized = calibrated_fake_quantizers(student, calibration, scheme).to(devices.home(model))
     if scheme.signed_activations:
         sign_fake_quantizers(quantized)
     result = recover(quantized, model, data, config, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
     return quantized.eval(), result
+
+
+def calibrated_fake_quantizers(model: nn.Module, calibration: DataLoader, scheme: Scheme) -> nn.Module:
+    """NNCF's fake-quantized copy of ``model``, its ranges calibrated on the run's device (and left there)."""
+    import nncf
+
+    device = devices.current()
+    return nncf.quantize(model.to(device), nncf_dataset(calibration, device=device), preset=scheme.nncf_preset(),
+                         subset_size=len(calibration))
 
 
 def sign_fake_quantizers(model: nn.Module) -> int:
