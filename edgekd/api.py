@@ -103,7 +103,7 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         budget: search for the stages instead of running the recipe's:
             ``edgekd.Budget(max_accuracy_drop=1.0)`` (the fastest model within 1 point) or
             ``edgekd.Budget(latency_ms=2.0, batch=1)`` (the most accurate within 2 ms); the recipe then
-            only gives the teacher and data (see :func:`compress_within_budget`).
+            gives the teacher, the data and the distill student (see :func:`compress_within_budget`).
     """
     with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
         return compress_on_device(model, train, val, target=target, stages=stages, recipe=recipe, out=out,
@@ -239,34 +239,43 @@ def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module
 # --- a compress run driven by a budget instead of a recipe ---------------------------------------
 #
 # 1. the recipe's teacher stage alone (OUT/search/original): the model the budget is relative to;
-# 2. the search (edgekd.search): candidates.json, finalists.json in OUT/search, resumable;
-# 3. the pick written as OUT/search/recipe.yaml (rerun with --recipe to rebuild the model);
-# 4. that recipe run into OUT; its report gains a `search` section.
+# 2. each student distilled from it (OUT/search/students/NAME), the recipe's distill stage for each;
+# 3. the search (edgekd.search): candidates.json, finalists.json in OUT/search, resumable;
+# 4. the pick written as OUT/search/recipe.yaml (rerun with --recipe to rebuild the model);
+# 5. that recipe run into OUT; its report gains a `search` section.
 
 
 def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budget: Budget, *,
                            data: DataBundle | None, user_model, resume: bool, overwrite: bool, cache_dir: Path,
                            trust_checkpoint: bool, progress: bool) -> RunResult:
-    """Search ``budget`` from the plan's teacher, then run the picked recipe into ``out``."""
+    """Search ``budget`` from the plan's teacher (and its students), then run the picked recipe into ``out``."""
     from edgekd.pipeline import RunResult, open_run_folder, run_pipeline
     from edgekd.report import write_report
     from edgekd.search.driver import search_compression
 
     open_run_folder(out, resume=resume, overwrite=overwrite)  # refuse an occupied folder before searching
-    if len(plan.stages) > 1:
-        console.info(f"search: the budget chooses the stages; the recipe's {', '.join(s.stage for s in plan.stages[1:])} "
-                     "stages are not used")
+    used = {"teacher", "distill", "export", "benchmark"}
+    if any(s.stage not in used for s in plan.stages):
+        console.info(f"search: the budget chooses the stages; the recipe's "
+                     f"{', '.join(s.stage for s in plan.stages if s.stage not in used)} stages are not used")
     bundle = data if data is not None else load_data(plan.data)
     common = dict(data=bundle, user_model=user_model, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint,
                   progress=progress)
-    teacher_only = Recipe(name=f"{plan.name}-original", data=plan.data, stages=plan.stages[:1])
-    original = run_pipeline(teacher_only, target, out / "search" / "original", resume=resume, overwrite=True,
-                            **common).handoff.model
-    console.info(f"search: {budget.describe()} on {target.name}")
-    outcome = search_compression(original, bundle, target, budget, folder=out / "search", resume=resume,
-                                 progress=progress)
+
+    def trained(stages: tuple[Stage, ...], folder: Path) -> nn.Module:
+        recipe = Recipe(name=f"{plan.name}-{folder.name}", data=plan.data, stages=stages)
+        return run_pipeline(recipe, target, folder, resume=resume, overwrite=True, **common).handoff.model
+
+    original = trained(plan.stages[:1], out / "search" / "original")
+    distills = student_stages(plan, budget, user_model=user_model)
+    students = {name: trained((plan.stages[0], stage), out / "search" / "students" / folder_name(name))
+                for name, stage in distills.items()}
+    console.info(f"search: {budget.describe()} on {target.name}"
+                 + (f", from the model and {', '.join(students)}" if students else ""))
+    outcome = search_compression(original, bundle, target, budget, folder=out / "search", students=students,
+                                 resume=resume, progress=progress)
     recipe_path = out / "search" / "recipe.yaml"
-    write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget)))
+    write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget, distills)))
     console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
     run = run_pipeline(load_recipe(recipe_path), target, out, resume=resume, overwrite=overwrite, **common)
     report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml"}}
@@ -274,14 +283,42 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
     return RunResult(report=report, handoff=run.handoff)
 
 
-def picked_recipe(plan: Recipe, pick: Scored, budget: Budget) -> Recipe:
+def student_stages(plan: Recipe, budget: Budget, *, user_model: nn.Module | None) -> dict[str, Stage]:
+    """The distill stage that makes each of the search's students, by student name.
+
+    ``budget.students`` given: each with the recipe's distill settings (or the defaults). Not given:
+    the recipe's own distill student, unless the model is the user's and the recipe the built-in
+    default (whose small Fashion-MNIST student would not suit an arbitrary model).
+    """
     from edgekd.stages import STAGES
 
-    """The recipe that rebuilds ``pick``: the plan's teacher, then prune / quantize as picked, export, benchmark."""
+    distill = next((s for s in plan.stages if s.stage == "distill"), None)
+    if budget.students is None:
+        if distill is None or (user_model is not None and plan.name == "default"):
+            return {}
+        return {distill.student_name(): distill}
+    template = distill if distill is not None else STAGES["distill"]()
+    return {name: template.model_copy(update={"student": name, "derive": None}) for name in budget.students}
+
+
+def folder_name(name: str) -> str:
+    """A student's name as one folder name (import paths and derived names hold ':', '/', spaces)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def picked_recipe(plan: Recipe, pick: Scored, budget: Budget, students: dict[str, Stage]) -> Recipe:
+    """The recipe that rebuilds ``pick``: the plan's teacher, the pick's student, then prune / factorize /
+    quantize as picked, export, benchmark."""
+    from edgekd.stages import STAGES
+
     stages = [plan.stages[0]]
     recovery = {"train": {"epochs": budget.recovery_epochs}}
+    if pick.base in students:
+        stages.append(students[pick.base])
     if pick.reduction > 0:
-        stages.append(STAGES["prune"](reduction=pick.reduction, recovery=recovery))
+        stages.append(STAGES["prune"](reduction=pick.reduction, scope=pick.allocation, recovery=recovery))
+    if pick.factorize > 0:
+        stages.append(STAGES["factorize"](reduction=pick.factorize, recovery=recovery))
     if pick.int8:
         drop = budget.max_accuracy_drop if budget.max_accuracy_drop is not None else 1.0
         stages.append(STAGES["quantize"](max_accuracy_drop=drop))

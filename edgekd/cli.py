@@ -80,6 +80,9 @@ def compress(
         min=0, help="Search for the most accurate model within this many ms at --batch on the target.")] = None,
     batch: Annotated[int, typer.Option(min=1, help="The batch size a budget's latency is judged at.")] = 1,
     search_time: Annotated[float, typer.Option(min=1, help="Seconds the budget search may spend scoring candidates.")] = 3600,
+    student: Annotated[Optional[list[str]], typer.Option(
+        help="With a budget: also search from this student (zoo name or package.module:factory) distilled from "
+             "the teacher; repeat for more (default: the recipe's distill student).")] = None,
 ) -> None:
     """Run a recipe (teacher → ... → export → benchmark) for a target and write the run folder.
 
@@ -95,7 +98,7 @@ def compress(
     budget = None
     if max_accuracy_drop is not None or latency_budget is not None:
         budget = Budget(max_accuracy_drop=max_accuracy_drop, latency_ms=latency_budget, batch=batch,
-                        seconds=search_time)
+                        seconds=search_time, students=tuple(student) if student else None)
     with devices.use(device):  # the workers too: they train where the leader said
         if not lead_or_serve(nproc):
             return

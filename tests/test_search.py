@@ -15,7 +15,10 @@ from edgekd.runtime.onnxruntime import evaluate
 from edgekd.train import TrainConfig, fit
 
 DROP = 3.0  # points: generous, the teacher is small and trained briefly
-SMALL = dict(reductions=(0.0, 0.5), proxy_images=1000, score_images=500, recovery_epochs=1)
+SMALL = dict(reductions=(0.0, 0.5), allocations=("global",), factorizations=(), proxy_images=1000, score_images=500,
+             recovery_epochs=1)
+SPACE = dict(factorizations=(0.4,))  # the module's run: low-rank too, and the student of its stages
+STUDENT = [edgekd.Distill(student="cnn-tiny", train={"epochs": 2})]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +27,8 @@ def searched(tmp_path_factory):
     teacher = build_model("cnn-small", data.info)
     fit(teacher, data, TrainConfig(epochs=3, lr=0.05), progress=False)
     out = tmp_path_factory.mktemp("search") / "run"
-    result = edgekd.compress(teacher, data, target="host", out=out, progress=False,
-                             budget=edgekd.Budget(max_accuracy_drop=DROP, **SMALL))
+    result = edgekd.compress(teacher, data, target="host", out=out, progress=False, stages=STUDENT,
+                             budget=edgekd.Budget(max_accuracy_drop=DROP, **{**SMALL, **SPACE}))
     return data, teacher, out, result
 
 
@@ -33,7 +36,13 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_validation_se
     data, _, out, result = searched
     search = result.report["search"]
     keys = [c["key"] for c in search["candidates"]]
-    assert sorted(keys) == ["prune-0.00-float", "prune-0.00-int8", "prune-0.50-float", "prune-0.50-int8"]
+    assert sorted(keys) == sorted(f"{base}{how}-{precision}" for base in ("", "cnn-tiny/")
+                                  for how in ("prune-0.00", "lowrank-0.40", "prune-0.50-global")
+                                  for precision in ("int8", "float"))
+    built = {c["key"]: c for c in search["candidates"] if not c["error"]}
+    assert built["cnn-tiny/prune-0.00-float"]["macs"] < built["prune-0.50-global-float"]["macs"] \
+        < built["prune-0.00-float"]["macs"]  # the student, pruned and factorized bases are what they say
+    assert built["lowrank-0.40-float"]["macs"] < built["prune-0.00-float"]["macs"]
     assert set(search["pareto"]) <= set(keys) and search["pareto"]
     assert [f["won"] for f in search["finalists"]].count(True) == 1 and len(search["finalists"]) >= 2
     winner = next(f for f in search["finalists"] if f["won"])
@@ -56,23 +65,49 @@ def test_the_written_recipe_rebuilds_the_pick(searched):
     stages = [s.stage for s in recipe.stages]
     assert stages[0] == "teacher" and stages[-2:] == ["export", "benchmark"]
     assert ("prune" in stages) == (pick["reduction"] > 0) and ("quantize" in stages) == pick["int8"]
+    assert ("factorize" in stages) == (pick["factorize"] > 0) and ("distill" in stages) == (pick["base"] != "original")
     if pick["reduction"] > 0:
-        assert next(s for s in recipe.stages if s.stage == "prune").reduction == pick["reduction"]
+        prune = next(s for s in recipe.stages if s.stage == "prune")
+        assert (prune.reduction, prune.scope.value) == (pick["reduction"], pick["allocation"])
+    if pick["base"] != "original":
+        assert next(s for s in recipe.stages if s.stage == "distill").student == pick["base"]
     assert [s["name"] for s in result.report["stages"]] == stages
+
+
+def test_a_student_pick_becomes_a_recipe_that_distils_it_then_compresses_it(tmp_path):
+    from edgekd.api import picked_recipe, plan_recipe, recipe_yaml, student_stages
+    from edgekd.search.evaluate import Scored
+
+    budget = edgekd.Budget(max_accuracy_drop=1.0, batch=64, recovery_epochs=2, students=("cnn-tiny", "resnet8"))
+    plan = plan_recipe(None, stages=None, recipe="default", weights=None, data=None)
+    students = student_stages(plan, budget, user_model=None)
+    assert list(students) == ["cnn-tiny", "resnet8"] and students["resnet8"].losses == students["cnn-tiny"].losses
+    pick = Scored(key="cnn-tiny/prune-0.50-global-int8", reduction=0.5, int8=True, accuracy=0.9, latency_ms=1.0,
+                  latency_kind="measured", speedup=2.0, macs=1, params=1, seconds=1.0, base="cnn-tiny",
+                  allocation="global")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe_yaml(picked_recipe(plan, pick, budget, students)))
+    recipe = load_recipe(path)
+    assert [s.stage for s in recipe.stages] == ["teacher", "distill", "prune", "quantize", "export", "benchmark"]
+    distill, prune = recipe.stages[1], recipe.stages[2]
+    assert distill.student == "cnn-tiny" and distill.train.epochs == 10  # the default recipe's distill settings
+    assert (prune.reduction, prune.scope.value, prune.recovery.train.epochs) == (0.5, "global", 2)
+    assert list(student_stages(plan, edgekd.Budget(max_accuracy_drop=1.0), user_model=None)) == ["cnn-small"]
+    assert student_stages(plan, edgekd.Budget(max_accuracy_drop=1.0), user_model=build_model("cnn", DATA)) == {}
 
 
 def test_a_resumed_search_scores_nothing_again_and_an_impossible_latency_is_one_clear_error(searched, tmp_path):
     data, teacher, out, result = searched
     scored = out / "search" / "candidates.json"
     before = scored.stat().st_mtime_ns
-    again = edgekd.compress(teacher, data, target="host", out=out, progress=False, resume=True,
-                            budget=edgekd.Budget(max_accuracy_drop=DROP, **SMALL))
+    again = edgekd.compress(teacher, data, target="host", out=out, progress=False, resume=True, stages=STUDENT,
+                            budget=edgekd.Budget(max_accuracy_drop=DROP, **{**SMALL, **SPACE}))
     assert scored.stat().st_mtime_ns == before and again.report["search"]["pick"] == result.report["search"]["pick"]
     other = tmp_path / "run"
     (other / "search").mkdir(parents=True)
     shutil.copy(scored, other / "search" / "candidates.json")  # reused: the error comes without scoring again
     with pytest.raises(SearchError, match=r"nothing in the search space runs within 1e-06 ms at batch 1: the fastest "
-                                          r"is prune-0\.50-\w+ at"):
+                                          r"is [\w/.-]+ at"):
         edgekd.compress(teacher, data, target="host", out=other, progress=False, resume=True,
                         budget=edgekd.Budget(latency_ms=1e-6, **SMALL))
 
@@ -82,9 +117,11 @@ def test_a_budget_is_one_of_accuracy_or_latency():
         edgekd.Budget()
     with pytest.raises(ConfigError, match="give one budget"):
         edgekd.Budget(max_accuracy_drop=1, latency_ms=2)
-    with pytest.raises(ConfigError, match="reductions must be fractions"):
+    with pytest.raises(ConfigError, match="reductions and factorizations must be fractions"):
         edgekd.Budget(max_accuracy_drop=1, reductions=(1.5,))
 
+
+DATA = load_data(DataSpec(source="fashion-mnist", train_subset=100, val_subset=100)).info
 
 RECIPE = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
 stages:

@@ -19,7 +19,7 @@ from edgekd.atomic import write_json
 from edgekd.data import DataBundle
 from edgekd.errors import EdgekdError, SearchError
 from edgekd.search.evaluate import Evaluator, Scored
-from edgekd.search.space import Budget, Candidate, Goal
+from edgekd.search.space import Budget, Goal
 from edgekd.targets import TargetProfile
 
 
@@ -44,11 +44,13 @@ class SearchOutcome:
 
 
 def search_compression(original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
-                       folder: Path, resume: bool = False, progress: bool = False) -> SearchOutcome:
-    """Search ``budget``'s space for ``original`` on ``target``; see :mod:`edgekd.search`."""
+                       folder: Path, students: dict[str, nn.Module] | None = None, resume: bool = False,
+                       progress: bool = False) -> SearchOutcome:
+    """Search ``budget``'s space for ``original`` (and the trained ``students``, by name) on ``target``;
+    see :mod:`edgekd.search`."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(original, data, target, budget, progress=progress)
+    evaluator = Evaluator(original, data, target, budget, students=students, progress=progress)
     try:
         scored = score_candidates(evaluator, budget, folder / "candidates.json", resume=resume)
         original_row = {"proxy_accuracy": evaluator.original_accuracy,
@@ -70,18 +72,19 @@ def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume
     if done:
         console.info(f"search: reusing {len(done)} scored candidates from {path}")
     start = time.perf_counter()
-    for candidate in budget.candidates():
+    candidates = budget.candidates(tuple(evaluator.bases))
+    for candidate in candidates:
         if candidate.key in done:
             continue
         if time.perf_counter() - start > budget.seconds:
             console.warn(f"search: the time budget ({budget.seconds:g} s) is spent; "
-                         f"{len(budget.candidates()) - len(done)} candidates not scored")
+                         f"{sum(c.key not in done for c in candidates)} candidates not scored")
             break
         try:
             done[candidate.key] = evaluator.score(candidate)
         except EdgekdError as error:  # e.g. a reduction the rounded channels cannot reach
-            done[candidate.key] = Scored(candidate.key, candidate.reduction, candidate.int8, 0.0, None,
-                                         "none", 0.0, 0, 0, 0.0, error=str(error))
+            done[candidate.key] = Scored.of(candidate, accuracy=0.0, latency_ms=None, latency_kind="none",
+                                            speedup=0.0, macs=0, params=0, seconds=0.0, error=str(error))
             console.info(f"search: {candidate.describe()}: skipped ({error})")
         write_json(path, [s.to_dict() for s in done.values()])
     return list(done.values())
@@ -112,7 +115,7 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
         row = done.get(proxy.key)
         if row is None:
             console.info(f"search: finalist {proxy.key}: {budget.recovery_epochs} epochs of recovery, validation")
-            final = evaluator.finalize(Candidate(proxy.reduction, proxy.int8))
+            final = evaluator.finalize(proxy.candidate)
             row = {"scored": final.to_dict(), "proxy_accuracy": proxy.accuracy}
         rows.append(row)
         write_json(path, rows)

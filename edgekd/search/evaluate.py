@@ -1,4 +1,4 @@
-"""Score one candidate: build it from the original model, fine-tune briefly, time it on the target.
+"""Score one candidate: build it from its base model, fine-tune briefly, time it on the target.
 
 Accuracy is a proxy: ``proxy_epochs`` of KD from the original on ``proxy_images`` training
 images, scored (in ONNX Runtime, int8 where the candidate is int8) on ``score_images`` other
@@ -13,9 +13,9 @@ this machine stands for the target, and estimated from the target profile otherw
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnx
@@ -26,21 +26,23 @@ from torch.utils.data import Subset
 from edgekd import console
 from edgekd.data import DataBundle, make_loader
 from edgekd.distill.recovery import RecoveryConfig, recover
+from edgekd.errors import EdgekdError
 from edgekd.estimate import estimate_latency
 from edgekd.measure import count_macs, count_params
+from edgekd.factorize.lowrank import factorize_model
 from edgekd.onnx_export import export_onnx
-from edgekd.prune.goal import prune_model
+from edgekd.prune.goal import Scope, prune_model
 from edgekd.quantize.int8 import onnx_accuracy, quantize_model
 from edgekd.quantize.scheme import Scheme
 from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
 from edgekd.quantize.ptq import quantize_onnx
 from edgekd.runtime.host import can_stand_for
-from edgekd.search.space import Budget, Candidate
+from edgekd.search.space import ORIGINAL, Budget, Candidate
 from edgekd.targets import TargetProfile
-from edgekd.train import Schedule, TrainConfig
+from edgekd.train import Schedule, TrainConfig, accuracy
 
 
-@dataclass
+@dataclasses.dataclass
 class Scored:
     """A candidate's proxy accuracy, latency on the target, size, and how each was obtained."""
 
@@ -55,18 +57,34 @@ class Scored:
     params: int
     seconds: float
     error: str | None = None  # why the candidate could not be built (e.g. a goal pruning cannot reach)
+    base: str = ORIGINAL
+    allocation: str = "uniform"
+    factorize: float = 0.0
+
+    @classmethod
+    def of(cls, candidate: Candidate, **scores) -> Scored:
+        return cls(key=candidate.key, reduction=candidate.reduction, int8=candidate.int8, base=candidate.base,
+                   allocation=candidate.allocation, factorize=candidate.factorize, **scores)
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.base, self.reduction, self.int8, self.allocation, self.factorize)
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 class Evaluator:
-    """Builds and scores candidates of one original model for one target and budget."""
+    """Builds and scores candidates of one original model (and students distilled from it) for one
+    target and budget; ``students`` maps each student's name to the trained student."""
 
     def __init__(self, original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
-                 progress: bool = False):
-        self.original, self.data, self.target, self.budget, self.progress = original.eval(), data, target, budget, progress
+                 students: dict[str, nn.Module] | None = None, progress: bool = False):
+        self.original, self.data, self.target, self.budget = original.eval(), data, target, budget
+        self.progress = progress
+        self.bases = {ORIGINAL: self.original, **{name: m.eval() for name, m in (students or {}).items()}}
         self.teacher = copy.deepcopy(self.original)  # KD freezes its teacher; the original stays as given
+        self.last_built: tuple[tuple | None, nn.Module | EdgekdError | None] = (None, None)
         self.shape = (data.info.channels, *data.info.image_size)
         self.here = can_stand_for(target)
         self.scheme = Scheme.for_target(target)
@@ -93,15 +111,43 @@ class Evaluator:
         onnx.save(model, str(path))
         return path
 
+    def built(self, candidate: Candidate, phase: str) -> nn.Module:
+        """:meth:`build` for the ``proxy`` or ``final`` phase, shared by the precisions of one compression
+        (they come one after the other): int8 and float of it cost one fine-tune, or one refusal."""
+        key = (phase, dataclasses.replace(candidate, int8=False))
+        if self.last_built[0] != key:
+            proxy = DataBundle(train=self.tune, val=self.scoring, info=self.data.info)
+            data, epochs = (proxy, self.budget.proxy_epochs) if phase == "proxy" else \
+                (self.data, self.budget.recovery_epochs)
+            try:
+                self.last_built = (key, self.build(candidate, data, epochs))
+            except EdgekdError as error:
+                self.last_built = (key, error)
+        if isinstance(self.last_built[1], EdgekdError):
+            raise self.last_built[1]
+        return self.last_built[1]
+
     def build(self, candidate: Candidate, data: DataBundle, epochs: int) -> nn.Module:
-        """The original pruned to the candidate's reduction, then KD-recovered for ``epochs`` on ``data``."""
-        model = copy.deepcopy(self.original)
+        """The candidate's base pruned or factorized as the candidate says, then KD-recovered from the
+        original for ``epochs`` on ``data`` (an uncompressed base is used as it is)."""
+        model = copy.deepcopy(self.bases[candidate.base])
+        example = torch.zeros(1, *self.shape)
         if candidate.reduction > 0:
-            model = prune_model(model, torch.zeros(1, *self.shape), reduction=candidate.reduction,
+            model = prune_model(model, example, reduction=candidate.reduction, scope=Scope(candidate.allocation),
                                 round_to=self.target.channel_multiple).model
+        if candidate.factorize > 0:
+            model = factorize_model(model, example, reduction=candidate.factorize, score=self.rank_scorer(),
+                                    round_to=self.target.channel_multiple).model
+        if candidate.compressed:
             config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None))
             recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress)
         return model.eval()
+
+    def rank_scorer(self):
+        """Greedy rank selection's score: accuracy on 1,000 fine-tuning images (not the scoring ones)."""
+        loader = make_loader(Subset(self.data.train, self.tune.indices[:1000]), self.data.info, batch_size=500,
+                             train=False)
+        return lambda model: accuracy(model, loader)
 
     def deployable(self, model: nn.Module, int8: bool) -> onnx.ModelProto:
         """The ONNX model that would ship: float, or int8 in the target's scheme (slow layers float on CPUs)."""
@@ -131,26 +177,27 @@ class Evaluator:
     def score(self, candidate: Candidate) -> Scored:
         """Proxy accuracy and target latency of ``candidate``."""
         start = time.perf_counter()
-        proxy = DataBundle(train=self.tune, val=self.scoring, info=self.data.info)
-        model = self.build(candidate, proxy, self.budget.proxy_epochs)
+        model = self.built(candidate, "proxy")
         shipped = self.deployable(model, candidate.int8)
         ms, kind, speedup = self.latency(shipped)
-        accuracy = onnx_accuracy(shipped, self.loader(self.scoring))
-        scored = Scored(candidate.key, candidate.reduction, candidate.int8, accuracy, ms, kind, speedup,
-                        count_macs(model, self.shape), count_params(model), time.perf_counter() - start)
-        console.info(f"search: {candidate.describe()}: proxy accuracy {accuracy:.4f} "
+        proxy_accuracy = onnx_accuracy(shipped, self.loader(self.scoring))
+        scored = Scored.of(candidate, accuracy=proxy_accuracy, latency_ms=ms, latency_kind=kind, speedup=speedup,
+                           macs=count_macs(model, self.shape), params=count_params(model),
+                           seconds=time.perf_counter() - start)
+        console.info(f"search: {candidate.describe()}: proxy accuracy {proxy_accuracy:.4f} "
                      f"(original {self.original_accuracy:.4f}), {ms:.3f} ms {kind} ({speedup:.2f}×)")
         return scored
 
     def finalize(self, candidate: Candidate) -> Scored:
         """A finalist: full recovery on the training set, accuracy on the validation set."""
         start = time.perf_counter()
-        model = self.build(candidate, self.data, self.budget.recovery_epochs)
+        model = self.built(candidate, "final")
         shipped = self.deployable(model, candidate.int8)
         ms, kind, speedup = self.latency(shipped)
-        accuracy = onnx_accuracy(shipped, self.loader(self.data.val))
-        return Scored(candidate.key, candidate.reduction, candidate.int8, accuracy, ms, kind, speedup,
-                      count_macs(model, self.shape), count_params(model), time.perf_counter() - start)
+        validation = onnx_accuracy(shipped, self.loader(self.data.val))
+        return Scored.of(candidate, accuracy=validation, latency_ms=ms, latency_kind=kind, speedup=speedup,
+                         macs=count_macs(model, self.shape), params=count_params(model),
+                         seconds=time.perf_counter() - start)
 
     def original_validation_accuracy(self) -> float:
         return onnx_accuracy(self.original_onnx, self.loader(self.data.val))
