@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from edgekd.atomic import write_json
@@ -36,7 +37,7 @@ from edgekd.models.loading import build_model
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.distill import DistillStage
 from edgekd.targets import load_target
-from edgekd.train import TrainConfig, accuracy, fit
+from edgekd.train import AugmentConfig, TrainConfig, accuracy, fit
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,11 +100,12 @@ def reuse_generation_zero(losses: list[dict], stage_dir: Path, earlier) -> None:
                 return
 
 
-def run_row(method: str, losses: list[dict], student_name: str, teacher, data, seed: int, epochs: int, workdir: Path):
-    config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=None, seed=seed)
+def run_row(method: str, losses: list[dict], student_name: str, teacher, data, seed: int, epochs: int, workdir: Path,
+            augment: AugmentConfig | None = None, tag: str | None = None):
+    config = TrainConfig(epochs=epochs - first_phase_epochs(losses), lr=0.1, augment=augment, seed=seed)
     stage = student_stage(student_name, losses, config, "none" if method in TEACHER_FREE else "previous")
     ctx = RunContext(out_dir=workdir, target=load_target("host"), data=data, cache_dir=workdir / "cache",
-                     progress=False, stage_dir=workdir / f"{method}-{student_name}-{seed}")
+                     progress=False, stage_dir=workdir / f"{tag or method}-{student_name}-{seed}")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     reuse_generation_zero(losses, ctx.stage_dir, workdir.glob(f"*-{student_name}-{seed}/train-generation-0.pt"))
     given = Handoff(model=teacher, teacher=teacher, model_spec="cnn")  # "cnn@W" derives from the teacher's family
@@ -119,6 +121,37 @@ def run_row(method: str, losses: list[dict], student_name: str, teacher, data, s
     val = accuracy(student, make_loader(data.val, data.info, batch_size=512, train=False))
     return {"accuracy": val, "seconds": seconds, "epoch_seconds": statistics.mean(h["seconds"] for h in history),
             "params": count_params(student)}
+
+
+def kd_sweep_settings(epochs: int) -> dict[str, tuple[list[dict], int, AugmentConfig | None]]:
+    """Hinton KD on the small student: temperature, α, epochs and augmentation, each against "alone" of the same
+    epochs and augmentation (label → losses, epochs, augmentation)."""
+    settings = {"alone": ([], epochs, None)}
+    for t in (1, 2, 3, 4, 8):
+        for alpha in (0.5, 0.9, 1.0):
+            settings[f"kd T={t} a={alpha}"] = ([{"name": "kd", "temperature": t, "alpha": alpha}], epochs, None)
+    for label, (losses, e, _) in list(settings.items()):
+        if label in ("alone", "kd T=4 a=0.9", "kd T=2 a=0.9"):
+            settings[f"{label} x2 epochs"] = (losses, 2 * epochs, None)
+            settings[f"{label} augment"] = (losses, epochs, AugmentConfig())
+    return settings
+
+
+def kd_sweep(student: str, teacher, data, seeds: list[int], epochs: int, workdir: Path, only: list[str] | None) -> list:
+    rows = []
+    for label, (losses, e, augment) in kd_sweep_settings(epochs).items():
+        if only and label not in only:
+            continue
+        runs = [run_row("alone" if not losses else "kd", losses, student, teacher, data, seed, e, workdir, augment,
+                        tag=label.replace(" ", "_")) for seed in seeds]
+        accs = [r["accuracy"] for r in runs]
+        rows.append({"setting": label, "student": student, "losses": losses, "epochs": e,
+                     "augmentation": augment.model_dump() if augment else None, "seeds": seeds, "accuracies": accs,
+                     "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
+                     "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
+                     "torch_threads": torch.get_num_threads()})
+        print(f"{label:24} {rows[-1]['accuracy_mean']:.4f} ± {rows[-1]['accuracy_std']:.4f}  {accs}", flush=True)
+    return rows
 
 
 def kd_epoch_cost(student_name: str, teacher, data, workdir: Path, repeats: int = 3) -> dict:
@@ -154,6 +187,11 @@ def main() -> None:
                         help="results file (rows of --only runs are merged into it)")
     parser.add_argument("--headline", action="store_true",
                         help="add full-data rows (--only methods, --student) to the existing results file")
+    parser.add_argument("--section", default="rows",
+                        help="the results file's list that --only rows are merged into (e.g. long_budget_rows)")
+    parser.add_argument("--kd-sweep", nargs="*",
+                        help="sweep Hinton KD's settings on --small-student (optionally only these labels); "
+                             "merged into the results file as kd_sweep")
     args = parser.parse_args()
 
     data = load_data(DataSpec(train_subset=args.train_subset or None))
@@ -161,6 +199,15 @@ def main() -> None:
     teacher.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
     teacher.eval()
     teacher_acc = accuracy(teacher, make_loader(data.val, data.info, batch_size=512, train=False))
+    if args.kd_sweep is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = kd_sweep(args.small_student, teacher, data, args.seeds, args.epochs, Path(tmp), args.kd_sweep)
+        report = json.loads(args.results.read_text())
+        key = lambda r: (r["setting"], r["student"], tuple(r["seeds"]))  # noqa: E731
+        done = {key(r) for r in rows}
+        report["kd_sweep"] = [r for r in report.get("kd_sweep", []) if key(r) not in done] + rows
+        write_json(args.results, report)
+        return
     plan = [(m, l, args.student) for m, l in methods(args.epochs).items()]
     if not args.headline:
         plan += [(m, l, args.small_student) for m, l in methods(args.epochs).items() if m in ("alone", "kd")]
@@ -175,7 +222,8 @@ def main() -> None:
                    "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
                    "accuracies": accs, "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
                    "row_seconds": sum(r["seconds"] for r in runs), "epochs": args.epochs,
-                   "total_epochs": total_epochs(losses, args.epochs), "train_images": len(data.train)}
+                   "total_epochs": total_epochs(losses, args.epochs), "train_images": len(data.train),
+                   "torch_threads": torch.get_num_threads()}
             rows.append(row)
             print(f"{method:8} {student:10} {row['params']:7d} params  {row['accuracy_mean']:.4f} ± "
                   f"{row['accuracy_std']:.4f}  {row['epoch_seconds']:.1f} s/epoch", flush=True)
@@ -188,7 +236,7 @@ def main() -> None:
     elif merge:  # --only: add or replace these rows in the existing results
         report = json.loads(path.read_text())
         new = {(r["method"], r["student"]) for r in rows}
-        report["rows"] = [r for r in report["rows"] if (r["method"], r["student"]) not in new] + rows
+        report[args.section] = [r for r in report.get(args.section, []) if (r["method"], r["student"]) not in new] + rows
     else:
         report = {"teacher": {"model": "cnn", "params": count_params(teacher), "accuracy": teacher_acc},
                   "epochs": args.epochs, "train_images": len(data.train), "val_images": len(data.val),
