@@ -209,7 +209,7 @@ def main() -> None:
         write_json(args.results, report)
         return
     plan = [(m, l, args.student) for m, l in methods(args.epochs).items()]
-    if not args.headline:
+    if not args.headline and args.section == "rows":  # the small student: alone and kd in the main table only
         plan += [(m, l, args.small_student) for m, l in methods(args.epochs).items() if m in ("alone", "kd")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
