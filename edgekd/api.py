@@ -249,7 +249,7 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
                            data: DataBundle | None, user_model, resume: bool, overwrite: bool, cache_dir: Path,
                            trust_checkpoint: bool, progress: bool) -> RunResult:
     """Search ``budget`` from the plan's teacher (and its students), then run the picked recipe into ``out``."""
-    from edgekd.pipeline import RunResult, open_run_folder, run_pipeline
+    from edgekd.pipeline import MANIFEST, RunResult, open_run_folder, run_pipeline, seed_run
     from edgekd.report import write_report
     from edgekd.search.driver import search_compression
 
@@ -277,7 +277,11 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
     recipe_path = out / "search" / "recipe.yaml"
     write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget, distills)))
     console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
-    run = run_pipeline(load_recipe(recipe_path), target, out, resume=resume, overwrite=overwrite, **common)
+    if not (resume and (out / MANIFEST).exists()):  # the teacher and student trained above are not trained again
+        student = outcome.pick.base in distills
+        seed_run(out / "search" / ("students/" + folder_name(outcome.pick.base) if student else "original"), out,
+                 2 if student else 1)
+    run = run_pipeline(load_recipe(recipe_path), target, out, resume=True, overwrite=False, **common)
     report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml"}}
     write_report(out, report)
     return RunResult(report=report, handoff=run.handoff)

@@ -14,6 +14,7 @@ not run again; the first one that does not match, and every stage after it, is.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -112,8 +113,6 @@ def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
     except OSError as exc:
         raise OutputError(f"cannot write to {out_dir} ({exc.strerror}); choose another --out folder") from None
     if resume and path.exists():
-        import json
-
         try:
             manifest = json.loads(path.read_text())
             if isinstance(manifest.get("stages"), list):
@@ -122,6 +121,21 @@ def open_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> dict:
             pass
         console.info(f"{path} is unreadable; running every stage again")
     return {"edgekd_manifest": 1, "created": now(), "versions": library_versions(), "stages": []}
+
+
+def seed_run(source: Path, out_dir: Path, stages: int) -> None:
+    """Start ``out_dir`` with the first ``stages`` finished stages of the run in ``source``.
+
+    A run that begins with the same stages (same settings, data and target) then reuses them on
+    ``resume`` instead of training them again: the budget search seeds its final run with the
+    teacher and student it already trained. The outputs are verified by hash as for any resume.
+    """
+    manifest = json.loads((source / MANIFEST).read_text())
+    manifest["stages"] = manifest["stages"][:stages]
+    for entry in manifest["stages"]:
+        folder = f"{entry['index']:02d}-{entry['name']}"
+        shutil.copytree(source / "stages" / folder, out_dir / "stages" / folder, dirs_exist_ok=True)
+    write_json(out_dir / MANIFEST, manifest)
 
 
 def run_inputs_key(ctx: RunContext) -> str:

@@ -111,8 +111,8 @@ def choose_ranks(model: nn.Module, layers, total: int, *, reduction: float | Non
     needed = round(reduction * total)
     reachable = select.saved_macs(layers, select.by_fraction(layers, min(candidates), multiple))
     if reachable < needed:
-        raise FactorizeError(f"factorizable layers can save at most {reachable / total:.1%} of the MACs, not the "
-                             f"{reduction:.0%} asked for; lower reduction, or prune as well")
+        raise FactorizeError(f"factorizable layers can save at most {reachable / total:.2%} of the MACs, not the "
+                             f"{100 * reduction:g}% asked for; lower reduction, or prune as well")
     if selection is not Selection.GREEDY:
         make_plan = (lambda e: select.by_energy(layers, e, multiple)) if selection is Selection.ENERGY else \
             (lambda f: select.by_fraction(layers, f, multiple))

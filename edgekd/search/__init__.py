@@ -2,8 +2,9 @@
 a latency budget, on the target's runtime.
 
 Users state budgets, not recipes ("lose at most 1 point, as fast as possible on an Orin Nano").
-The search builds candidates from the user's model (pruning reductions with the joint channel
-allocation, int8 or float, slow int8 layers float), scores each with a cheap proxy (a short KD
+The search builds candidates from the user's model and from students distilled from it (each
+unpruned, pruned by each reduction with a uniform or global channel allocation, or low-rank
+factorized; int8 with slow int8 layers float, or float), scores each with a cheap proxy (a short KD
 fine-tune scored on held-out *training* images) and its latency on the target (measured side by
 side where this machine stands for it, estimated from the profile elsewhere), keeps the Pareto
 front, fully recovers only the finalists and checks them on the validation set. The pick comes
