@@ -415,6 +415,16 @@ def test_crd_matches_tian():
     assert torch.equal(loss.memory_t[untouched], m_t[untouched])
 
 
+@pytest.mark.parametrize("bank", [20, 30])  # 4 × 6 = 24 draws: the whole-bank product (20 rows), the row gather (30)
+def test_crd_bank_dots_are_the_drawn_rows_dot_products(bank):
+    from edgekd.distill.crd import bank_dots
+
+    v, memory = seeded(4, 6, seed=30), seeded(bank, 6, seed=31)
+    contrast = torch.randint(0, bank, (4, 6), generator=torch.Generator().manual_seed(32))
+    expected = (memory[contrast] * v[:, None, :]).sum(2)
+    assert torch.allclose(bank_dots(v, memory, contrast), expected, atol=1e-6)
+
+
 def test_crd_trains_with_sample_indices_from_the_stage(data, tmp_path):
     teacher = build_model("cnn-small", data.info).eval()
     stage = edgekd.Distill(student="cnn-tiny", losses=[{"name": "crd", "negatives": 256}, {"name": "kd"}],

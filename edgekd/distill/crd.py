@@ -114,20 +114,33 @@ class CRD(DistillLoss):
         v_s = F.normalize(self.embed_s(embedding(student.features[self.layers[0]])), dim=1)
         v_t = F.normalize(self.embed_t(embedding(teacher.features[self.layers[1]])), dim=1)
         contrast = torch.cat([idx.unsqueeze(1), self.negatives(idx)], dim=1)
-        h_s = self.scores(v_s, self.memory_t[contrast], 0)
-        h_t = self.scores(v_t, self.memory_s[contrast], 1)
+        h_s = self.scores(v_s, self.memory_t, contrast, 0)
+        h_t = self.scores(v_t, self.memory_s, contrast, 1)
         loss = nce(h_s, len(self.memory_s)) + nce(h_t, len(self.memory_s))
         with torch.no_grad():
             for memory, v in ((self.memory_s, v_s), (self.memory_t, v_t)):
                 memory[idx] = F.normalize(c.momentum * memory[idx] + (1 - c.momentum) * v.detach(), dim=1)
         return loss
 
-    def scores(self, v: torch.Tensor, rows: torch.Tensor, side: int) -> torch.Tensor:
-        """h(v_i, M_j) for the positive (column 0) and the negatives, normalized by Z (set on first use)."""
-        h = torch.exp(torch.bmm(rows.detach(), v.unsqueeze(2)).squeeze(2) / self.config.temperature)
+    def scores(self, v: torch.Tensor, memory: torch.Tensor, contrast: torch.Tensor, side: int) -> torch.Tensor:
+        """h(v_i, M_j) for j in row i of ``contrast`` (the positive in column 0, then the negatives),
+        normalized by Z (set on first use)."""
+        h = torch.exp(bank_dots(v, memory.detach(), contrast) / self.config.temperature)
         if self.z[side] < 0:
             self.z[side] = h.mean().detach() * len(self.memory_s)
         return h / float(self.z[side])
+
+
+def bank_dots(v: torch.Tensor, memory: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """⟨v_i, M_j⟩ for every j in row i of ``contrast`` (B × (1 + K) indices into the N bank rows).
+
+    The same numbers either way: when the bank has no more rows than the batch addresses (N ≤ B·(1 + K),
+    e.g. 10,000 samples against 128 × 4,097 draws), one B × N product with the whole bank and a gather of
+    its columns; otherwise the addressed rows are gathered (B·(1 + K)·d values) for a batched product.
+    """
+    if len(memory) <= contrast.numel():  # a copy: the caller updates the bank in place before backward
+        return (v @ memory.clone().T).gather(1, contrast)
+    return torch.bmm(memory[contrast], v.unsqueeze(2)).squeeze(2)
 
 
 def nce(h: torch.Tensor, size: int, eps: float = 1e-7) -> torch.Tensor:
