@@ -109,12 +109,22 @@ def estimator_table(r: dict) -> list[str]:
     return lines
 
 
+def search_table(r: dict) -> list[str]:
+    lines = ["| target | teacher | default recipe (int8 student) | budget pick | pick accuracy | ms at b64: default / pick "
+             "| speed-up | latency | search |", "|---|---:|---:|---|---:|---:|---:|---|---:|"]
+    lines += [f"| {x['target']} | {x['teacher_accuracy']:.2%} | {x['default_accuracy']:.2%} | {x['pick']} | "
+              f"{x['pick_accuracy']:.2%} | {x['default_ms_b64']:.3f} / {x['pick_ms_b64']:.3f} | "
+              f"{x['speedup_vs_default']:.2f}× | {x['latency']} | {x['search_seconds'] / 60:.0f} min |"
+              for x in r["rows"]]
+    return lines
+
+
 def main() -> None:
     for name, table in (("teacher_fashion_mnist.json", teacher_table), ("distill_fashion_mnist.json", distill_table),
                         ("prune_fashion_mnist.json", prune_table),
                         ("factorize_fashion_mnist.json", factorize_table),
                         ("quantize_fashion_mnist.json", quantize_table),
-                        ("estimator_host.json", estimator_table)):
+                        ("estimator_host.json", estimator_table), ("search_fashion_mnist.json", search_table)):
         path = RESULTS / name
         if path.exists():
             print(f"**{name}**\n")

@@ -325,7 +325,8 @@ def picked_recipe(plan: Recipe, pick: Scored, budget: Budget, students: dict[str
         stages.append(STAGES["factorize"](reduction=pick.factorize, recovery=recovery))
     if pick.int8:
         drop = budget.max_accuracy_drop if budget.max_accuracy_drop is not None else 1.0
-        stages.append(STAGES["quantize"](max_accuracy_drop=drop))
+        # int8 against float, and which layers stay float, judged at the budget's batch as the search did
+        stages.append(STAGES["quantize"](max_accuracy_drop=drop, report_batches=(budget.batch,)))
     stages += [STAGES["export"](), STAGES["benchmark"](batch_sizes=tuple(sorted({1, budget.batch, 64})))]
     return Recipe(name="search-pick", data=plan.data, stages=tuple(stages),
                   description=f"{budget.describe()}: {pick.key} (found by edgekd's budget search)")

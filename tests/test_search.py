@@ -92,6 +92,7 @@ def test_a_student_pick_becomes_a_recipe_that_distils_it_then_compresses_it(tmp_
     distill, prune = recipe.stages[1], recipe.stages[2]
     assert distill.student == "cnn-tiny" and distill.train.epochs == 10  # the default recipe's distill settings
     assert (prune.reduction, prune.scope.value, prune.recovery.train.epochs) == (0.5, "global", 2)
+    assert recipe.stages[3].report_batches == (64,)  # int8 or float is decided at the budget's batch
     assert list(student_stages(plan, edgekd.Budget(max_accuracy_drop=1.0), user_model=None)) == ["cnn-small"]
     assert student_stages(plan, edgekd.Budget(max_accuracy_drop=1.0), user_model=build_model("cnn", DATA)) == {}
 

@@ -54,7 +54,7 @@ class Budget:
     allocations: tuple[str, ...] = ALLOCATIONS
     factorizations: tuple[float, ...] = (0.4,)
     precisions: tuple[str, ...] = ("int8", "float")
-    proxy_images: int = 5000
+    proxy_images: int = 20000
     proxy_epochs: int = 1
     score_images: int = 2000
     finalists: int = 2
