@@ -51,21 +51,23 @@ def trained(name: str, weights: Path, data):
     return model.eval()
 
 
-def default_student(student, data, target: str, folder: Path) -> tuple[Path, Path]:
-    """The default recipe's student on ``target`` in int8 (its quantize stage, int8 required), and the ONNX
-    file that recipe ships (its quantize stage deciding, at its batches 1 and 64, whether int8 pays)."""
-    shipped = {}
+def default_student(student, data, target: str, folder: Path) -> tuple[Path, Path, str]:
+    """The default recipe's student on ``target`` in int8 (its quantize stage, int8 required), the ONNX
+    file that recipe ships (its quantize stage deciding, at its batches 1 and 64, whether int8 pays),
+    and which precision that is."""
+    shipped, kinds = {}, {}
     for required in (True, False):
         ctx = RunContext(out_dir=folder, target=load_target(target), data=data, cache_dir=folder / "cache",
                          progress=False, stage_dir=folder / f"quantize-{required}")
         ctx.stage_dir.mkdir(parents=True, exist_ok=True)
         out = QuantizeStage(require_int8=required).apply(Handoff(model=student), ctx, ReportRow())
+        kinds[required] = "int8" if out.int8 is not None else "float"
         if out.int8 is not None:
             shipped[required] = out.int8.path
         else:
             shipped[required] = folder / "student-float.onnx"
             onnx.save(export_onnx(student, ctx.input_shape), str(shipped[required]))
-    return shipped[True], shipped[False]
+    return shipped[True], shipped[False], kinds[False]
 
 
 def side_by_side(paths: list[Path], shape, threads: int, repeats: int) -> tuple[list[float], list[float]]:
@@ -87,11 +89,11 @@ def run(target: str, data, folder: Path, repeats: int) -> dict:
                              target=target, out=folder / "run", progress=False,
                              budget=edgekd.Budget(max_accuracy_drop=DROP, batch=64))
     seconds = time.perf_counter() - start
-    default, recipe_ships = default_student(student, data, target, folder / "default")
+    default, recipe_ships, recipe_ships_kind = default_student(student, data, target, folder / "default")
     shape = (data.info.channels, *data.info.image_size)
     row = {"target": target, "teacher_accuracy": evaluate(export_onnx(teacher, shape).SerializeToString(), val),
-           "default_accuracy": evaluate(default, val), "default_recipe_ships": "int8" if recipe_ships == default
-           else "float", "pick": result.report["search"]["pick"],
+           "default_accuracy": evaluate(default, val), "default_recipe_ships": recipe_ships_kind,
+           "pick": result.report["search"]["pick"],
            "pick_accuracy": result.accuracy, "search_seconds": round(seconds, 1),
            "pick_recipe": (folder / "run" / "search" / "recipe.yaml").read_text(),
            "candidates": result.report["search"]["candidates"], "pareto": result.report["search"]["pareto"],

@@ -12,14 +12,18 @@ import onnxruntime as ort
 from torch.utils.data import DataLoader
 
 
-def create_session(onnx_path: str | Path | bytes, *, threads: int | None = None) -> ort.InferenceSession:
+def create_session(onnx_path: str | Path | bytes, *, threads: int | None = None,
+                   spinning: bool = True) -> ort.InferenceSession:
     """A CPU session with all graph optimizations; ``threads`` intra-op threads (None: ORT's default).
 
     ``onnx_path`` may also be a serialized model (bytes), for models not written to disk.
+    ``spinning``: the intra-op threads busy-wait for the next run (ORT's default, as deployed).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -85,9 +89,16 @@ def compare_latency(onnx_paths: list[str | Path], input_shape: tuple[int, ...], 
                     threads: int | None = None, warmup: int = 10, runs: int = 100, seed: int = 0) -> list[LatencyStats]:
     """Time several models side by side: each round runs every model once, so drift hits all alike.
 
-    Ratios of the returned medians are what a comparison should quote on a shared machine.
+    Ratios of the returned medians are what a comparison should quote on a shared machine. The
+    sessions' threads do not spin between runs: with ORT's default spinning, the threads of the
+    model that just ran kept busy-waiting while the next one ran, and on 2 cores two identical
+    models measured up to 1.5x apart (4.5-6.7 ms for a 2.7 ms model, cnn/cnn-small 2.2-3.7x);
+    without it identical models agree within 1% and that ratio is 3.16-3.17x (batch 64, three calls).
+    The price: each run pays the threads' wake-up (~30 us here), so at batch 1 a model of 0.08 ms
+    measures 0.11-0.12 ms and speed-ups between such tiny models read low (2.2x for that 3x pair),
+    never high; identical models still agree within 5%.
     """
-    sessions = [create_session(p, threads=threads) for p in onnx_paths]
+    sessions = [create_session(p, threads=threads, spinning=False) for p in onnx_paths]
     batch_input = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
     feeds = [{s.get_inputs()[0].name: batch_input} for s in sessions]
     for _ in range(warmup):
