@@ -150,3 +150,20 @@ def edgekd_loader(data):
     from edgekd.data import make_loader
 
     return make_loader(data.val, data.info, batch_size=256, train=False)
+
+
+def test_near_misses_are_the_fastest_candidates_just_outside_the_budget_and_faster_than_the_finalists():
+    from edgekd.search.driver import near_misses
+    from edgekd.search.evaluate import Scored
+
+    def scored(key, accuracy, speedup, error=None):
+        return Scored(key=key, reduction=0.5, int8=True, accuracy=accuracy, latency_ms=1 / speedup,
+                      latency_kind="measured", speedup=speedup, macs=1, params=1, seconds=1.0, error=error)
+
+    budget = edgekd.Budget(max_accuracy_drop=1.0, near_misses=2)
+    pool = [scored("fits", 0.935, 2.0), scored("close-fast", 0.928, 5.0), scored("close-faster", 0.927, 6.0),
+            scored("close-fastest-but-broken", 0.0, 9.0, error="x"), scored("too-far", 0.915, 8.0),
+            scored("close-slow", 0.929, 1.5), scored("close-third", 0.929, 4.0)]
+    picked = near_misses(pool, budget, reference=0.94, faster_than=2.0)
+    assert [s.key for s in picked] == ["close-faster", "close-fast"]  # 1.2-1.3 points short; too-far is 2.5 short
+    assert near_misses(pool, edgekd.Budget(max_accuracy_drop=1.0, near_misses=0), 0.94, 2.0) == []

@@ -19,7 +19,9 @@ def search_markdown(search: dict) -> list[str]:
             continue
         lines.append(f"| {c['key']} | {c['accuracy']:.2%} | {c['latency_ms']:.3f} ms {c['latency_kind']} | "
                      f"{c['speedup']:.2f}× | {c['macs']:,} | {'yes' if c['key'] in front else ''} |")
-    lines += ["", "Finalists:", ""] + [f"- {f['scored']['key']}: {f['why']}" for f in search["finalists"]]
+    near = " (a near miss on the proxy)"
+    lines += ["", "Finalists:", ""] + [f"- {f['scored']['key']}{near if f.get('near_miss') else ''}: {f['why']}"
+                                       for f in search["finalists"]]
     return lines
 
 

@@ -108,26 +108,44 @@ def ranked(scored: list[Scored], budget: Budget, reference: float) -> list[Score
 
 def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], original: dict, path: Path,
                     resume: bool) -> list[dict]:
-    """Full recovery and a validation check for the best few by proxy; the best that still fits wins."""
+    """Full recovery and a validation check for the best few by proxy, and for an accuracy budget the
+    nearest misses faster than them; the best that fits on the validation set wins."""
     done = {row["scored"]["key"]: row for row in json.loads(path.read_text())} if resume and path.exists() else {}
     rows: list[dict] = []
-    for proxy in ranked(scored, budget, original["proxy_accuracy"]):
+
+    def finalize(proxy: Scored, label: str) -> list[Scored]:
         row = done.get(proxy.key)
         if row is None:
-            console.info(f"search: finalist {proxy.key}: {budget.recovery_epochs} epochs of recovery, validation")
-            final = evaluator.finalize(proxy.candidate)
-            row = {"scored": final.to_dict(), "proxy_accuracy": proxy.accuracy}
+            console.info(f"search: {label} {proxy.key}: {budget.recovery_epochs} epochs of recovery, validation")
+            row = {"scored": evaluator.finalize(proxy.candidate).to_dict(), "proxy_accuracy": proxy.accuracy,
+                   "near_miss": label == "near miss"}
         rows.append(row)
         write_json(path, rows)
-        best = ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
+        return ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
+
+    for proxy in ranked(scored, budget, original["proxy_accuracy"]):
+        best = finalize(proxy, "finalist")
         if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the validation set
             break
+    if budget.goal is Goal.FASTEST_WITHIN_DROP:
+        best = ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
+        for proxy in near_misses(scored, budget, original["proxy_accuracy"], best[0].speedup if best else 0.0):
+            finalize(proxy, "near miss")
     finals = [Scored(**r["scored"]) for r in rows]
     best = ranked(finals, budget, original["accuracy"])
     for row, final in zip(rows, finals):
         row["won"] = bool(best) and final.key == best[0].key
         row["why"] = why(final, best[0] if best else None, budget, original["accuracy"])
     return rows
+
+
+def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_than: float) -> list[Scored]:
+    """The fastest ``budget.near_misses`` candidates faster than ``faster_than`` that miss the accuracy budget
+    on the proxy by less than the budget again: the short proxy fine-tune under-rates compressed models,
+    so they get the finalists' full recovery before the search concludes nothing faster holds."""
+    close = [s for s in scored if not s.error and s.speedup > faster_than and not feasible(s, budget, reference)
+             and 100 * (reference - s.accuracy) <= 2 * budget.max_accuracy_drop]
+    return sorted(close, key=lambda s: (-s.speedup, -s.accuracy))[:budget.near_misses]
 
 
 def why(final: Scored, best: Scored | None, budget: Budget, reference: float) -> str:

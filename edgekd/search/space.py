@@ -42,6 +42,9 @@ class Budget:
         proxy_images / proxy_epochs: the short KD fine-tune that scores a candidate cheaply.
         score_images: held-out training images the proxy is scored on (never the validation set).
         finalists: how many of the best candidates get a full recovery and a validation check.
+        near_misses: for an accuracy budget, how many of the fastest candidates faster than the
+            finalists that miss the budget on the proxy by less than the budget again get the same
+            (the short proxy under-rates compressed models).
         recovery_epochs: the finalists' (and the final recipe's) KD recovery.
     """
 
@@ -58,6 +61,7 @@ class Budget:
     proxy_epochs: int = 1
     score_images: int = 2000
     finalists: int = 2
+    near_misses: int = 2
     recovery_epochs: int = 3
 
     def __post_init__(self):
@@ -74,8 +78,10 @@ class Budget:
             raise ConfigError(f"allocations are {' and/or '.join(ALLOCATIONS)}, got {list(self.allocations)}")
         if self.students is not None and (isinstance(self.students, str) or ORIGINAL in self.students):
             raise ConfigError(f"students is a list of model names (not '{ORIGINAL}'), e.g. ('cnn-small',)")
-        if min(self.batch, self.proxy_images, self.score_images, self.finalists) < 1 or self.seconds <= 0:
-            raise ConfigError("batch, proxy_images, score_images and finalists must be at least 1, seconds above 0")
+        if min(self.batch, self.proxy_images, self.score_images, self.finalists) < 1 or self.seconds <= 0 \
+                or self.near_misses < 0:
+            raise ConfigError("batch, proxy_images, score_images and finalists must be at least 1, near_misses at "
+                              "least 0, seconds above 0")
 
     @property
     def goal(self) -> Goal:
