@@ -36,6 +36,7 @@ from edgekd.estimate import estimate_latency
 from edgekd.models.loading import build_model
 from edgekd.onnx_export import export_onnx
 from edgekd.runtime.onnxruntime import compare_latency, evaluate
+from edgekd.search.driver import drop_points
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.quantize import QuantizeStage
 from edgekd.targets import load_target
@@ -109,7 +110,7 @@ def run(target: str, data, folder: Path, repeats: int) -> dict:
         default_ms, pick_ms = (estimate_latency(onnx.load(str(p)), profile, 64).ms for p in (default, result.onnx_path))
         row.update(default_ms_b64=round(default_ms, 4), pick_ms_b64=round(pick_ms, 4),
                    speedup_vs_default=round(default_ms / pick_ms, 3), latency="estimated (calibrated roofline)")
-    row["within_budget"] = 100 * (row["teacher_accuracy"] - row["pick_accuracy"]) <= DROP
+    row["within_budget"] = drop_points(row["teacher_accuracy"], row["pick_accuracy"]) <= DROP
     print(json.dumps({k: v for k, v in row.items() if k not in ("candidates", "finalists", "pick_recipe")}),
           flush=True)
     return row

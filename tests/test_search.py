@@ -167,3 +167,14 @@ def test_near_misses_are_the_fastest_candidates_just_outside_the_budget_and_fast
     picked = near_misses(pool, budget, reference=0.94, faster_than=2.0)
     assert [s.key for s in picked] == ["close-faster", "close-fast"]  # 1.2-1.3 points short; too-far is 2.5 short
     assert near_misses(pool, edgekd.Budget(max_accuracy_drop=1.0, near_misses=0), 0.94, 2.0) == []
+
+
+def test_a_drop_of_exactly_the_budget_is_within_it():
+    from edgekd.search.driver import feasible
+    from edgekd.search.evaluate import Scored
+
+    exactly = Scored(key="k", reduction=0.3, int8=False, accuracy=0.9261, latency_ms=1.0, latency_kind="measured",
+                     speedup=2.0, macs=1, params=1, seconds=1.0)
+    assert 100 * (0.9361 - 0.9261) > 1.0  # floating point, as the first benchmark run met it
+    assert feasible(exactly, edgekd.Budget(max_accuracy_drop=1.0), reference=0.9361)
+    assert not feasible(exactly, edgekd.Budget(max_accuracy_drop=0.99), reference=0.9361)

@@ -90,11 +90,17 @@ def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume
     return list(done.values())
 
 
+def drop_points(reference: float, accuracy: float) -> float:
+    """Points of top-1 lost, rounded so that a drop of exactly the budget counts as within it
+    (100 * (0.9361 - 0.9261) is 1.0000000000000009 in floating point)."""
+    return round(100 * (reference - accuracy), 6)
+
+
 def feasible(scored: Scored, budget: Budget, reference: float) -> bool:
     if scored.error:
         return False
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
-        return 100 * (reference - scored.accuracy) <= budget.max_accuracy_drop
+        return drop_points(reference, scored.accuracy) <= budget.max_accuracy_drop
     return scored.latency_ms <= budget.latency_ms
 
 
@@ -144,12 +150,12 @@ def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_t
     on the proxy by less than the budget again: the short proxy fine-tune under-rates compressed models,
     so they get the finalists' full recovery before the search concludes nothing faster holds."""
     close = [s for s in scored if not s.error and s.speedup > faster_than and not feasible(s, budget, reference)
-             and 100 * (reference - s.accuracy) <= 2 * budget.max_accuracy_drop]
+             and drop_points(reference, s.accuracy) <= 2 * budget.max_accuracy_drop]
     return sorted(close, key=lambda s: (-s.speedup, -s.accuracy))[:budget.near_misses]
 
 
 def why(final: Scored, best: Scored | None, budget: Budget, reference: float) -> str:
-    drop = 100 * (reference - final.accuracy)
+    drop = drop_points(reference, final.accuracy)
     said = f"validation accuracy {final.accuracy:.4f} ({abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}), " \
            f"{final.latency_ms:.3f} ms {final.latency_kind} ({final.speedup:.2f}× the original)"
     if not feasible(final, budget, reference):
