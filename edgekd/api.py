@@ -20,7 +20,7 @@ from edgekd.atomic import write_text
 from edgekd.data import DataBundle, DataSpec, load_data
 from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
-from edgekd.search.space import Budget
+from edgekd.search.space import ORIGINAL, Budget
 from edgekd.stages import PUBLIC_STAGES
 from edgekd.stages.base import Stage
 from edgekd.targets import TargetProfile, load_target
@@ -266,10 +266,11 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
         recipe = Recipe(name=f"{plan.name}-{folder.name}", data=plan.data, stages=stages)
         return run_pipeline(recipe, target, folder, resume=resume, overwrite=True, **common).handoff.model
 
-    original = trained(plan.stages[:1], out / "search" / "original")
     distills = student_stages(plan, budget, user_model=user_model)
-    students = {name: trained((plan.stages[0], stage), out / "search" / "students" / folder_name(name))
-                for name, stage in distills.items()}
+    runs = {ORIGINAL: out / "search" / "original",
+            **{name: out / "search" / "students" / folder_name(name) for name in distills}}
+    original = trained(plan.stages[:1], runs[ORIGINAL])
+    students = {name: trained((plan.stages[0], stage), runs[name]) for name, stage in distills.items()}
     console.info(f"search: {budget.describe()} on {target.name}"
                  + (f", from the model and {', '.join(students)}" if students else ""))
     outcome = search_compression(original, bundle, target, budget, folder=out / "search", students=students,
@@ -278,9 +279,7 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
     write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget, distills)))
     console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
     if not (resume and (out / MANIFEST).exists()):  # the teacher and student trained above are not trained again
-        student = outcome.pick.base in distills
-        seed_run(out / "search" / ("students/" + folder_name(outcome.pick.base) if student else "original"), out,
-                 2 if student else 1)
+        seed_run(runs[outcome.pick.base], out, 2 if outcome.pick.base in distills else 1)
     run = run_pipeline(load_recipe(recipe_path), target, out, resume=True, overwrite=False, **common)
     report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml"}}
     write_report(out, report)

@@ -129,12 +129,12 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
         write_json(path, rows)
         return ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
 
+    best: list[Scored] = []
     for proxy in ranked(scored, budget, original["proxy_accuracy"]):
         best = finalize(proxy, "finalist")
         if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the validation set
             break
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
-        best = ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
         for proxy in near_misses(scored, budget, original["proxy_accuracy"], best[0].speedup if best else 0.0):
             finalize(proxy, "near miss")
     finals = [Scored(**r["scored"]) for r in rows]

@@ -28,8 +28,8 @@ from edgekd.data import DataBundle, make_loader
 from edgekd.distill.recovery import RecoveryConfig, recover
 from edgekd.errors import EdgekdError
 from edgekd.estimate import estimate_latency
-from edgekd.measure import count_macs, count_params
 from edgekd.factorize.lowrank import factorize_model
+from edgekd.measure import count_macs, count_params
 from edgekd.onnx_export import export_onnx
 from edgekd.prune.goal import Scope, prune_model
 from edgekd.quantize.int8 import onnx_accuracy, quantize_model
