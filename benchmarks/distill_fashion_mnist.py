@@ -154,6 +154,41 @@ def kd_sweep(student: str, teacher, data, seeds: list[int], epochs: int, workdir
     return rows
 
 
+def lit_depth_settings(epochs: int) -> dict[str, list[dict]]:
+    """LIT's claim is about depth: a student of the teacher's width with fewer blocks per stage. Rows: the student
+    alone, Hinton KD, LIT as the authors run it (half the epochs in the joint phase, β = 0.75, the teacher's stem and
+    classifier inherited; then KD) and LIT's block training alone (no KD in the first phase, nothing inherited)."""
+    half = max(1, epochs // 2)
+    return {"alone": [], "kd": [{"name": "kd"}],
+            "lit": [{"name": "lit", "epochs": half}, {"name": "kd"}],
+            "lit-blocks-only": [{"name": "lit", "epochs": half, "kd_weight": 0.0, "inherit": False}, {"name": "kd"}]}
+
+
+def lit_depth_study(teacher_name: str, student_name: str, data, seeds: list[int], epochs: int, workdir: Path) -> dict:
+    """Train ``teacher_name`` (seed 0, the same images and epochs), then each LIT-study row on ``student_name``."""
+    config = TrainConfig(epochs=epochs, lr=0.1, augment=None, seed=0)
+    teacher = build_model(teacher_name, data.info)
+    t0 = time.perf_counter()
+    fit(teacher, data, config, progress=False)
+    teacher.eval()
+    val = make_loader(data.val, data.info, batch_size=512, train=False)
+    study = {"teacher": {"model": teacher_name, "params": count_params(teacher), "accuracy": accuracy(teacher, val),
+                         "seconds": time.perf_counter() - t0}, "epochs": epochs, "train_images": len(data.train),
+             "rows": []}
+    print(f"teacher {teacher_name}: {study['teacher']['accuracy']:.4f}", flush=True)
+    for method, losses in lit_depth_settings(epochs).items():
+        runs = [run_row("alone" if not losses else method, losses, student_name, teacher, data, seed, epochs, workdir,
+                        tag=f"litdepth-{method}") for seed in seeds]
+        accs = [r["accuracy"] for r in runs]
+        study["rows"].append({"method": method, "student": student_name, "params": runs[0]["params"], "losses": losses,
+                              "seeds": seeds, "accuracies": accs, "accuracy_mean": statistics.mean(accs),
+                              "accuracy_std": statistics.pstdev(accs),
+                              "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs)})
+        print(f"{method:16} {study['rows'][-1]['accuracy_mean']:.4f} ± {study['rows'][-1]['accuracy_std']:.4f} {accs}",
+              flush=True)
+    return study
+
+
 def kd_epoch_cost(student_name: str, teacher, data, workdir: Path, repeats: int = 3) -> dict:
     """Alternate student-alone and KD epochs (teacher logits cached) and compare median times."""
     cached = with_cached_logits(teacher, data, workdir / "cache")
@@ -192,6 +227,8 @@ def main() -> None:
     parser.add_argument("--kd-sweep", nargs="*",
                         help="sweep Hinton KD's settings on --small-student (optionally only these labels); "
                              "merged into the results file as kd_sweep")
+    parser.add_argument("--lit-depth", nargs=2, metavar=("TEACHER", "STUDENT"),
+                        help="LIT's depth study (e.g. resnet20 resnet8): merged into the results file as lit_depth")
     args = parser.parse_args()
 
     data = load_data(DataSpec(train_subset=args.train_subset or None))
@@ -199,6 +236,13 @@ def main() -> None:
     teacher.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
     teacher.eval()
     teacher_acc = accuracy(teacher, make_loader(data.val, data.info, batch_size=512, train=False))
+    if args.lit_depth:
+        with tempfile.TemporaryDirectory() as tmp:
+            study = lit_depth_study(*args.lit_depth, data, args.seeds, args.epochs, Path(tmp))
+        report = json.loads(args.results.read_text())
+        report["lit_depth"] = study
+        write_json(args.results, report)
+        return
     if args.kd_sweep is not None:
         with tempfile.TemporaryDirectory() as tmp:
             rows = kd_sweep(args.small_student, teacher, data, args.seeds, args.epochs, Path(tmp), args.kd_sweep)

@@ -135,6 +135,38 @@ def test_lit_trains_student_blocks_from_teacher_inputs():
     assert all(p.grad is None for p in teacher.parameters())
 
 
+def test_lit_joint_phase_inherits_the_teachers_stem_and_classifier_frozen():
+    """The authors' LIT phase: β·KD(whole student) + (1 − β)·blocks, the teacher's stem and classifier copied in
+    and frozen until the phase ends; a narrower student (other shapes) inherits nothing."""
+    torch.manual_seed(0)
+    teacher, student = build_model("resnet14", GRAY).eval(), build_model("resnet8", GRAY)
+    images = torch.randn(8, 1, 28, 28)
+    kd = LossSpec(name="kd").build()
+    lit = LITObjective(teacher, student, pair_blocks(student, teacher, None), images, kd=kd, kd_weight=0.75,
+                      inherit=True)
+    assert lit.inherited == ["stem.0", "stem.1", "fc"]
+    assert torch.equal(student.stem[0].weight, teacher.stem[0].weight)
+    assert torch.equal(student.stem[1].running_var, teacher.stem[1].running_var)
+    assert torch.equal(student.fc.bias, teacher.fc.bias)
+    student.train()
+    loss, logits = lit(student, images, LABELS)
+    loss.backward()
+    blocks, _ = LITObjective(teacher, student, pair_blocks(student, teacher, None), images)(student, images, LABELS)
+    with torch.no_grad():
+        whole = kd(Outputs(student(images)), Outputs(teacher(images)), LABELS)
+    student.train()
+    assert logits.shape == (8, 10)
+    assert loss.item() == pytest.approx(0.75 * whole.item() + 0.25 * blocks.item(), rel=1e-4)
+    assert student.layer1[0].conv1.weight.grad is not None
+    assert student.stem[0].weight.grad is None and student.fc.weight.grad is None  # inherited: frozen
+    lit.finish(student, None)
+    assert student.stem[0].weight.requires_grad and student.fc.weight.requires_grad
+    narrow = build_model("cnn-small", GRAY)
+    wide = build_model("cnn", GRAY).eval()
+    assert LITObjective(wide, narrow, pair_blocks(narrow, wide, None), images, kd=kd, kd_weight=0.75,
+                        inherit=True).inherited == []
+
+
 def test_unknown_loss_name():
     with pytest.raises(Exception, match="unknown loss 'kdd'. Did you mean 'kd'"):
         LossSpec(name="kdd")

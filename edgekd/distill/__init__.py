@@ -13,10 +13,19 @@ from edgekd.errors import UnknownNameError
 
 
 class LITConfig(LossConfig):
-    """LIT's block-wise phase: ``epochs`` of block training before the end-to-end KD phase."""
+    """LIT's first phase (distill/lit.py): ``epochs`` of block training before the end-to-end phase.
+
+    ``kd_weight`` (β) weighs KD on the whole student against the blocks' losses (1 − β); the KD is the
+    stage's ``kd`` entry, or Hinton KD's defaults. ``inherit`` starts the student from the teacher's
+    layers outside the blocks where names and shapes match (frozen in this phase). Defaults are the
+    authors' (β = 0.75, inherited stem and classifier); ``kd_weight: 0, inherit: false`` is block training
+    alone.
+    """
 
     epochs: int = Field(3, ge=1)
     pairs: tuple[tuple[str, str], ...] | None = None
+    kd_weight: float = Field(0.75, ge=0, le=1)
+    inherit: bool = True
 
 
 class GenerationsConfig(LossConfig):

@@ -82,8 +82,7 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
         checkpoint = checkpoint_dir / f"train-{prefix}{phase}.pt" if checkpoint_dir is not None else None
         result = fit(student, phase_data, train.model_copy(update={"epochs": epochs}), objective=objective,
                      checkpoint=checkpoint, progress=progress)
-        if isinstance(objective, DistillObjective):
-            objective.finish(student, validation_score(data))
+        objective.finish(student, validation_score(data))
         histories[f"{prefix}{phase}"] = result.history
     return histories
 
@@ -133,7 +132,12 @@ def phases(teacher: nn.Module | None, student: nn.Module, losses: tuple[LossSpec
         settings = spec.settings()
         if isinstance(settings, LITConfig):
             pairs = pair_blocks(student, require_teacher(teacher, "lit"), settings.pairs)
-            yield "lit-blocks", LITObjective(teacher, student, pairs, sample), settings.epochs
+            kd = next((s for s in terms if s.name == "kd"), LossSpec(name="kd")).build()
+            lit = LITObjective(teacher, student, pairs, sample, kd=kd, kd_weight=settings.kd_weight,
+                               inherit=settings.inherit)
+            if lit.inherited:
+                console.info(f"distill: LIT student starts from the teacher's {', '.join(lit.inherited)}")
+            yield "lit-blocks", lit, settings.epochs
         elif spec.name == "fitnets" and settings.hint_epochs:
             hint = DistillObjective(teacher, [(1.0, spec.build())], label_weight=0.0)
             hint.setup(student, sample)
