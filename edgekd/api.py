@@ -147,13 +147,15 @@ def plan_recipe(model: nn.Module | str | None, *, stages: Sequence[Stage] | None
     """The recipe to run: the given stages (after a teacher stage for ``model``) or a named recipe."""
     if stages is not None and recipe is not None:
         raise ConfigError("give stages or recipe, not both")
-    plan = custom_recipe(stages) if stages is not None else recipe or "default"
+    plan = custom_recipe(stages, model_given=model is not None) if stages is not None else recipe or "default"
     plan = prepare_recipe(plan, teacher=model if isinstance(model, str) else None, weights=weights, data=data)
     return plan.with_stage("teacher", model=None) if isinstance(model, nn.Module) else plan
 
 
-def custom_recipe(stages: Sequence[Stage]) -> Recipe:
-    """The default teacher stage, the user's stages, and export and benchmark if they are missing."""
+def custom_recipe(stages: Sequence[Stage], *, model_given: bool = False) -> Recipe:
+    """The user's stages, after the default teacher stage when they need a model (the user's ``model`` enters the run
+    through it); export and benchmark appended if missing. A teacher-free distill stage with a named student
+    starts a run by itself: no teacher is trained for it."""
     from edgekd.stages import STAGES
 
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
@@ -163,7 +165,8 @@ def custom_recipe(stages: Sequence[Stage]) -> Recipe:
             raise ConfigError(f"stages must be stage objects ({', '.join(stage_names())}), not "
                               f"{type(item).__name__} {item!r:.60}")
     chain = list(stages)
-    if not any(s.stage == "teacher" for s in chain):
+    needs_model = model_given or not chain or "model" in chain[0].needs
+    if needs_model and not any(s.stage == "teacher" for s in chain):
         chain.insert(0, next(s for s in load_recipe("default").stages if s.stage == "teacher"))
     for name in ("export", "benchmark"):
         if not any(s.stage == name for s in chain):

@@ -351,6 +351,16 @@ def test_python_api_improves_the_users_own_model_without_a_teacher(data, tmp_pat
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the user's object untouched
 
 
+def test_a_teacher_free_first_stage_gets_no_default_teacher_from_python():
+    from edgekd.api import custom_recipe
+
+    alone = edgekd.Distill(teacher="none", student="cnn-tiny", losses=[{"name": "byot"}])
+    assert [s.stage for s in custom_recipe([alone]).stages] == ["distill", "export", "benchmark"]
+    assert [s.stage for s in custom_recipe([alone], model_given=True).stages][0] == "teacher"  # the model enters
+    own = edgekd.Distill(teacher="none", student="previous", losses=[{"name": "byot"}])
+    assert [s.stage for s in custom_recipe([own]).stages][0] == "teacher"
+
+
 def test_teacher_none_with_a_teacher_loss_is_refused_at_load_time(tmp_path):
     from edgekd.errors import ConfigError
 
