@@ -165,15 +165,16 @@ def lit_depth_settings(epochs: int) -> dict[str, list[dict]]:
 
 
 def lit_depth_study(teacher_name: str, student_name: str, data, seeds: list[int], epochs: int, workdir: Path) -> dict:
-    """Train ``teacher_name`` (seed 0, the same images and epochs), then each LIT-study row on ``student_name``."""
-    config = TrainConfig(epochs=epochs, lr=0.1, augment=None, seed=0)
+    """Train ``teacher_name`` (seed 0, the same images, twice the students' epochs), then each LIT-study row on
+    ``student_name``."""
+    config = TrainConfig(epochs=2 * epochs, lr=0.1, augment=None, seed=0)
     teacher = build_model(teacher_name, data.info)
     t0 = time.perf_counter()
     fit(teacher, data, config, progress=False)
     teacher.eval()
     val = make_loader(data.val, data.info, batch_size=512, train=False)
     study = {"teacher": {"model": teacher_name, "params": count_params(teacher), "accuracy": accuracy(teacher, val),
-                         "seconds": time.perf_counter() - t0}, "epochs": epochs, "train_images": len(data.train),
+                         "epochs": config.epochs, "seconds": time.perf_counter() - t0}, "epochs": epochs, "train_images": len(data.train),
              "rows": []}
     print(f"teacher {teacher_name}: {study['teacher']['accuracy']:.4f}", flush=True)
     for method, losses in lit_depth_settings(epochs).items():

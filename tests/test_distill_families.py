@@ -172,6 +172,20 @@ def test_dml_matches_zhang_and_is_plain_ce_when_peers_agree():
     assert loss(Outputs(student(x), {}, x), None, Y).item() == pytest.approx(3 * ce(student(x), Y).item(), rel=1e-6)
 
 
+def test_peers_follow_the_training_seed():
+    # Seeds of a benchmark must vary everything random: peers drawn from the run's random state, not fixed seeds.
+    def peer_weights(seed):
+        torch.manual_seed(seed)
+        student = nn.Linear(6, 10)
+        return student.weight, [p.weight for p in built("dml", student, peers=2).peers]
+
+    student, (a, b) = peer_weights(0)
+    again = peer_weights(0)[1][0]
+    other = peer_weights(1)[1][0]
+    assert torch.equal(a, again) and not torch.equal(a, other)
+    assert not torch.equal(a, b) and not torch.equal(a, student)
+
+
 def test_dml_exports_its_best_peer():
     torch.manual_seed(6)
     student = nn.Linear(6, 10)

@@ -20,7 +20,12 @@ from edgekd.distill.losses import DistillLoss, LossConfig
 from edgekd.distill.peers import fresh_copy
 from edgekd.errors import EdgekdError
 
-PEER_SEED = 1000  # peers are re-initialized with seeds PEER_SEED + k, away from the training seeds
+
+
+def peer_seeds(count: int) -> list[int]:
+    """Seeds for re-initialized peers, drawn from the run's random state: they follow the training seed (another
+    seed, other peers) and differ from the student's initialization."""
+    return [int(s) for s in torch.randint(2**31 - 1, (count,))]
 
 
 def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -57,7 +62,7 @@ class DML(DistillLoss):
     needs_teacher = False
 
     def attach(self, student, teacher):
-        self.peers = nn.ModuleList(fresh_copy(student, PEER_SEED + k) for k in range(self.config.peers))
+        self.peers = nn.ModuleList(fresh_copy(student, seed) for seed in peer_seeds(self.config.peers))
 
     def forward(self, student, teacher, labels):
         t = self.config.temperature
@@ -119,10 +124,10 @@ class BDKD(DistillLoss):
         if self.config.online_teacher is OnlineTeacher.PRETRAINED:
             if teacher is None:
                 raise EdgekdError("bdkd's online_teacher: pretrained needs a teacher entering the stage; use fresh")
-            online = fresh_copy(teacher, PEER_SEED)
+            online = fresh_copy(teacher, *peer_seeds(1))
             online.load_state_dict(teacher.state_dict())
         else:
-            online = fresh_copy(teacher if teacher is not None else student, PEER_SEED)
+            online = fresh_copy(teacher if teacher is not None else student, *peer_seeds(1))
         for p in online.parameters():
             p.requires_grad_(True)
         self.online = online.train()
