@@ -44,7 +44,34 @@ def distill_table(r: dict) -> list[str]:
     lines += ["", f"KD epoch / student-alone epoch, measured alternately in one run: "
                   f"**{r['kd_epoch_cost_ratio']:.2f}×** with cached teacher logits "
                   f"({r['kd_live_teacher_cost_ratio']:.2f}× with the teacher run live)."]
-    return lines
+    return lines + long_budget_table(r) + lit_depth_table(r)
+
+
+def accuracy_cells(x: dict) -> str:
+    return f"{x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | {', '.join(f'{a:.2%}' for a in x['accuracies'])}"
+
+
+def long_budget_table(r: dict) -> list[str]:
+    rows = r.get("long_budget_rows", [])
+    if not rows:
+        return []
+    x = rows[0]
+    lines = ["", f"The teacher-free and online methods on a longer budget: {x['epochs']} epochs on "
+                 f"{x['train_images']:,} images, {x['student']}, {len(x['seeds'])} seeds:", "",
+             "| method | accuracy (mean ± std) | per seed | s/epoch |", "|---|---:|---|---:|"]
+    return lines + [f"| {x['method']} | {accuracy_cells(x)} | {x['epoch_seconds']:.1f} |" for x in rows]
+
+
+def lit_depth_table(r: dict) -> list[str]:
+    study = r.get("lit_depth")
+    if not study:
+        return []
+    t = study["teacher"]
+    lines = ["", f"LIT's depth study: teacher {t['model']} ({t['params']:,} params, {t['epochs']} epochs, "
+                 f"{t['accuracy']:.2%}); students {study['epochs']} epochs on {study['train_images']:,} images:", "",
+             "| method | student | params | accuracy (mean ± std) | per seed | s/epoch |", "|---|---|---:|---:|---|---:|"]
+    return lines + [f"| {x['method']} | {x['student']} | {x['params']:,} | {accuracy_cells(x)} | "
+                    f"{x['epoch_seconds']:.1f} |" for x in study["rows"]]
 
 
 def prune_table(r: dict) -> list[str]:
