@@ -9,7 +9,9 @@ run. Generation methods (tfkd-self, label-refinery) train every generation for t
 their ``total_epochs`` is (generations + 1) × epochs.
 
 Run: .venv/bin/python benchmarks/distill_fashion_mnist.py [--epochs 8] [--train-subset 20000]
-Writes benchmarks/results/distill_fashion_mnist.json.
+Writes benchmarks/results/distill_fashion_mnist.json. ``--only M ... --section long_budget_rows`` merges rows
+of another budget; ``--kd-sweep`` sweeps Hinton KD's settings; ``--lit-depth TEACHER STUDENT`` trains a teacher
+and compares alone, KD and LIT (the authors' joint phase, and block training alone) on a shallower student.
 """
 
 from __future__ import annotations
