@@ -1,6 +1,7 @@
 """Budget-driven compression: the fastest model within an accuracy drop, or the most accurate within a latency."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -142,8 +143,12 @@ def test_the_cli_searches_within_its_time_budget(tmp_path):
                      "--max-accuracy-drop", "5", "--search-time", "1")
     assert result.returncode == 0, result.stderr
     search = json.loads((out / "report.json").read_text())["search"]
-    assert [c["key"] for c in search["candidates"]] == ["prune-0.00-int8"]  # the cheapest, then time was up
-    assert "time budget (1 s) is spent" in result.stderr and (out / "search" / "recipe.yaml").is_file()
+    keys = [c["key"] for c in search["candidates"]]
+    # cheapest first, then time was up (on a fast machine the unpruned model's int8 and float, which share one
+    # build, can both take under 1 s: how many are scored depends on the machine, that some are not does not)
+    assert keys[0] == "prune-0.00-int8" and len(keys) < 24, keys
+    assert re.search(r"time budget \(1 s\) is spent; [1-9]\d* candidates not scored", result.stderr), result.stderr
+    assert (out / "search" / "recipe.yaml").is_file()
 
 
 def edgekd_loader(data):
