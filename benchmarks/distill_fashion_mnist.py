@@ -125,6 +125,13 @@ def run_row(method: str, losses: list[dict], student_name: str, teacher, data, s
             "params": count_params(student)}
 
 
+def seed_summary(runs: list[dict]) -> dict:
+    """A row's accuracy over its seeds (each seed's, mean, population std) and its mean epoch time."""
+    accs = [r["accuracy"] for r in runs]
+    return {"accuracies": accs, "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
+            "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs)}
+
+
 def kd_sweep_settings(epochs: int) -> dict[str, tuple[list[dict], int, AugmentConfig | None]]:
     """Hinton KD on the small student: temperature, α, epochs and augmentation, each against "alone" of the same
     epochs and augmentation (label → losses, epochs, augmentation)."""
@@ -146,13 +153,11 @@ def kd_sweep(student: str, teacher, data, seeds: list[int], epochs: int, workdir
             continue
         runs = [run_row("alone" if not losses else "kd", losses, student, teacher, data, seed, e, workdir, augment,
                         tag=label.replace(" ", "_")) for seed in seeds]
-        accs = [r["accuracy"] for r in runs]
         rows.append({"setting": label, "student": student, "losses": losses, "epochs": e,
-                     "augmentation": augment.model_dump() if augment else None, "seeds": seeds, "accuracies": accs,
-                     "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
-                     "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
-                     "torch_threads": torch.get_num_threads()})
-        print(f"{label:24} {rows[-1]['accuracy_mean']:.4f} ± {rows[-1]['accuracy_std']:.4f}  {accs}", flush=True)
+                     "augmentation": augment.model_dump() if augment else None, "seeds": seeds,
+                     **seed_summary(runs), "torch_threads": torch.get_num_threads()})
+        print(f"{label:24} {rows[-1]['accuracy_mean']:.4f} ± {rows[-1]['accuracy_std']:.4f}  "
+              f"{rows[-1]['accuracies']}", flush=True)
     return rows
 
 
@@ -175,20 +180,17 @@ def lit_depth_study(teacher_name: str, student_name: str, data, seeds: list[int]
     fit(teacher, data, config, progress=False)
     teacher.eval()
     val = make_loader(data.val, data.info, batch_size=512, train=False)
-    study = {"teacher": {"model": teacher_name, "params": count_params(teacher), "accuracy": accuracy(teacher, val),
-                         "epochs": config.epochs, "seconds": time.perf_counter() - t0}, "epochs": epochs, "train_images": len(data.train),
-             "rows": []}
-    print(f"teacher {teacher_name}: {study['teacher']['accuracy']:.4f}", flush=True)
+    trained = {"model": teacher_name, "params": count_params(teacher), "accuracy": accuracy(teacher, val),
+               "epochs": config.epochs, "seconds": time.perf_counter() - t0}
+    study = {"teacher": trained, "epochs": epochs, "train_images": len(data.train), "rows": []}
+    print(f"teacher {teacher_name}: {trained['accuracy']:.4f}", flush=True)
     for method, losses in lit_depth_settings(epochs).items():
         runs = [run_row("alone" if not losses else method, losses, student_name, teacher, data, seed, epochs, workdir,
                         tag=f"litdepth-{method}") for seed in seeds]
-        accs = [r["accuracy"] for r in runs]
-        study["rows"].append({"method": method, "student": student_name, "params": runs[0]["params"], "losses": losses,
-                              "seeds": seeds, "accuracies": accs, "accuracy_mean": statistics.mean(accs),
-                              "accuracy_std": statistics.pstdev(accs),
-                              "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs)})
-        print(f"{method:16} {study['rows'][-1]['accuracy_mean']:.4f} ± {study['rows'][-1]['accuracy_std']:.4f} {accs}",
-              flush=True)
+        row = {"method": method, "student": student_name, "params": runs[0]["params"], "losses": losses,
+               "seeds": seeds, **seed_summary(runs)}
+        study["rows"].append(row)
+        print(f"{method:16} {row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f} {row['accuracies']}", flush=True)
     return study
 
 
@@ -264,11 +266,8 @@ def main() -> None:
             if args.only and method not in args.only:
                 continue
             runs = [run_row(method, losses, student, teacher, data, seed, args.epochs, Path(tmp)) for seed in args.seeds]
-            accs = [r["accuracy"] for r in runs]
             row = {"method": method, "student": student, "params": runs[0]["params"], "seeds": args.seeds,
-                   "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.pstdev(accs),
-                   "accuracies": accs, "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in runs),
-                   "row_seconds": sum(r["seconds"] for r in runs), "epochs": args.epochs,
+                   **seed_summary(runs), "row_seconds": sum(r["seconds"] for r in runs), "epochs": args.epochs,
                    "total_epochs": total_epochs(losses, args.epochs), "train_images": len(data.train),
                    "torch_threads": torch.get_num_threads()}
             rows.append(row)

@@ -8,6 +8,7 @@ the student (or, for DML, the best peer, copied into it) leaves the stage.
 
 from __future__ import annotations
 
+import copy
 import enum
 
 import torch
@@ -21,11 +22,10 @@ from edgekd.distill.peers import fresh_copy
 from edgekd.errors import EdgekdError
 
 
-
-def peer_seeds(count: int) -> list[int]:
-    """Seeds for re-initialized peers, drawn from the run's random state: they follow the training seed (another
-    seed, other peers) and differ from the student's initialization."""
-    return [int(s) for s in torch.randint(2**31 - 1, (count,))]
+def peer_seed() -> int:
+    """A seed for a re-initialized peer, drawn from the run's random state: peers follow the training seed
+    (another seed, other peers) and differ from the student's initialization."""
+    return int(torch.randint(2**31 - 1, ()))
 
 
 def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ class DML(DistillLoss):
     needs_teacher = False
 
     def attach(self, student, teacher):
-        self.peers = nn.ModuleList(fresh_copy(student, seed) for seed in peer_seeds(self.config.peers))
+        self.peers = nn.ModuleList(fresh_copy(student, peer_seed()) for _ in range(self.config.peers))
 
     def forward(self, student, teacher, labels):
         t = self.config.temperature
@@ -124,10 +124,9 @@ class BDKD(DistillLoss):
         if self.config.online_teacher is OnlineTeacher.PRETRAINED:
             if teacher is None:
                 raise EdgekdError("bdkd's online_teacher: pretrained needs a teacher entering the stage; use fresh")
-            online = fresh_copy(teacher, *peer_seeds(1))
-            online.load_state_dict(teacher.state_dict())
+            online = copy.deepcopy(teacher)
         else:
-            online = fresh_copy(teacher if teacher is not None else student, *peer_seeds(1))
+            online = fresh_copy(teacher if teacher is not None else student, peer_seed())
         for p in online.parameters():
             p.requires_grad_(True)
         self.online = online.train()
