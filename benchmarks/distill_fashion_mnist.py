@@ -120,7 +120,7 @@ def run_row(method: str, losses: list[dict], student_name: str, teacher, data, s
         student = stage.apply(given, ctx, row).model
         history = [h for phase in row.details["history"].values() for h in phase]
     seconds = time.perf_counter() - t0
-    val = accuracy(student, make_loader(data.val, data.info, batch_size=512, train=False))
+    val = accuracy(student, make_loader(data.report.unsealed(), data.info, batch_size=512, train=False))
     return {"accuracy": val, "seconds": seconds, "epoch_seconds": statistics.mean(h["seconds"] for h in history),
             "params": count_params(student)}
 
@@ -179,7 +179,7 @@ def lit_depth_study(teacher_name: str, student_name: str, data, seeds: list[int]
     t0 = time.perf_counter()
     fit(teacher, data, config, progress=False)
     teacher.eval()
-    val = make_loader(data.val, data.info, batch_size=512, train=False)
+    val = make_loader(data.report.unsealed(), data.info, batch_size=512, train=False)
     trained = {"model": teacher_name, "params": count_params(teacher), "accuracy": accuracy(teacher, val),
                "epochs": config.epochs, "seconds": time.perf_counter() - t0}
     study = {"teacher": trained, "epochs": epochs, "train_images": len(data.train), "rows": []}
@@ -240,7 +240,7 @@ def main() -> None:
     teacher = build_model("cnn", data.info)
     teacher.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
     teacher.eval()
-    teacher_acc = accuracy(teacher, make_loader(data.val, data.info, batch_size=512, train=False))
+    teacher_acc = accuracy(teacher, make_loader(data.report.unsealed(), data.info, batch_size=512, train=False))
     if args.lit_depth:
         with tempfile.TemporaryDirectory() as tmp:
             study = lit_depth_study(*args.lit_depth, data, args.seeds, args.epochs, Path(tmp))
@@ -285,7 +285,7 @@ def main() -> None:
         report[args.section] = [r for r in report.get(args.section, []) if (r["method"], r["student"]) not in new] + rows
     else:
         report = {"teacher": {"model": "cnn", "params": count_params(teacher), "accuracy": teacher_acc},
-                  "epochs": args.epochs, "train_images": len(data.train), "val_images": len(data.val),
+                  "epochs": args.epochs, "train_images": len(data.train), "val_images": len(data.report),
                   "augmentation": None, "rows": rows, **cost, "versions": library_versions()}
         print(f"KD epoch cost ratio {cost['kd_epoch_cost_ratio']:.2f} (cached teacher logits), "
               f"{cost['kd_live_teacher_cost_ratio']:.2f} with a live teacher")

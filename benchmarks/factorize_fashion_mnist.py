@@ -59,7 +59,7 @@ def teacher(data):
 @torch.no_grad()
 def full_rank_errors(model, data) -> dict[str, float]:
     """Max over layers of ‖decomposed(x) − layer(x)‖ / ‖layer(x)‖ on real inputs, per method."""
-    images, _ = next(iter(make_loader(data.val, data.info, batch_size=256, train=False)))
+    images, _ = next(iter(make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)))
     inputs = {}
 
     def keep_input(name):
@@ -100,7 +100,7 @@ def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int, repea
     d = stage_row.details
     with HostComparer(model, ctx.input_shape, threads=ctx.target.threads, runs=runs) as timer:
         (b1, b64), rounds = timer.compare_rounds(factorized, (1, 64), repeats)
-        parity = check_parity(factorized, timer.save(factorized, "parity"), ctx.val_loader,
+        parity = check_parity(factorized, timer.save(factorized, "parity"), make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False),
                               threads=ctx.host_threads)
     row = {"name": name, "model": "cnn", "selection": selection, "conv_method": conv,
            "macs_before": d["macs_before"], "macs_after": d["macs_after"],
@@ -135,7 +135,7 @@ def main() -> None:
         old = json.loads(path.read_text())
         rows = [r for r in old["rows"] if r["name"] not in {r["name"] for r in rows}] + rows
     write_json(path, {"target": {"metric": "macs", "reduction": 0.4}, "full_rank_max_rel_error": errors,
-                      "teacher_accuracy": accuracy(model, make_loader(data.val, data.info, batch_size=512, train=False)),
+                      "teacher_accuracy": accuracy(model, make_loader(data.report.unsealed(), data.info, batch_size=512, train=False)),
                       "rows": rows, "host": load_target("host").description, "versions": library_versions()})
 
 

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from edgekd.atomic import write_json
 from edgekd.context import RunContext
-from edgekd.data import DataSpec, load_data
+from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model
@@ -78,13 +78,13 @@ def run_row(name: str, data, workdir: Path, runs: int, repeats: int) -> dict:
     step = stage_row.details["steps"][-1]
     with HostComparer(model, ctx.input_shape, threads=target.threads, runs=runs) as timer:
         (b1, b64), rounds = timer.compare_rounds(pruned, (1, 64), repeats)
-        parity = check_parity(pruned, timer.save(pruned, "parity"), ctx.val_loader, threads=ctx.host_threads)
+        parity = check_parity(pruned, timer.save(pruned, "parity"), make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False), threads=ctx.host_threads)
     row = {"name": name, "model": model_name, "importance": stage.importance.value, "scope": stage.scope.value,
            "round_to": stage_row.details["round_to"], "train_images": len(data.train), "baseline_epochs": epochs,
            "recovery_epochs": recovery_epochs,
            "macs_before": count_macs(model, ctx.input_shape), "macs_after": count_macs(pruned, ctx.input_shape),
            "params_before": count_params(model), "params_after": count_params(pruned),
-           "accuracy_before": accuracy(model, ctx.val_loader), "accuracy_pruned": step["accuracy_pruned"],
+           "accuracy_before": accuracy(model, make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False)), "accuracy_pruned": step["accuracy_pruned"],
            "accuracy_recovered": step["accuracy_recovered"], "onnx_accuracy": parity.accuracy,
            "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
            "latency_speedup_b1": b1.speedup, "latency_speedup_b64": b64.speedup,

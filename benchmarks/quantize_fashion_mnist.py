@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {r["name"]: r for r in previous["rows"]}
         for name in names:
             rows[name] = run_row(name, models, data, Path(tmp), args.repeats)
-    result = {"dataset": "fashion-mnist", "train_images": len(data.train), "val_images": len(data.val),
+    result = {"dataset": "fashion-mnist", "train_images": len(data.train), "val_images": len(data.report),
               "host": load_target("host").description, "timing": f"ONNX Runtime, median of {args.repeats} "
               "side-by-side rounds of 200 runs each; ratio = int8 / float (below 1: int8 is faster)",
               "rows": [rows[n] for n in ROWS if n in rows], "versions": library_versions()}

@@ -66,7 +66,7 @@ def run(name: str, model, data, folder: Path, repeats: int) -> dict:
     host = load_target("host")
     shape = (data.info.channels, *data.info.image_size)
     calibration = make_loader(data.train.subset(512, seed=0), data.info, batch_size=64, train=False)
-    val = make_loader(data.val, data.info, batch_size=256, train=False)
+    val = make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)
     float_model = export_onnx(model, shape)
     t0 = time.perf_counter()
     quantize = lambda keep: quantize_onnx(float_model, calibration, Scheme.CPU, keep_float=keep).model  # noqa: E731

@@ -8,24 +8,30 @@ search and counted in ``search_seconds``). The default recipe's student (weights
 results/, trained by ``quantize_fashion_mnist.py``) goes through the default recipe's quantize stage
 for the same target twice: int8 required (``default_*``: the default recipe's int8 student the issue
 compares against) and as the recipe runs (``default_recipe_ships``: float where int8 does not pay at
-batch 1 or 64). They are scored with ONNX Runtime on the full test set; on the host they are timed
-side by side with the pick (``--repeats`` rounds of 200 runs at batch 64; speed-ups are the median
-of the per-round ratios), for Jetson they are estimated.
+batch 1 or 64). The search chooses on the selection split (6,000 training images held out with the run's seed);
+everything here is then scored once with ONNX Runtime on the full test set (the report split); on the
+host the models are timed side by side with the pick (``--repeats`` rounds of 200 runs at batch 64;
+speed-ups are the median of the per-round ratios, every round's ratio is kept), for Jetson they are
+estimated. Each seed is a repeat of the whole search: another selection hold-out (so another training
+set) and another seed for the student's distillation; the summary gives the median and range over seeds.
 
-Run: .venv/bin/python benchmarks/search_fashion_mnist.py [--targets host jetson-orin] [--repeats 3]
-Writes benchmarks/results/search_fashion_mnist.json (each target's row merged in as it finishes).
+Run: .venv/bin/python benchmarks/search_fashion_mnist.py [--targets host jetson-orin] [--seeds 0 1 2] [--repeats 3]
+Writes benchmarks/results/search_fashion_mnist.json (each run merged in as it finishes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import onnx
+import torch
 from safetensors.torch import load_file
 
 import edgekd
@@ -35,6 +41,7 @@ from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.estimate import estimate_latency
 from edgekd.models.loading import build_model
 from edgekd.onnx_export import export_onnx
+from edgekd.recipe import load_recipe
 from edgekd.runtime.onnxruntime import compare_latency, evaluate
 from edgekd.search.driver import drop_points
 from edgekd.stages.base import Handoff, ReportRow
@@ -71,46 +78,66 @@ def default_student(student, data, target: str, folder: Path) -> tuple[Path, Pat
     return shipped[True], shipped[False], kinds[False]
 
 
-def side_by_side(paths: list[Path], shape, threads: int, repeats: int) -> tuple[list[float], list[float]]:
-    """Each model's median ms at batch 64 over ``repeats`` rounds, and the first's time over each other's:
-    the median of the per-round ratios (rounds drift 50% here; models timed in one round agree to ~10%)."""
+def side_by_side(paths: list[Path], shape, threads: int, repeats: int) -> tuple[list[float], list[list[float]]]:
+    """Each model's median ms at batch 64 over ``repeats`` rounds, and per round the first's time over each
+    other's (rounds drift 50% here; models timed in one round agree to ~10%)."""
     rounds = [[r.median_ms for r in compare_latency(paths, shape, 64, threads=threads, runs=200)]
               for _ in range(repeats)]
-    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return ([median([r[i] for r in rounds]) for i in range(len(paths))],
-            [median([r[0] / r[i] for r in rounds]) for i in range(len(paths))])
+    return [median([r[i] for r in rounds]) for i in range(len(paths))], [[r[0] / x for x in r] for r in rounds]
 
 
-def run(target: str, data, folder: Path, repeats: int) -> dict:
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def run(target: str, seed: int, folder: Path, repeats: int, *, reuse: Path | None = None) -> dict:
+    """One search for ``target`` with ``seed``; ``reuse``: another target's run of the same seed, whose teacher and
+    distilled student (the same for every target) this one starts from instead of training them again."""
+    data = load_data(DataSpec(source="fashion-mnist", selection_seed=seed))
     teacher = trained("cnn", RESULTS / "teacher_cnn_fashion_mnist.safetensors", data)
     student = trained("cnn-small", RESULTS / "student_cnn_small_fashion_mnist.safetensors", data)
-    val = make_loader(data.val, data.info, batch_size=256, train=False)
+    val = make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)
+    recipe = load_recipe("default")
+    distill = next(s for s in recipe.stages if s.stage == "distill")
+    recipe = recipe.with_stage("distill", train=distill.train.model_copy(update={"seed": seed}))
+    if reuse is not None:
+        for part in ("original", "students"):
+            shutil.copytree(reuse / "run" / "search" / part, folder / "run" / "search" / part)
+    torch.manual_seed(seed)
     start = time.perf_counter()
     result = edgekd.compress("cnn", data, weights=str(RESULTS / "teacher_cnn_fashion_mnist.safetensors"),
-                             target=target, out=folder / "run", progress=False,
+                             target=target, out=folder / "run", progress=False, recipe=recipe, resume=reuse is not None,
                              budget=edgekd.Budget(max_accuracy_drop=DROP, batch=64))
     seconds = time.perf_counter() - start
     default, recipe_ships, recipe_ships_kind = default_student(student, data, target, folder / "default")
     shape = (data.info.channels, *data.info.image_size)
-    row = {"target": target, "teacher_accuracy": evaluate(export_onnx(teacher, shape).SerializeToString(), val),
+    row = {"target": target, "seed": seed, "splits": data.splits,
+           "teacher_accuracy": evaluate(export_onnx(teacher, shape).SerializeToString(), val),
            "default_accuracy": evaluate(default, val), "default_recipe_ships": recipe_ships_kind,
            "pick": result.report["search"]["pick"],
            "pick_accuracy": result.accuracy, "search_seconds": round(seconds, 1),
+           "student_trained_here": reuse is None,  # else reused from this seed's run for another target
+           "pick_selection_accuracy": result.report["summary"]["selection_accuracy"],
+           "teacher_selection_accuracy": result.report["search"]["original"]["accuracy"],
            "pick_recipe": (folder / "run" / "search" / "recipe.yaml").read_text(),
            "candidates": result.report["search"]["candidates"], "pareto": result.report["search"]["pareto"],
            "finalists": result.report["search"]["finalists"]}
     profile = load_target(target)
     if target == "host":
-        ms, ratios = side_by_side([default, result.onnx_path, recipe_ships], shape, profile.threads, repeats)
+        ms, rounds = side_by_side([default, result.onnx_path, recipe_ships], shape, profile.threads, repeats)
         row.update(default_ms_b64=round(ms[0], 4), pick_ms_b64=round(ms[1], 4),
-                   speedup_vs_default=round(ratios[1], 3), default_recipe_ships_ms_b64=round(ms[2], 4),
-                   speedup_vs_what_default_recipe_ships=round(ratios[1] / ratios[2], 3),
+                   speedup_vs_default=round(median([r[1] for r in rounds]), 3),
+                   speedup_vs_default_rounds=[round(r[1], 3) for r in rounds],
+                   default_recipe_ships_ms_b64=round(ms[2], 4),
+                   speedup_vs_what_default_recipe_ships=round(median([r[1] / r[2] for r in rounds]), 3),
+                   speedup_vs_what_default_recipe_ships_rounds=[round(r[1] / r[2], 3) for r in rounds],
                    latency=f"measured side by side, median of {repeats} rounds (speed-ups: median of per-round ratios)")
     else:
         default_ms, pick_ms = (estimate_latency(onnx.load(str(p)), profile, 64).ms for p in (default, result.onnx_path))
         row.update(default_ms_b64=round(default_ms, 4), pick_ms_b64=round(pick_ms, 4),
                    speedup_vs_default=round(default_ms / pick_ms, 3), latency="estimated (calibrated roofline)")
-    row["within_budget"] = drop_points(row["teacher_accuracy"], row["pick_accuracy"]) <= DROP
+    row["drop_points"] = drop_points(row["teacher_accuracy"], row["pick_accuracy"])
+    row["within_budget"] = row["drop_points"] <= DROP
     print(json.dumps({k: v for k, v in row.items() if k not in ("candidates", "finalists", "pick_recipe")}),
           flush=True)
     return row
@@ -119,19 +146,40 @@ def run(target: str, data, folder: Path, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="*", default=["host", "jetson-orin"])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    data = load_data(DataSpec(source="fashion-mnist"))
     path = RESULTS / "search_fashion_mnist.json"
-    rows = {r["target"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
-    for target in args.targets:
-        with tempfile.TemporaryDirectory(prefix=f"edgekd-search-{target}-") as tmp:
-            rows[target] = run(target, data, Path(tmp), args.repeats)
-        write_json(path, {"dataset": "fashion-mnist", "max_accuracy_drop_points": DROP, "batch": 64,
-                          "host": load_target("host").description, "rows": list(rows.values()),
-                          "versions": library_versions()})
+    old = json.loads(path.read_text()) if path.exists() else {}
+    rows = {(r["target"], r["seed"]): r for r in old.get("rows", []) if "seed" in r}  # runs of the seeded kind
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory(prefix=f"edgekd-search-{seed}-") as tmp:
+            for index, target in enumerate(args.targets):
+                reuse = Path(tmp) / args.targets[0] if index else None
+                rows[target, seed] = run(target, seed, Path(tmp) / target, args.repeats, reuse=reuse)
+                write_json(path, {"dataset": "fashion-mnist", "max_accuracy_drop_points": DROP, "batch": 64,
+                                  "host": load_target("host").description, "rows": list(rows.values()),
+                                  "summary": summarize(list(rows.values())), "versions": library_versions()})
     print(f"wrote {path}")
     return 0
+
+
+SUMMARIZED = ("pick_accuracy", "drop_points", "speedup_vs_default", "speedup_vs_what_default_recipe_ships",
+              "search_seconds")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per target: the runs' picks, and the median, min and max of each figure over the seeds."""
+    summary = {}
+    for target in sorted({r["target"] for r in rows}):
+        runs = [r for r in rows if r["target"] == target]
+        summary[target] = {"runs": len(runs), "seeds": [r["seed"] for r in runs], "picks": [r["pick"] for r in runs],
+                           "all_within_budget": all(r["within_budget"] for r in runs)}
+        for key in SUMMARIZED:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            if values:
+                summary[target][key] = {"median": round(median(values), 4), "min": min(values), "max": max(values)}
+    return summary
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ import yaml
 from edgekd import console
 from edgekd import device as devices
 from edgekd.atomic import write_text
-from edgekd.data import DataBundle, DataSpec, load_data
+from edgekd.data import DataBundle, DataSpec, load_data, make_loader
 from edgekd.errors import ConfigError
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.search.space import ORIGINAL, Budget
 from edgekd.stages import PUBLIC_STAGES
 from edgekd.stages.base import Stage
 from edgekd.targets import TargetProfile, load_target
-from edgekd.train import TrainConfig, TrainResult, fit
+from edgekd.train import TrainConfig, TrainResult, accuracy, fit
 
 if TYPE_CHECKING:
     from edgekd.pipeline import RunResult
@@ -61,7 +61,8 @@ class CompressResult:
         model: the final PyTorch model (float; after a quantize stage the int8 model is ``onnx_path``).
         onnx_path: the shipped ONNX model (``OUT/model.onnx``), checked against ``model``.
         deploy_dir: what to copy onto the device (model, preprocessing.json, infer.py, build script).
-        accuracy: top-1 accuracy (0–1) of ``onnx_path`` on the validation data, with ONNX Runtime.
+        accuracy: top-1 accuracy (0–1) of ``onnx_path`` on the report split (``val``, or ``test`` when given),
+            with ONNX Runtime, read once every choice was made on the selection split.
         report: the report as data (also ``OUT/report.json``, ``.md``, ``.html``).
         out_dir: the run folder.
     """
@@ -74,7 +75,8 @@ class CompressResult:
     out_dir: Path
 
 
-def compress(model: nn.Module | str | None = None, train: Any = None, val: Any = None, *, target: str = "host",
+def compress(model: nn.Module | str | None = None, train: Any = None, val: Any = None, *, test: Any = None,
+             target: str = "host",
              stages: Sequence[Stage] | None = None, recipe: str | Path | Recipe | None = None,
              out: str | Path | None = None, preprocessing: dict | None = None, weights: str | None = None,
              resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False,
@@ -86,7 +88,11 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
             a zoo name or ``package.module:factory`` (default: the recipe's teacher).
         train: training data: a ``DataLoader`` or ``Dataset`` of ``(image, label)``, or a data source
             (``fashion-mnist``, a folder, ``package.module:function``); default: the recipe's.
-        val: validation data like ``train`` (objects only); None with objects holds out 10% of ``train``.
+        val: validation data like ``train`` (objects only): it grades the result (the report split), while a
+            seeded 10% of ``train`` is held out to make every choice on (the selection split). None: both are
+            held out of ``train``.
+        test: test data like ``train``, with ``val``: then ``val`` makes the choices, ``test`` grades the result
+            and all of ``train`` trains.
         target: a profile name from ``targets/`` (``edgekd targets``) or a profile YAML path.
         stages: stage objects, e.g. ``[edgekd.Distill(student="cnn-small"), edgekd.Quantize()]``;
             ``Export`` and ``Benchmark`` are appended when missing. Default: the default recipe's chain.
@@ -106,12 +112,12 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
             gives the teacher, the data and the distill student (see :func:`compress_within_budget`).
     """
     with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
-        return compress_on_device(model, train, val, target=target, stages=stages, recipe=recipe, out=out,
+        return compress_on_device(model, train, val, test=test, target=target, stages=stages, recipe=recipe, out=out,
                                   preprocessing=preprocessing, weights=weights, resume=resume, overwrite=overwrite,
                                   trust_checkpoint=trust_checkpoint, progress=progress, budget=budget)
 
 
-def compress_on_device(model, train, val, *, target, stages, recipe, out, preprocessing, weights, resume, overwrite,
+def compress_on_device(model, train, val, *, test=None, target, stages, recipe, out, preprocessing, weights, resume, overwrite,
                        trust_checkpoint, progress, budget=None) -> CompressResult:
     """:func:`compress` once the run's device is set."""
     from edgekd.pipeline import run_pipeline
@@ -120,7 +126,7 @@ def compress_on_device(model, train, val, *, target, stages, recipe, out, prepro
     check_model_argument(model)
     plan = plan_recipe(model, stages=stages, recipe=recipe, weights=weights,
                        data=train if isinstance(train, str) else None)
-    data = user_data(train, val, model=model, preprocessing=preprocessing)
+    data = user_data(train, val, test, model=model, preprocessing=preprocessing)
     out = Path(out) if out is not None else default_run_dir(profile.name, "search" if budget else plan.name)
     user_model = model if isinstance(model, nn.Module) else None
     if budget is not None:
@@ -181,11 +187,13 @@ def stage_names() -> list[str]:
     return [f"edgekd.{name}" for name in PUBLIC_STAGES]
 
 
-def user_data(train: Any, val: Any, *, model: nn.Module | str | None, preprocessing: dict | None) -> DataBundle | None:
+def user_data(train: Any, val: Any, test: Any = None, *, model: nn.Module | str | None,
+              preprocessing: dict | None) -> DataBundle | None:
     """The user's data objects as a :class:`DataBundle`; None when the recipe's data spec (or a source name) is used."""
     if train is None or isinstance(train, str):
-        if val is not None:
-            raise ConfigError("val goes with your own training data objects: pass train as a DataLoader or Dataset")
+        if val is not None or test is not None:
+            raise ConfigError("val and test go with your own training data objects: pass train as a DataLoader or "
+                              "Dataset")
         if preprocessing is not None:
             raise ConfigError("preprocessing describes your own DataLoaders; edgekd knows its own data's")
         return None
@@ -193,7 +201,7 @@ def user_data(train: Any, val: Any, *, model: nn.Module | str | None, preprocess
         return train
     from edgekd.data.objects import bundle_from_objects
 
-    return bundle_from_objects(train, val, num_classes=output_width(model, train), preprocessing=preprocessing)
+    return bundle_from_objects(train, val, test, num_classes=output_width(model, train), preprocessing=preprocessing)
 
 
 def output_width(model: nn.Module | str | None, train: Any) -> int | None:
@@ -219,6 +227,9 @@ def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, 
           out: str | Path | None = None, device: str | None = None) -> tuple[nn.Module, TrainResult]:
     """Train a model (an ``nn.Module``, a zoo name or ``pkg.module:factory``) with the shared loop.
 
+    It trains on the data's training split, is scored on its selection split after each epoch
+    (``result.accuracy``), and graded once on the report split at the end (``result.report_accuracy``).
+
     With ``out``, the weights are saved there as safetensors, and an interrupted training
     resumes from ``OUT.ckpt`` (removed once training finishes). ``device`` as for :func:`compress`.
     """
@@ -233,6 +244,8 @@ def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module
     net = build_model(model, bundle.info) if isinstance(model, str) else model
     checkpoint = Path(out).with_suffix(".ckpt") if out is not None else None
     result = fit(net, bundle, config, checkpoint=checkpoint)
+    result.report_accuracy = accuracy(net, make_loader(bundle.report.unsealed(), bundle.info, batch_size=256,
+                                                       train=False))  # graded once, after training
     if out is not None:
         save_weights(net, out)
         checkpoint.unlink(missing_ok=True)
@@ -267,7 +280,7 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
 
     def trained(stages: tuple[Stage, ...], folder: Path) -> nn.Module:
         recipe = Recipe(name=f"{plan.name}-{folder.name}", data=plan.data, stages=stages)
-        return run_pipeline(recipe, target, folder, resume=resume, overwrite=True, **common).handoff.model
+        return run_pipeline(recipe, target, folder, resume=resume, overwrite=True, report=False, **common).handoff.model
 
     distills = student_stages(plan, budget, user_model=user_model)
     runs = {ORIGINAL: out / "search" / "original",
@@ -284,9 +297,17 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
     if not (resume and (out / MANIFEST).exists()):  # the teacher and student trained above are not trained again
         seed_run(runs[outcome.pick.base], out, 2 if outcome.pick.base in distills else 1)
     run = run_pipeline(load_recipe(recipe_path), target, out, resume=True, overwrite=False, **common)
-    report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml"}}
+    report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml",
+                                       "report_split": graded_pick(run.report)}}
     write_report(out, report)
     return RunResult(report=report, handoff=run.handoff)
+
+
+def graded_pick(report: dict) -> dict:
+    """The pick and the original on the report split, read once the pick was final: the drop a user can trust."""
+    original, pick = report["stages"][0]["accuracy"], report["summary"]["accuracy"]
+    return {"original_accuracy": original, "pick_accuracy": pick, "drop_points": round(100 * (original - pick), 4),
+            "note": "the search chose on the selection split; these figures were read after its pick was final"}
 
 
 def student_stages(plan: Recipe, budget: Budget, *, user_model: nn.Module | None) -> dict[str, Stage]:

@@ -147,8 +147,8 @@ def train(
             return
         with distributed.leading():
             _, result = run(model, DataSpec(source=data, train_subset=train_subset), config=config, out=out)
-    typer.echo(f"{model}: validation accuracy {result.accuracy:.4f} after {epochs} epochs "
-               f"({result.seconds:.0f} s); weights in {out}")
+    typer.echo(f"{model}: accuracy {result.report_accuracy:.4f} on the report split ({result.accuracy:.4f} on the "
+               f"selection split) after {epochs} epochs ({result.seconds:.0f} s); weights in {out}")
 
 
 @targets_app.callback()

@@ -27,8 +27,9 @@ class RunContext:
     stage_dir: Path | None = None  # the folder of the stage running now (set by the pipeline)
 
     @cached_property
-    def val_loader(self) -> DataLoader:
-        return make_loader(self.data.val, self.data.info, batch_size=256, train=False)
+    def selection_loader(self) -> DataLoader:
+        """The selection split, which every choice a stage makes is scored on (never the report split)."""
+        return make_loader(self.data.selection, self.data.info, batch_size=256, train=False)
 
     @property
     def device(self):

@@ -26,7 +26,7 @@ from torch import nn
 from edgekd import console, measure
 from edgekd.atomic import write_json, write_text
 from edgekd.context import RunContext
-from edgekd.data import DataBundle, load_data
+from edgekd.data import DataBundle, load_data, make_loader
 from edgekd.distill.cache import model_hash
 from edgekd.errors import OutputError
 from edgekd.recipe import Recipe
@@ -43,11 +43,15 @@ MANIFEST = "manifest.json"
 
 def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: DataBundle | None = None,
                  user_model: nn.Module | None = None, resume: bool = False, overwrite: bool = False,
-                 cache_dir: Path, trust_checkpoint: bool = False, progress: bool = True) -> RunResult:
+                 cache_dir: Path, trust_checkpoint: bool = False, progress: bool = True,
+                 report: bool = True) -> RunResult:
     """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report and the last handoff.
 
     ``data`` replaces the recipe's data spec (the user's own datasets); ``user_model`` is the
-    ``nn.Module`` a teacher stage without a model name starts from.
+    ``nn.Module`` a teacher stage without a model name starts from. Stages choose on the selection
+    split; once the last one has finished, every stage's result is scored on the report split
+    (:func:`score_on_report_split`). ``report=False`` (a run whose result is itself a candidate, as in
+    the budget search) reads no report split and writes no report.
     """
     out_dir = Path(out_dir)
     data = data if data is not None else load_data(recipe.data)
@@ -57,6 +61,7 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: 
                      trust_checkpoint=trust_checkpoint, progress=progress, user_model=user_model)
     inputs_key = run_inputs_key(ctx)
     records: list[StageRecord] = []
+    handoffs: list[Handoff] = []
     handoff = Handoff()
     reusable, ran = resume, False
     for index, stage in enumerate(recipe.stages):
@@ -70,6 +75,7 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: 
         if reusable:
             console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}: finished earlier, outputs verified; skipped")
             handoff = stage.restore(handoff, ctx)
+            handoffs.append(handoff)
             records.append(StageRecord.from_dict(entry["record"]))
             continue
         del manifest["stages"][index:]
@@ -82,15 +88,43 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: 
         record = make_record(stage, handoff.model, previous.model, records, row, ctx,
                              seconds=time.perf_counter() - t0)
         records.append(record)
+        handoffs.append(handoff)
         inputs = manifest["stages"][-1]["outputs"] if manifest["stages"] else {"data": data.info.name}
         manifest["stages"].append({"index": index, "name": stage.stage, "config_hash": key,
                                    "started": started, "finished": now(), "inputs": inputs,
                                    "outputs": hash_outputs(out_dir, stage_dir, handoff),
                                    "record": record.to_dict()})
         write_json(out_dir / MANIFEST, manifest)
-    report = build_report(recipe, ctx, records, onnx_path=handoff.onnx.path if handoff.onnx else None)
-    write_report(out_dir, report)
-    return RunResult(report=report, handoff=handoff)
+    if not report:
+        return RunResult(report={}, handoff=handoff)
+    score_on_report_split(records, handoffs, ctx)
+    for entry, record in zip(manifest["stages"], records):
+        entry["record"] = record.to_dict()
+    write_json(out_dir / MANIFEST, manifest)
+    built = build_report(recipe, ctx, records, onnx_path=handoff.onnx.path if handoff.onnx else None)
+    write_report(out_dir, built)
+    return RunResult(report=built, handoff=handoff)
+
+
+def score_on_report_split(records: list[StageRecord], handoffs: list[Handoff], ctx: RunContext) -> None:
+    """Each stage's result on the report split, now that every choice is made: the ONNX model a stage produced
+    (int8, or the exported model) in ONNX Runtime, else the PyTorch model; a stage that changed nothing has the
+    figure of the stage before it. Resumed stages are scored again: the report split is not part of a stage's
+    inputs (no stage reads it), so it may have changed since."""
+    from edgekd.runtime.onnxruntime import evaluate
+
+    loader = make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False)
+    before = Handoff()
+    for index, (record, handoff) in enumerate(zip(records, handoffs)):
+        artifact = handoff.onnx or handoff.int8
+        if index > 0 and handoff.model is before.model and artifact == (before.onnx or before.int8):
+            record.accuracy, record.accuracy_source = records[index - 1].accuracy, records[index - 1].accuracy_source
+        elif artifact is not None:
+            record.accuracy = evaluate(artifact.path, loader, threads=ctx.host_threads)
+            record.accuracy_source = "onnxruntime"
+        elif handoff.model is not None:
+            record.accuracy, record.accuracy_source = accuracy(handoff.model, loader), "pytorch"
+        before = handoff
 
 
 @dataclass(frozen=True)
@@ -145,8 +179,9 @@ def run_inputs_key(ctx: RunContext) -> str:
 
 
 def stage_key(stage: Stage, inputs_key: str, target: TargetProfile) -> str:
-    """What a stage's result depends on: its settings, the run's inputs and the target."""
-    text = stage.model_dump_json() + inputs_key + target.model_dump_json()
+    """What a stage's result depends on: its settings, the run's inputs and, for most stages, the target (a teacher
+    or a distilled student is the same for every target, so a run for another target can start from them)."""
+    text = stage.model_dump_json() + inputs_key + (target.model_dump_json() if stage.uses_target else "")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -174,18 +209,19 @@ def is_finished(entry: dict | None, key: str, name: str, out_dir: Path) -> bool:
 
 def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, records: list[StageRecord],
                 row: ReportRow, ctx: RunContext, *, seconds: float) -> StageRecord:
-    """The stage's report row: what it measured itself, else PyTorch accuracy if the model changed."""
+    """The stage's report row: its selection-split accuracy (what it measured itself, else PyTorch accuracy if
+    the model changed); the report split's is scored after the last stage."""
     acc, source, size = row.accuracy, row.accuracy_source, row.size_bytes
     changed = model is not previous or not records
     if acc is None and changed:
-        acc, source = accuracy(model, ctx.val_loader), "pytorch"
+        acc, source = accuracy(model, ctx.selection_loader), "pytorch"
     elif acc is None:
-        acc, source = records[-1].accuracy, records[-1].accuracy_source
+        acc, source = records[-1].selection_accuracy, records[-1].accuracy_source
     if size is None:
         size = measure.state_dict_bytes(model) if changed else records[-1].size_bytes
     return StageRecord(name=stage.stage, params=measure.count_params(model),
                        macs=measure.count_macs(model, ctx.input_shape), size_bytes=size,
-                       accuracy=acc, accuracy_source=source, seconds=round(seconds, 2),
+                       accuracy=None, accuracy_source=source, selection_accuracy=acc, seconds=round(seconds, 2),
                        latency=list(row.latency), details=dict(row.details))
 
 

@@ -20,7 +20,9 @@ class LatencyRecord:
 
     An estimate carries its uncertainty: ``uncertainty_pct`` is the profile's median error on
     ``held_out_measurements`` published measurements its calibration was not fitted on; ``None``
-    (and 0) where no public measurement has checked the profile.
+    (and 0) where no public measurement has checked the profile, or where the model lies outside
+    the range those measurements span: ``outside_validated_range`` then names what is outside
+    (``5.53 M MACs, validated 1.24 G-216 G``).
     """
 
     batch: int
@@ -35,10 +37,12 @@ class LatencyRecord:
     uncertainty_pct: float | None = None
     held_out_measurements: int = 0
     note: str = ""
+    outside_validated_range: str = ""
 
     def uncertainty(self) -> str:
-        """``±18% on 6 held-out public measurements``, ``unvalidated``, or '' for a measurement."""
-        return describe_uncertainty(self.kind.value, self.uncertainty_pct, self.held_out_measurements)
+        """``±18% on 6 held-out public measurements``, ``unvalidated ...``, or '' for a measurement."""
+        return describe_uncertainty(self.kind.value, self.uncertainty_pct, self.held_out_measurements,
+                                    self.outside_validated_range)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -46,10 +50,16 @@ class LatencyRecord:
         return d
 
 
-def describe_uncertainty(kind: str, uncertainty_pct: float | None, held_out: int) -> str:
-    """The words the reports put beside an estimate (shared by the markdown and html writers)."""
+def describe_uncertainty(kind: str, uncertainty_pct: float | None, held_out: int, outside: str = "") -> str:
+    """The words the reports put beside an estimate (shared by the markdown and html writers).
+
+    ``outside``: what of the model lies outside the profile's validated range (a record's
+    ``outside_validated_range``); then the estimate has no ± and says so.
+    """
     if kind != LatencyKind.ESTIMATED.value:
         return ""
+    if outside:
+        return f"unvalidated for a model of this size ({outside})"
     if uncertainty_pct is None:
         return "unvalidated (no public measurement checks this profile)"
     return f"±{uncertainty_pct:.0f}% on {held_out} held-out public measurement{'s' if held_out != 1 else ''}"
@@ -57,7 +67,11 @@ def describe_uncertainty(kind: str, uncertainty_pct: float | None, held_out: int
 
 @dataclass
 class StageRecord:
-    """What the model looked like after a stage, measured on the validation set."""
+    """What the model looked like after a stage.
+
+    ``selection_accuracy`` is what the stage's choices were scored with (the selection split);
+    ``accuracy`` is the report split's, scored once the run's every choice is final (None until then).
+    """
 
     name: str
     params: int
@@ -65,6 +79,7 @@ class StageRecord:
     size_bytes: int
     accuracy: float | None
     accuracy_source: str
+    selection_accuracy: float | None = None
     seconds: float = 0.0
     latency: list[LatencyRecord] = field(default_factory=list)
     details: dict = field(default_factory=dict)

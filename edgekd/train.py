@@ -94,16 +94,17 @@ class CrossEntropy(nn.Module):
 
 @dataclass
 class TrainResult:
-    """What a training run achieved: validation accuracy per epoch and wall time."""
+    """What a training run achieved: accuracy on the selection split per epoch, and wall time."""
 
     accuracy: float
     seconds: float
     history: list[dict] = field(default_factory=list)
+    report_accuracy: float | None = None  # on the report split, when the caller grades the result (``edgekd.train``)
 
 
 def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: nn.Module | None = None,
         checkpoint: Path | None = None, progress: bool = True) -> TrainResult:
-    """Train ``model`` in place on ``data.train``; validate on ``data.val`` after each epoch.
+    """Train ``model`` in place on ``data.train``; score it on ``data.selection`` after each epoch.
 
     With ``checkpoint`` set, state is saved there after every epoch and a matching
     checkpoint found there is resumed from (a checkpoint of another configuration is an error).
@@ -113,7 +114,7 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
     parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
     memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel)
     precision = Precision.for_training(device, config)
-    val_loader = make_loader(data.val, data.info, batch_size=256, train=False)
+    selection_loader = make_loader(data.selection, data.info, batch_size=256, train=False)
     result = TrainResult(accuracy=float("nan"), seconds=0.0)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
@@ -134,18 +135,18 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
                                               epoch=epoch, config=config, checkpoint=checkpoint,
                                               memory_format=memory_format, progress=progress, precision=precision)
         seconds = time.perf_counter() - t0
-        val_acc = accuracy(model, val_loader, device=device)
+        selection_acc = accuracy(model, selection_loader, device=device)
         result.history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
-                               "val_accuracy": val_acc, "seconds": round(seconds, 2),
+                               "selection_accuracy": selection_acc, "seconds": round(seconds, 2),
                                "images_per_second": round(images / seconds, 1)})
-        result.accuracy, result.seconds = val_acc, result.seconds + seconds
+        result.accuracy, result.seconds = selection_acc, result.seconds + seconds
         if checkpoint is not None:  # saved before the epoch is announced: what is printed is on disk
             save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1,
                             scaler=precision.scaler)
         console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
-                     f"val acc {val_acc:.4f}, {images / seconds:.0f} img/s")
+                     f"selection acc {selection_acc:.4f}, {images / seconds:.0f} img/s")
     if config.epochs == 0 or math.isnan(result.accuracy):
-        result.accuracy = accuracy(model, val_loader, device=device)
+        result.accuracy = accuracy(model, selection_loader, device=device)
     place(model, objective, optimizer, home)
     model.to(memory_format=torch.contiguous_format)
     return result
@@ -277,21 +278,23 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
     return total_loss / max(seen, 1), correct / max(seen, 1), seen
 
 
-@torch.inference_mode()
 def accuracy(model: nn.Module, loader: DataLoader, *, device: torch.device | None = None) -> float:
     """Top-1 accuracy of ``model`` on every batch of ``loader``, in float32 on ``device`` (default: the run's).
 
-    The model is left in eval mode, on the device it came on.
+    The model is left in eval mode, on the device it came on. It is moved outside inference mode:
+    parameters copied to another device inside it would become inference tensors, which autograd
+    (training, torch-pruning's tracing) then refuses.
     """
     device = device or devices.current()
     home = model_device(model)
     model.eval().to(device)
     correct = total = 0
     try:
-        for images, labels, *_ in loader:
-            logits = model(images.to(device, non_blocking=True))
-            correct += (logits.argmax(1).cpu() == labels).sum().item()
-            total += len(labels)
+        with torch.inference_mode():
+            for images, labels, *_ in loader:
+                logits = model(images.to(device, non_blocking=True))
+                correct += (logits.argmax(1).cpu() == labels).sum().item()
+                total += len(labels)
     finally:
         model.to(home)
     return correct / max(total, 1)
@@ -346,5 +349,5 @@ def load_checkpoint(path: Path, config: TrainConfig, model, objective, optimizer
         scaler.load_state_dict(state["scaler"])
     result.history = json.loads(state["history"])
     result.seconds = state["seconds"]
-    result.accuracy = result.history[-1]["val_accuracy"] if result.history else float("nan")
+    result.accuracy = result.history[-1]["selection_accuracy"] if result.history else float("nan")
     return int(state["epoch"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.data import load_fashion_mnist
+from edgekd.data import load_fashion_mnist, make_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # so `user_code` imports as a user's module
@@ -24,7 +24,7 @@ def fashion():
 
 # The head of a recipe for end-to-end tests of a compression stage: a small teacher and a KD
 # student, one epoch each on a subset. Append the stage under test and an export.
-DISTILLED_ON_A_SUBSET = """data: {source: fashion-mnist, train_subset: 2000, val_subset: 1000}
+DISTILLED_ON_A_SUBSET = """data: {source: fashion-mnist, train_subset: 3000, selection: 1000, val_subset: 1000}
 stages:
   - stage: teacher
     model: cnn-small
@@ -61,3 +61,8 @@ def run_stage(stage, ctx, model=None, **handoff):
     row = ReportRow()
     given = Handoff(model=model, teacher=handoff.pop("teacher", model), **handoff)
     return stage.apply(given, ctx, row), row
+
+
+def report_loader(data):
+    """The report split of ``data``: what a test grades a finished result on (stages never read it)."""
+    return make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)

@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import edgekd
-from edgekd.data import DataSpec, load_data
+from edgekd.data import DataSpec, load_data, load_fashion_mnist
 from edgekd.errors import ConfigError, DataError, EdgekdError
 from edgekd.runtime.onnxruntime import evaluate
 
@@ -29,9 +29,9 @@ class UserNet(nn.Module):
 
 def user_tensors(split_size: int, *, seed: int, val: bool):
     """Fashion-MNIST images as a user's pipeline makes them: float, normalized, in a TensorDataset."""
-    data = load_data(DataSpec(train_subset=split_size, val_subset=split_size, subset_seed=seed))
-    images = (data.val if val else data.train).images.float() / 255
-    return TensorDataset((images - MEAN) / STD, (data.val if val else data.train).labels)
+    source = load_fashion_mnist()
+    part = (source.val if val else source.train).subset(split_size, seed=seed)
+    return TensorDataset((part.images.float() / 255 - MEAN) / STD, part.labels)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,8 @@ def test_datasets_without_val_hold_out_a_tenth_and_say_preprocessing_is_unknown(
     model, train_loader, _ = user_setup
     result = edgekd.compress(model, train_loader.dataset, target="host", stages=[], out=tmp_path / "run",
                              progress=False)
-    assert result.report["data"]["val_images"] == 600 and result.report["data"]["train_images"] == 5400
+    splits = {role: split["items"] for role, split in result.report["data"]["splits"].items()}
+    assert splits == {"train": 4860, "selection": 540, "report": 600}  # report: 10% of 6,000; selection: 10% of the rest
     assert result.report["preprocessing"]["known"] is False
     assert "preprocessing=" in (result.deploy_dir / "preprocessing.json").read_text()
     manifest = (tmp_path / "run" / "manifest.json").read_text()
@@ -99,7 +100,7 @@ def test_datasets_without_val_hold_out_a_tenth_and_say_preprocessing_is_unknown(
     (dict(stages=["prune"]), ConfigError, "stages must be stage objects"),
     (dict(stages=[edgekd.Benchmark(), edgekd.Export()]), ConfigError, r"stages\[1\] \(benchmark\) needs an exported model"),
     (dict(stages=[], recipe="fast"), ConfigError, "stages or recipe, not both"),
-    (dict(train="fashion-mnist", val=[1]), ConfigError, "val goes with your own training data"),
+    (dict(train="fashion-mnist", val=[1]), ConfigError, "val and test go with your own training data"),
 ])
 def test_wrong_arguments_get_one_clear_error_before_anything_runs(call, error, message, user_setup, tmp_path):
     model, train_loader, _ = user_setup

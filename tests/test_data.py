@@ -20,8 +20,8 @@ def test_fashion_mnist_is_read_whole(fashion):
 def test_subsets_are_fixed_and_sized(fashion):
     a = load_data(DataSpec(train_subset=500, val_subset=200))
     b = load_data(DataSpec(train_subset=500, val_subset=200))
-    assert len(a.train) == 500 and len(a.val) == 200
-    assert torch.equal(a.train.labels, b.train.labels)
+    assert (len(a.train), len(a.selection), len(a.report)) == (450, 50, 200)  # selection: 10% of train_subset
+    assert torch.equal(a.train.labels, b.train.labels) and torch.equal(a.selection.labels, b.selection.labels)
 
 
 def test_loader_normalizes_with_recorded_statistics(fashion):
@@ -100,9 +100,9 @@ def test_imagefolder_loads_classes_resized(tmp_path):
                 write_png(tmp_path / split / cls / f"{i}.png", value)
     bundle = load_data(DataSpec(source=str(tmp_path), image_size=(8, 8)))
     assert bundle.info.classes == ("cat", "dog") and bundle.info.channels == 3
-    assert bundle.train.images.shape == (8, 3, 8, 8)
-    assert bundle.val.labels.tolist() == [0, 0, 1, 1]
-    assert int(bundle.val.images[3].float().mean()) == 200
+    assert bundle.train.images.shape == (7, 3, 8, 8) and bundle.selection.images.shape == (1, 3, 8, 8)
+    assert bundle.report.unsealed().labels.tolist() == [0, 0, 1, 1]
+    assert int(bundle.report.unsealed().images[3].float().mean()) == 200
 
 
 def test_empty_imagefolder_is_an_error(tmp_path):
@@ -123,10 +123,33 @@ def test_unreadable_image_is_named(tmp_path):
 def test_factory_data(fashion):
     bundle = load_data(DataSpec(source="user_code:random_data"))
     assert bundle.info.num_classes == 4 and bundle.info.image_size == (16, 16)
-    images, labels = next(iter(make_loader(bundle.val, bundle.info, batch_size=8, train=False)))
+    images, labels = next(iter(make_loader(bundle.report.unsealed(), bundle.info, batch_size=8, train=False)))
     assert images.dtype == torch.float32 and images.shape == (8, 1, 16, 16)
 
 
 def test_unknown_source_is_explained():
     with pytest.raises(DataError, match="neither 'fashion-mnist'"):
         load_data(DataSpec(source="/no/such/folder"))
+
+
+def test_three_splits_hold_out_selection_and_seal_the_report_split(fashion):
+    bundle = load_data(DataSpec(train_subset=1000, val_subset=300, selection=200))
+    assert (len(bundle.train), len(bundle.selection), len(bundle.report)) == (800, 200, 300)
+    kept = {tuple(x.flatten()[::7].tolist()) for x in bundle.train.images}
+    assert not any(tuple(x.flatten()[::7].tolist()) in kept for x in bundle.selection.images)  # disjoint
+    with pytest.raises(DataError, match="report split was read while choices were still being made"):
+        next(iter(make_loader(bundle.report, bundle.info, batch_size=8, train=False)))
+    assert "held out of fashion-mnist train (seed 0)" in bundle.splits["selection"]
+    assert "t10k" in bundle.splits["report"]
+    with pytest.raises(DataError, match="too few to hold out"):
+        load_data(DataSpec(train_subset=100, selection=80))
+
+
+def test_with_a_test_set_val_selects_and_test_reports(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        for cls, value in (("cat", 20), ("dog", 200)):
+            for i in range(n):
+                write_png(tmp_path / split / cls / f"{i}.png", value)
+    bundle = load_data(DataSpec(source=str(tmp_path), image_size=(8, 8)))
+    assert (len(bundle.train), len(bundle.selection), len(bundle.report)) == (8, 4, 6)  # nothing held out of train
+    assert bundle.splits["selection"].endswith("val (4 items)") and bundle.splits["report"].endswith("test (6 items)")

@@ -80,7 +80,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_data(DataSpec(train_subset=128, val_subset=64))
+    return load_data(DataSpec(train_subset=142, selection=14, val_subset=64))  # 128 training images
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -120,7 +120,7 @@ def test_taylor_gradients_are_computed_on_the_run_device_and_come_back(moves, ti
 
 
 def test_greedy_factorization_scores_on_the_run_device(moves, tiny):
-    loader = make_loader(tiny.val, tiny.info, batch_size=64, train=False)
+    loader = make_loader(tiny.selection, tiny.info, batch_size=64, train=False)
     model = tiny_model()
     layers, _ = eligible_layers(model, torch.zeros(1, 1, 28, 28), Method.TUCKER2, True, ())
     layers = {name: layers[name] for name in ("block2.0", "classifier.1")}  # a conv and a linear

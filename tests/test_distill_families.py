@@ -283,7 +283,7 @@ def test_self_recipe_has_no_teacher_stage():
 
 @pytest.fixture(scope="module")
 def data():
-    return load_data(DataSpec(train_subset=1280, val_subset=300))
+    return load_data(DataSpec(train_subset=1580, selection=300, val_subset=300))
 
 
 SHORT = TrainConfig(epochs=1, lr=0.1, batch_size=32, augment=None)  # 40 steps on 1,280 images
@@ -298,7 +298,7 @@ def test_each_teacher_free_method_trains_from_the_stage_object(losses, data, tmp
     fresh = build_model("cnn-tiny", data.info)
     assert set(out.model.state_dict()) == set(fresh.state_dict())  # no exit, peer or classifier left in it
     last = list(row.details["history"].values())[-1][-1]
-    assert row.details["teacher"] == "none" and last["val_accuracy"] > 0.25  # chance 0.1
+    assert row.details["teacher"] == "none" and last["selection_accuracy"] > 0.25  # chance 0.1
 
 
 def test_generations_teach_each_other_and_keep_the_last(data, tmp_path):
@@ -308,7 +308,7 @@ def test_generations_teach_each_other_and_keep_the_last(data, tmp_path):
                                                            LossSpec(name="kd", temperature=2, alpha=0.5)),
                               train=SHORT, checkpoint_dir=tmp_path, progress=False)
     assert list(histories) == ["generation-0", "generation-1-distill", "generation-2-distill"]
-    assert histories["generation-2-distill"][-1]["val_accuracy"] > 0.15  # chance 0.1 (a weak generation 0 at this budget)
+    assert histories["generation-2-distill"][-1]["selection_accuracy"] > 0.15  # chance 0.1 (a weak generation 0 at this budget)
     assert not torch.equal(student.state_dict()["block1.0.weight"], initial["block1.0.weight"])
     assert {p.name for p in tmp_path.glob("train-*.pt")} == {"train-generation-0.pt", "train-generation-1-distill.pt",
                                                              "train-generation-2-distill.pt"}
@@ -331,7 +331,7 @@ def test_self_recipe_runs_without_a_teacher_and_exports_no_exit(tmp_path):
     stages = [s.model_copy(update={"recovery": s.recovery.model_copy(update={"train": SHORT})})
               if s.stage == "prune" else s for s in stages]
     recipe = recipe.model_copy(update={"stages": tuple(stages),
-                                       "data": recipe.data.model_copy(update={"train_subset": 1280, "val_subset": 500})})
+                                       "data": recipe.data.model_copy(update={"train_subset": 1780, "selection": 500, "val_subset": 500})})
     result = edgekd.compress(recipe=recipe, target="host", out=tmp_path / "run", progress=False)
     report = result.report["stages"]
     assert [s["name"] for s in report] == ["distill", "prune", "quantize", "export", "benchmark"]
@@ -355,7 +355,7 @@ def test_python_api_improves_the_users_own_model_without_a_teacher(data, tmp_pat
     before = copy.deepcopy(model.state_dict())
     stage = edgekd.Distill(teacher="none", student="previous", train=SHORT,
                            losses=[{"name": "byot", "blocks": ["features.1", "features.2"]}])
-    result = edgekd.compress(model, loader(data.train, shuffle=True), loader(data.val), target="host",
+    result = edgekd.compress(model, loader(data.train, shuffle=True), loader(data.report.unsealed()), target="host",
                              stages=[stage], out=tmp_path / "run", progress=False)
     assert [s["name"] for s in result.report["stages"]] == ["teacher", "distill", "export", "benchmark"]
     graph = onnx.load(result.onnx_path).graph

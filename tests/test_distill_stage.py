@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli, run_stage, stage_ctx
+from conftest import report_loader, run_cli, run_stage, stage_ctx
 from edgekd.data import DataSpec, load_data
 from edgekd.models.loading import build_model
 from edgekd.recipe import load_recipe
@@ -15,7 +15,7 @@ from edgekd.train import TrainConfig, accuracy, fit
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    data = load_data(DataSpec(train_subset=6000, val_subset=1000))
+    data = load_data(DataSpec(train_subset=7000, selection=1000, val_subset=1000))
     teacher = build_model("cnn-small", data.info)
     fit(teacher, data, TrainConfig(epochs=3, lr=0.05), progress=False)
     return data, teacher
@@ -39,9 +39,9 @@ def test_short_distillation_improves_the_student(losses, setting, tmp_path):
     data, teacher = setting
     stage = DistillStage(student="cnn-tiny", losses=losses, train=TrainConfig(epochs=2, lr=0.05, augment=None))
     ctx = make_ctx(tmp_path, data, teacher)
-    before = accuracy(build_model("cnn-tiny", data.info), ctx.val_loader)
+    before = accuracy(build_model("cnn-tiny", data.info), report_loader(data))
     student = distil(stage, ctx, teacher)
-    after = accuracy(student, ctx.val_loader)
+    after = accuracy(student, report_loader(data))
     assert after > before + 0.2 and after > 0.5
     assert set(student.state_dict()) == set(build_model("cnn-tiny", data.info).state_dict())  # no regressors
     assert (ctx.stage_dir / "model.safetensors").exists()
@@ -62,8 +62,7 @@ def test_distillation_beats_the_same_student_trained_alone_on_the_same_budget(se
     fit(alone, data, budget, progress=False)
     student = distil(DistillStage(student="cnn-tiny", losses=[{"name": loss}], train=budget),
                      make_ctx(tmp_path, data, teacher), teacher)
-    val_loader = stage_ctx(tmp_path / "val", data).val_loader
-    gain = accuracy(student, val_loader) - accuracy(alone, val_loader)
+    gain = accuracy(student, report_loader(data)) - accuracy(alone, report_loader(data))
     assert gain >= 0.03, f"{loss} gained {gain:+.4f}"
 
 

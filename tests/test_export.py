@@ -26,7 +26,7 @@ def test_export_matches_pytorch_on_real_images(name, tmp_path, data):
     parity = row.details["parity"]
     assert out.onnx.path == tmp_path / "model.onnx" and out.onnx.path.exists()
     assert parity["max_abs_diff"] <= 1e-4 and parity["top1_agreement"] >= 0.999 and parity["images"] == 600
-    assert row.accuracy == pytest.approx(evaluate(out.onnx.path, ctx.val_loader), abs=1e-9)
+    assert row.accuracy == pytest.approx(evaluate(out.onnx.path, ctx.selection_loader), abs=1e-9)
     assert row.details["produced_by"] == {"file": "model.onnx", "stage": "stage",
                                           "settings": {"opset": 17, "simplify": True}}
 

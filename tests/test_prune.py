@@ -43,8 +43,8 @@ def prune_macs(model, reduction=0.5, **how):
                              tolerance=0.05 * reduction)
 
 
-def ort_matches_torch(model) -> bool:
-    path = "/tmp/edgekd-test-prune.onnx"
+def ort_matches_torch(model, folder) -> bool:
+    path = folder / "pruned.onnx"
     onnx.save(export_onnx(model, SHAPE), path)
     x = torch.randn(4, *SHAPE)
     expected = model.eval()(x).detach().numpy()
@@ -53,7 +53,7 @@ def ort_matches_torch(model) -> bool:
 
 
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
-def test_each_topology_prunes_to_half_the_macs_runs_and_exports(name):
+def test_each_topology_prunes_to_half_the_macs_runs_and_exports(name, tmp_path):
     model = TOPOLOGIES[name]().eval()
     before = count_macs(model, SHAPE)
     result = prune_macs(model)
@@ -61,7 +61,7 @@ def test_each_topology_prunes_to_half_the_macs_runs_and_exports(name):
     assert abs(count_macs(pruned, SHAPE) / before - 0.5) <= 0.025  # within ±5% of the goal
     assert count_params(pruned) < count_params(model)
     assert pruned(torch.randn(2, *SHAPE)).shape == (2, 10)
-    assert ort_matches_torch(pruned)
+    assert ort_matches_torch(pruned, tmp_path)
 
 
 def test_split_halves_keep_equal_channel_counts():
@@ -104,7 +104,7 @@ def reachable(model, round_to, goal=0.5, tolerance=0.025) -> bool:
 
 @pytest.mark.parametrize("target", ["host", "jetson-orin"])
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_the_corpus_meets_the_goal_with_default_settings_whenever_a_rounded_architecture_does(name, target):
+def test_the_corpus_meets_the_goal_with_default_settings_whenever_a_rounded_architecture_does(name, target, tmp_path):
     """Default settings (half the MACs, uniform, the target's channel multiple): met, or provably out of reach."""
     model, round_to = CORPUS[name]().eval(), load_target(target).channel_multiple
     before = count_macs(model, SHAPE)
@@ -117,7 +117,7 @@ def test_the_corpus_meets_the_goal_with_default_settings_whenever_a_rounded_arch
     assert abs(count_macs(result.model, SHAPE) / before - 0.5) <= 0.025
     assert all(k % round_to == 0 or k == dict(model.named_modules())[root].out_channels
                for root, k in result.kept.items())
-    assert ort_matches_torch(result.model)
+    assert ort_matches_torch(result.model, tmp_path)
 
 
 def test_a_goal_no_rounded_architecture_reaches_is_refused_with_what_would_reach_it():
@@ -182,7 +182,7 @@ def test_every_importance_criterion_prunes_a_residual_model(importance, fashion)
 
 
 def test_taylor_importance_uses_real_gradients(fashion):
-    data = load_data(DataSpec(train_subset=512, val_subset=64))
+    data = load_data(DataSpec(train_subset=576, selection=64, val_subset=64))
     model = build_model("cnn-tiny", data.info)
     from edgekd.data import make_loader
 
@@ -219,7 +219,7 @@ def test_two_four_masks_survive_fine_tuning_and_export():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    data = load_data(DataSpec(train_subset=3000, val_subset=1000))
+    data = load_data(DataSpec(train_subset=4000, selection=1000, val_subset=1000))
     model = build_model("cnn-small", data.info)
     fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
     return data, model
@@ -240,7 +240,7 @@ def test_prune_stage_meets_its_goal_recovers_and_restores(trained, tmp_path):
     assert last["accuracy_recovered"] > last["accuracy_pruned"]
     assert [c["batch"] for c in last["host_latency"]] == [1, 64]
     restored = stage.restore(Handoff(model=copy.deepcopy(model)), ctx).model
-    assert accuracy(restored, ctx.val_loader) == accuracy(pruned, ctx.val_loader)
+    assert accuracy(restored, ctx.selection_loader) == accuracy(pruned, ctx.selection_loader)
 
 
 def test_a_pruned_model_slower_than_dense_is_refused(trained, tmp_path):

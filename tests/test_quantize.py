@@ -86,7 +86,8 @@ def test_signing_keeps_the_range_and_passes_tensorrt_rules():
 
 @pytest.fixture(scope="module")
 def trained():
-    data = load_data(DataSpec(train_subset=3000, val_subset=1000))
+    data = load_data(DataSpec(train_subset=4000, selection=1000, val_subset=1000))
+    torch.manual_seed(0)  # the same weights every run: the stage's 1-point checks then see the same model
     model = build_model("cnn-small", data.info)
     fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
     return data, model.eval()
@@ -110,7 +111,7 @@ def test_both_schemes_give_runnable_int8_models_that_meet_their_runtime(trained,
         assert "uint8" in dtypes  # the CPU scheme keeps ONNX Runtime's fast unsigned activations
         assert compliance.check(int8, Runtime.TENSORRT)  # and so would be refused for TensorRT
     assert row.details["drop_points"] <= 1.0
-    assert evaluate(out.int8.path, ctx.val_loader) == row.accuracy
+    assert evaluate(out.int8.path, ctx.selection_loader) == row.accuracy
     assert [c["batch"] for c in row.details["host_latency"]] == [1, 64]
     assert out.int8.settings["method_used"] == "ptq" and out.int8.settings["calibration_images"] == 256
 
@@ -132,7 +133,7 @@ def plant_fragile_layer(model: torch.nn.Module, scale: float = 1000.0) -> torch.
 def test_accuracy_control_keeps_a_planted_fragile_layer_float(trained, tmp_path):
     data, model = trained
     fragile = plant_fragile_layer(model)
-    images, _ = next(iter(stage_ctx(tmp_path / "probe", data).val_loader))
+    images, _ = next(iter(stage_ctx(tmp_path / "probe", data).selection_loader))
     torch.testing.assert_close(fragile(images), model(images), rtol=1e-3, atol=1e-3)
     # the budget: what int8 costs this (briefly trained, so fragile) model anyway, plus a point
     plain = stage_ctx(tmp_path / "unplanted", data)

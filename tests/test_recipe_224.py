@@ -14,7 +14,7 @@ import edgekd
 from edgekd.recipe import load_recipe
 
 
-def write_jpegs(root, *, classes=4, train=34, val=2, size=(40, 48)):
+def write_jpegs(root, *, classes=4, train=38, val=2, size=(40, 48)):  # 34 train + 4 selection per class
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -8,10 +8,13 @@ import pytest
 from conftest import run_cli
 
 import edgekd
-from edgekd.data import DataSpec, load_data
+from torch.utils.data import Dataset
+
+from edgekd.data import DataSpec, ReportSplit, load_data
 from edgekd.errors import ConfigError, SearchError
 from edgekd.models.loading import build_model
 from edgekd.recipe import load_recipe
+from edgekd.search.driver import search_compression
 from edgekd.runtime.onnxruntime import evaluate
 from edgekd.train import TrainConfig, fit
 
@@ -22,19 +25,56 @@ SPACE = dict(factorizations=(0.4,))  # the module's run: low-rank too, and the s
 STUDENT = [edgekd.Distill(student="cnn-tiny", train={"epochs": 2})]
 
 
+class ReadLog(Dataset):
+    """The report split's items, recording every index read (the DataLoader reads whole batches)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.read = dataset, []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return self.dataset[index]
+
+    def __getitems__(self, indices):
+        self.read += list(indices)
+        return self.dataset.__getitems__(indices)
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     data = load_data(DataSpec(source="fashion-mnist", train_subset=3000, val_subset=1000))
+    data.report = ReportSplit(ReadLog(data.report.unsealed()))
     teacher = build_model("cnn-small", data.info)
     fit(teacher, data, TrainConfig(epochs=3, lr=0.05), progress=False)
     out = tmp_path_factory.mktemp("search") / "run"
-    result = edgekd.compress(teacher, data, target="host", out=out, progress=False, stages=STUDENT,
-                             budget=edgekd.Budget(max_accuracy_drop=DROP, **{**SMALL, **SPACE}))
-    return data, teacher, out, result
+    search, read_before_pick = search_compression, []
+
+    def noting_reads(*args, **kwargs):
+        outcome = search(*args, **kwargs)
+        read_before_pick.extend(data.report.unsealed().read)
+        return outcome
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("edgekd.search.driver.search_compression", noting_reads)
+        result = edgekd.compress(teacher, data, target="host", out=out, progress=False, stages=STUDENT,
+                                 budget=edgekd.Budget(max_accuracy_drop=DROP, **{**SMALL, **SPACE}))
+    return data, teacher, out, result, read_before_pick
 
 
-def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_validation_set(searched):
-    data, _, out, result = searched
+def test_the_search_never_reads_the_report_split_before_its_pick_is_final(searched):
+    data, _, _, result, read_before_pick = searched
+    assert read_before_pick == []  # teacher, students, candidates, finalists: all chosen on other splits
+    assert sorted(set(data.report.unsealed().read)) == list(range(1000))  # then the pick is graded on all of it
+    graded = result.report["search"]["report_split"]
+    assert graded["pick_accuracy"] == result.accuracy
+    assert graded["drop_points"] == pytest.approx(100 * (result.report["stages"][0]["accuracy"] - result.accuracy))
+
+
+def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_selection_split(searched):
+    data, _, out, result, _ = searched
     search = result.report["search"]
     keys = [c["key"] for c in search["candidates"]]
     assert sorted(keys) == sorted(f"{base}{how}-{precision}" for base in ("", "cnn-tiny/")
@@ -60,7 +100,7 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_validation_se
 
 
 def test_the_written_recipe_rebuilds_the_pick(searched):
-    _, _, out, result = searched
+    _, _, out, result, _ = searched
     recipe = load_recipe(out / "search" / "recipe.yaml")
     pick = next(c for c in result.report["search"]["candidates"] if c["key"] == result.report["search"]["pick"])
     stages = [s.stage for s in recipe.stages]
@@ -99,7 +139,7 @@ def test_a_student_pick_becomes_a_recipe_that_distils_it_then_compresses_it(tmp_
 
 
 def test_a_resumed_search_scores_nothing_again_and_an_impossible_latency_is_one_clear_error(searched, tmp_path):
-    data, teacher, out, result = searched
+    data, teacher, out, result, _ = searched
     scored = out / "search" / "candidates.json"
     before = scored.stat().st_mtime_ns
     again = edgekd.compress(teacher, data, target="host", out=out, progress=False, resume=True, stages=STUDENT,
@@ -154,7 +194,7 @@ def test_the_cli_searches_within_its_time_budget(tmp_path):
 def edgekd_loader(data):
     from edgekd.data import make_loader
 
-    return make_loader(data.val, data.info, batch_size=256, train=False)
+    return make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)
 
 
 def test_near_misses_are_the_fastest_candidates_just_outside_the_budget_and_faster_than_the_finalists():

@@ -36,7 +36,7 @@ def file_digest(artifact):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """Each stage applied in order on real data; per stage: (its input, its output, its context)."""
-    data = load_data(DataSpec(train_subset=600, val_subset=300))
+    data = load_data(DataSpec(train_subset=900, selection=300, val_subset=300))
     root = tmp_path_factory.mktemp("contract")
     given, steps = Handoff(), {}
     for name in ORDER:

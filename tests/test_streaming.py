@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.data import DataSpec, ImageFiles, Storage, TensorImages, load_data, make_loader
+from edgekd.data import DataSpec, ImageFiles, Storage, TensorImages, assign_roles, load_data, load_source, make_loader
 from edgekd.data.loader import Augment, set_epoch
 from edgekd.data.streaming import default_workers
 from edgekd.data.transforms import CropSettings, center_box, random_resized_box
@@ -37,11 +37,12 @@ def folder(tmp_path_factory):
 
 def test_stream_storage_keeps_file_names_not_pixels(folder):
     bundle = load_data(DataSpec(source=str(folder), image_size=(32, 32), storage=Storage.STREAM, workers=0))
-    assert isinstance(bundle.train, ImageFiles) and len(bundle.train) == 12 and len(bundle.val) == 6
+    assert isinstance(bundle.train, ImageFiles) and len(bundle.train) + len(bundle.selection) == 12
+    assert isinstance(bundle.selection, ImageFiles) and len(bundle.report) == 6
     assert not hasattr(bundle.train, "images")
     assert bundle.info.classes == ("cat", "dog", "eel") and bundle.info.image_size == (32, 32)
     assert bundle.info.mean == (0.485, 0.456, 0.406)  # what pretrained 224-px weights expect
-    image, label = bundle.val[5]
+    image, label = bundle.report.unsealed()[5]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label == 2
     spec = bundle.info.preprocessing()
     assert spec["resize"] == {"method": "shorter-side-then-center-crop", "shorter_side": pytest.approx(36.5714, abs=1e-4), "crop": [32, 32],
@@ -88,7 +89,8 @@ def test_augmentation_is_seeded_per_epoch_and_independent_of_workers(folder):
 
 
 def test_training_on_streamed_jpegs_learns_and_resumes_exactly(folder, tmp_path):
-    bundle = load_data(DataSpec(source=str(folder), image_size=(24, 24), storage="stream", workers=1))
+    sources = load_source(DataSpec(source=str(folder), image_size=(24, 24), storage="stream", workers=1))
+    bundle = assign_roles(sources._replace(test=sources.val))  # all 12 train; scored on the 6 val images
     config = TrainConfig(epochs=3, batch_size=4, lr=0.05, schedule="cosine")
     from edgekd.models import create_model
 
@@ -121,7 +123,7 @@ class KilledAt(CrossEntropy):
 
 def test_subset_and_fingerprint_do_not_decode(folder, monkeypatch):
     bundle = load_data(DataSpec(source=str(folder), image_size=(16, 16), storage="stream", train_subset=5))
-    assert len(bundle.train) == 5
+    assert len(bundle.train) == 4 and len(bundle.selection) == 1
     monkeypatch.setattr(ImageFiles, "__getitem__", lambda *a: pytest.fail("decoded an image"))
     assert len(bundle.fingerprint()) == 16
 
@@ -130,8 +132,9 @@ def test_unreadable_streamed_image_is_named(tmp_path):
     write_folder(tmp_path, per_class=1, classes=("a",), val=1)
     (tmp_path / "train" / "a" / "9.jpg").write_bytes(b"not a jpeg")
     bundle = load_data(DataSpec(source=str(tmp_path), image_size=(8, 8), storage="stream", workers=0))
-    with pytest.raises(DataError, match="9.jpg"):
-        next(iter(make_loader(bundle.train, bundle.info, batch_size=4, train=False)))
+    with pytest.raises(DataError, match="9.jpg"):  # in the training or the selection split
+        for part in (bundle.train, bundle.selection):
+            next(iter(make_loader(part, bundle.info, batch_size=4, train=False)))
 
 
 def test_default_workers_leave_a_core_for_training(monkeypatch):
@@ -190,7 +193,8 @@ def test_deploy_infer_preprocesses_as_the_model_was_validated(folder, tmp_path):
     spec = importlib.util.spec_from_file_location("deployed_infer", tmp_path / "infer.py")
     infer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(infer)
-    index = next(i for i, p in enumerate(bundle.val.paths) if p.endswith(".png"))
-    images, _ = next(iter(make_loader(torch.utils.data.Subset(bundle.val, [index]), bundle.info, batch_size=1,
+    files = bundle.report.unsealed()
+    index = next(i for i, p in enumerate(files.paths) if p.endswith(".png"))
+    images, _ = next(iter(make_loader(torch.utils.data.Subset(files, [index]), bundle.info, batch_size=1,
                                       train=False)))
-    assert np.allclose(infer.load(bundle.val.paths[index]), images[0].numpy(), atol=1e-5)
+    assert np.allclose(infer.load(files.paths[index]), images[0].numpy(), atol=1e-5)

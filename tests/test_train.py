@@ -9,7 +9,7 @@ from edgekd.train import CrossEntropy, TrainConfig, accuracy, fit
 
 @pytest.fixture(scope="module")
 def small():
-    return load_data(DataSpec(train_subset=4000, val_subset=1000))
+    return load_data(DataSpec(train_subset=5000, selection=1000, val_subset=1000))
 
 
 class FailsAt(CrossEntropy):
@@ -32,7 +32,7 @@ class FailsAt(CrossEntropy):
 def test_training_learns_from_real_data(small):
     model = build_model("cnn-small", small.info)
     result = fit(model, small, TrainConfig(epochs=3, lr=0.1), progress=False)
-    assert result.accuracy > 0.65  # chance is 0.10
+    assert result.accuracy >= 0.68  # measured 0.703-0.735 over 7 seeds (mean 0.718, sd 0.011); chance is 0.10
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.history[-1]["images_per_second"] > 0
 
@@ -86,5 +86,5 @@ def test_accuracy_is_top1(small):
             out[:, 3] = 1
             return out
 
-    loader = make_loader(small.val, small.info, batch_size=100, train=False)
-    assert accuracy(Always3(), loader) == pytest.approx((small.val.labels == 3).float().mean().item())
+    loader = make_loader(small.selection, small.info, batch_size=100, train=False)
+    assert accuracy(Always3(), loader) == pytest.approx((small.selection.labels == 3).float().mean().item())

@@ -84,22 +84,34 @@ class TensorImages(Dataset):
         """A fixed random subset of ``size`` items (all of them when ``size`` is None or larger)."""
         if size is None or size >= len(self):
             return self
-        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
+        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size])
+
+    def take(self, indices) -> "TensorImages":
+        """The items at ``indices``, as tensors of their own."""
+        index = torch.as_tensor(indices)
         return TensorImages(self.images[index], self.labels[index])
 
 
 @dataclass
 class DataBundle:
-    """Training and validation sets with their shared description."""
+    """A run's data in its three roles (:mod:`edgekd.data.splits`), with their shared description.
+
+    ``train`` fits weights; ``selection`` scores every choice; ``report`` (a sealed
+    :class:`~edgekd.data.splits.ReportSplit`) grades the result once every choice is final.
+    ``splits`` says, per role, where its items come from (for the report).
+    """
 
     train: Dataset
-    val: Dataset
+    selection: Dataset
+    report: Dataset
     info: DataInfo
+    splits: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """A short hash that changes when the data changes (name, sizes, labels, sampled pixels)."""
+        """A short hash that changes when the data a model is built from changes (name, sizes, labels, sampled
+        pixels of the train and selection splits; the report split is no input to any stage)."""
         digest = hashlib.sha256(repr(self.info).encode())
-        for part in (self.train, self.val):
+        for part in (self.train, self.selection):
             digest.update(str(len(part)).encode())
             if hasattr(part, "fingerprint"):  # streamed files: names, sizes and dates, nothing decoded
                 digest.update(part.fingerprint().encode())

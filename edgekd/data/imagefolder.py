@@ -1,4 +1,6 @@
-"""A user's own images in the ImageFolder layout: ``ROOT/{train,val}/CLASS/*.png|jpg``.
+"""A user's own images in the ImageFolder layout: ``ROOT/{train,val}/CLASS/*.png|jpg``, and ``ROOT/test`` if any.
+
+With ``val/`` and ``test/`` both present, val selects and test reports (:mod:`edgekd.data.splits`).
 
 Two ways to hold them (:class:`Storage`): decoded once into one uint8 tensor (``memory``: fast
 for small datasets, resized to the first image's size or ``image_size``), or read from disk per
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.data.datasets import DataBundle, DataInfo, TensorImages
+from edgekd.data.datasets import DataInfo, TensorImages
+from edgekd.data.splits import Sources
 from edgekd.data.streaming import ImageFiles
 from edgekd.errors import DataError
 
@@ -40,30 +43,33 @@ def is_imagefolder(root: Path) -> bool:
 
 def load_imagefolder(root: str | Path, *, image_size: tuple[int, int] | None = None, channels: int = 3,
                      storage: Storage = Storage.AUTO, memory_budget_mb: float = 1024,
-                     workers: int | None = None) -> DataBundle:
-    """The train and val images of ``root``, in memory or streamed from disk (see :class:`Storage`)."""
+                     workers: int | None = None) -> Sources:
+    """The train, val (and test) images of ``root``, in memory or streamed from disk (see :class:`Storage`)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; {LAYOUT_HINT}")
-    val_dir = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
-    if not (root / "train").is_dir() or val_dir is None:
+    held = [root / n for n in VAL_NAMES if (root / n).is_dir()]
+    if not (root / "train").is_dir() or not held:
         raise DataError(f"{root} has no train/ and val/ folders; {LAYOUT_HINT}")
+    val_dir, test_dir = held[0], (held[-1] if len(held) > 1 and held[-1].name == "test" else None)
     classes = class_names(root / "train")
-    val_classes = class_names(val_dir)
-    if set(val_classes) - set(classes):
-        raise DataError(f"{val_dir} has classes that train/ lacks: {sorted(set(val_classes) - set(classes))}; "
-                        "every validation class needs training images")
-    train_files, val_files = list_images(root / "train", classes), list_images(val_dir, classes)
-    size = image_size or first_image_size(train_files[0][0])
-    if choose_storage(storage, len(train_files) + len(val_files), size, channels, memory_budget_mb) is Storage.STREAM:
-        return stream_imagefolder(root, classes, train_files, val_files, image_size=image_size or STREAM_SIZE,
-                                  channels=channels, workers=workers)
-    train = decode_all(train_files, size, channels)
-    val = decode_all(val_files, size, channels)
-    mean, std = channel_stats(train.images)
+    for folder in filter(None, (val_dir, test_dir)):
+        if set(class_names(folder)) - set(classes):
+            raise DataError(f"{folder} has classes that train/ lacks: "
+                            f"{sorted(set(class_names(folder)) - set(classes))}; every class needs training images")
+    sets = {"train": list_images(root / "train", classes), "val": list_images(val_dir, classes)}
+    if test_dir is not None:
+        sets["test"] = list_images(test_dir, classes)
+    size = image_size or first_image_size(sets["train"][0][0])
+    count = sum(map(len, sets.values()))
+    if choose_storage(storage, count, size, channels, memory_budget_mb) is Storage.STREAM:
+        return stream_imagefolder(root, classes, sets, image_size=image_size or STREAM_SIZE,
+                                  channels=channels, workers=workers, val_name=val_dir.name)
+    decoded = {name: decode_all(files, size, channels) for name, files in sets.items()}
+    mean, std = channel_stats(decoded["train"].images)
     info = DataInfo(name=f"imagefolder:{root}", num_classes=len(classes), channels=channels,
                     image_size=size, mean=mean, std=std, classes=tuple(classes))
-    return DataBundle(train=train, val=val, info=info)
+    return Sources(decoded["train"], decoded["val"], info, decoded.get("test"), val_name=val_dir.name)
 
 
 def choose_storage(storage: Storage, count: int, size: tuple[int, int], channels: int,
@@ -76,16 +82,16 @@ def choose_storage(storage: Storage, count: int, size: tuple[int, int], channels
     return Storage.MEMORY if decoded_mb <= budget_mb else Storage.STREAM
 
 
-def stream_imagefolder(root: Path, classes: list[str], train_files, val_files, *, image_size: tuple[int, int],
-                       channels: int, workers: int | None) -> DataBundle:
+def stream_imagefolder(root: Path, classes: list[str], sets: dict[str, list], *, image_size: tuple[int, int],
+                       channels: int, workers: int | None, val_name: str) -> Sources:
     """Datasets that decode per item (training: random-resized-crop + flip; evaluation: resize + center crop)."""
-    train = ImageFiles(train_files, size=image_size, channels=channels, workers=workers)
-    val = ImageFiles(val_files, size=image_size, channels=channels, workers=workers)
+    files = {name: ImageFiles(items, size=image_size, channels=channels, workers=workers)
+             for name, items in sets.items()}
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
     info = DataInfo(name=f"imagefolder:{root}", num_classes=len(classes), channels=channels,
                     image_size=tuple(image_size), mean=mean, std=std, classes=tuple(classes),
                     resize="shorter-side-then-center-crop")
-    return DataBundle(train=train, val=val, info=info)
+    return Sources(files["train"], files["val"], info, files.get("test"), val_name=val_name)
 
 
 def class_names(folder: Path) -> list[str]:

@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from torch.utils.data._utils.collate import default_collate
 
 from edgekd.data.datasets import DataBundle, DataInfo, Normalization
+from edgekd.data.splits import SELECTION, Sources, assign_roles, hold_out
 from edgekd.errors import DataError
 
 ITEMS = "items must be (image C×H×W tensor, int label)"
-HELD_OUT = 0.1  # of the training set, as validation when no validation data is given
 
 
 def dataset_of(data: Any, role: str) -> Dataset:
@@ -40,30 +40,36 @@ def dataset_of(data: Any, role: str) -> Dataset:
     return data
 
 
-def bundle_from_objects(train: Any, val: Any | None, *, num_classes: int | None = None,
-                        preprocessing: dict | None = None) -> DataBundle:
-    """A :class:`DataBundle` over the user's datasets; ``val`` None holds out 10% of ``train``.
+def bundle_from_objects(train: Any, val: Any | None, test: Any | None = None, *, num_classes: int | None = None,
+                        preprocessing: dict | None = None, selection: float | int = SELECTION) -> DataBundle:
+    """A :class:`DataBundle` over the user's datasets, in the roles of :mod:`edgekd.data.splits`.
 
+    ``val`` and ``test``: val selects, test reports. ``val`` alone: it reports, and ``selection`` of
+    ``train`` (a share or a count, seeded) is held out to select. Neither: both are held out of ``train``.
     ``num_classes`` (e.g. the model's output width) avoids reading every label to count classes.
     """
     train_set = dataset_of(train, "training")
+    if val is None and test is not None:
+        raise DataError("test data goes with val data (val then chooses, test reports); pass val too")
     if val is None:
-        train_set, val_set = hold_out(train_set)
+        train_set, val_set = hold_out(train_set, selection, seed=1)  # the report split; selection is seed 0's
     else:
         val_set = dataset_of(val, "validation")
+    test_set = dataset_of(test, "test") if test is not None else None
     image, _ = first_item(train_set)
     classes = tuple(getattr(train_set, "classes", ()) or ())
     num_classes = num_classes or len(classes) or count_classes(val_set)
     channels, height, width = image.shape
     if image.dtype == torch.uint8:
         pixels = normalization(preprocessing, channels) or Normalization((0.5,) * channels, (0.5,) * channels)
-        return DataBundle(train_set, val_set, DataInfo(
-            name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
-            mean=pixels.mean, std=pixels.std, scale=pixels.scale, classes=classes))
-    return DataBundle(train_set, val_set, DataInfo(
-        name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
-        mean=(0.0,) * channels, std=(1.0,) * channels, scale=1.0, classes=classes, ready=True,
-        pixels=normalization(preprocessing, channels)))
+        info = DataInfo(name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
+                        mean=pixels.mean, std=pixels.std, scale=pixels.scale, classes=classes)
+    else:
+        info = DataInfo(name="user data", num_classes=num_classes, channels=channels, image_size=(height, width),
+                        mean=(0.0,) * channels, std=(1.0,) * channels, scale=1.0, classes=classes, ready=True,
+                        pixels=normalization(preprocessing, channels))
+    return assign_roles(Sources(train_set, val_set, info, test_set, "val" if val is not None else "held-out val"),
+                        selection=selection)
 
 
 def as_bundle(data: Any, val: Any | None = None) -> DataBundle:
@@ -84,16 +90,6 @@ def first_item(dataset: Dataset) -> tuple[torch.Tensor, int]:
     except (TypeError, ValueError):
         raise DataError(f"the dataset's labels are {type(label).__name__}; {ITEMS}") from None
     return image, int(label)
-
-
-def hold_out(dataset: Dataset, fraction: float = HELD_OUT, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """A fixed random split: (the rest for training, ``fraction`` for validation)."""
-    if len(dataset) < 20:
-        raise DataError(f"the training data has {len(dataset)} items, too few to hold out validation images; "
-                        "pass val data")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    cut = max(1, round(fraction * len(dataset)))
-    return Subset(dataset, order[cut:]), Subset(dataset, order[:cut])
 
 
 LABEL_SCAN_LIMIT = 2000  # items whose labels may be read one by one (each read decodes an image)

@@ -89,9 +89,12 @@ class ImageFiles(Dataset):
         """A fixed random subset of ``size`` files (all of them when ``size`` is None or larger)."""
         if size is None or size >= len(self):
             return self
+        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size].tolist())
+
+    def take(self, indices: list[int]) -> "ImageFiles":
+        """A view of the files at ``indices``."""
         view = copy.copy(self)
-        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size].tolist()
-        view.paths, view.targets = [self.paths[i] for i in index], [self.targets[i] for i in index]
+        view.paths, view.targets = [self.paths[i] for i in indices], [self.targets[i] for i in indices]
         return view
 
     def augmented(self, crop: CropSettings, *, seed: int) -> "ImageFiles":

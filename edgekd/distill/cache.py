@@ -9,6 +9,7 @@ float32, and stored from the CPU; the teacher goes back to the device it came fr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -61,11 +62,11 @@ def teacher_logits(teacher: nn.Module, data: DataBundle, cache_dir: Path) -> np.
     return np.load(path, mmap_mode="r")
 
 
-@torch.inference_mode()
 def compute_logits(teacher: nn.Module, loader, *, device: torch.device | None = None) -> np.ndarray:
-    """``teacher``'s float32 logits for every batch of ``loader``, computed on ``device`` (default: the run's)."""
+    """``teacher``'s float32 logits for every batch of ``loader``, computed on ``device`` (default: the run's);
+    moved there and back outside inference mode (its parameters must stay usable by autograd)."""
     teacher.eval()
-    with devices.placed(teacher, device) as device:
+    with devices.placed(teacher, device) as device, torch.inference_mode():
         batches = [teacher(images.to(device, non_blocking=True)).float().cpu().numpy() for images, *_ in loader]
     return np.concatenate(batches).astype(np.float32)
 
@@ -75,4 +76,4 @@ def with_cached_logits(teacher: nn.Module, data: DataBundle, cache_dir: Path) ->
     if not isinstance(data.train, TensorImages):
         return data
     logits = teacher_logits(teacher, data, cache_dir)
-    return DataBundle(train=WithTeacherLogits(data.train, logits), val=data.val, info=data.info)
+    return dataclasses.replace(data, train=WithTeacherLogits(data.train, logits))

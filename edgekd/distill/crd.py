@@ -9,6 +9,7 @@ which CRD's feature taps rule out anyway).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -45,7 +46,7 @@ class WithIndices(Dataset):
 
 
 def with_indices(data: DataBundle) -> DataBundle:
-    return DataBundle(train=WithIndices(data.train), val=data.val, info=data.info)
+    return dataclasses.replace(data, train=WithIndices(data.train))
 
 
 def last_block(model: nn.Module, given: str | None, side: str) -> str:

@@ -92,6 +92,13 @@ class DistillObjective(nn.Module):
             loss.setup(student, teacher)
         model.train(was_training)
 
+    def _apply(self, fn, recurse: bool = True):
+        """``to(device)`` and friends move the teacher too: it is outside the module tree, yet runs with it."""
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return self
+
     def finish(self, model: nn.Module, score) -> None:
         """After training; ``score(model)`` is its validation accuracy (mutual learning picks its best peer)."""
         for loss in self.losses:

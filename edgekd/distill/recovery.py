@@ -63,6 +63,6 @@ def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader 
 
 
 def first_images(data: DataBundle, count: int = 32) -> torch.Tensor:
-    """A few normalized validation images, for objectives that trace feature shapes before training."""
-    images, *_ = next(iter(make_loader(data.val, data.info, batch_size=count, train=False)))
+    """A few normalized selection images, for objectives that trace feature shapes before training."""
+    images, *_ = next(iter(make_loader(data.selection, data.info, batch_size=count, train=False)))
     return images

@@ -88,8 +88,8 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
 
 
 def validation_score(data: DataBundle):
-    """``score(model)``: top-1 accuracy on the validation split (for objectives that choose what to keep)."""
-    loader = make_loader(data.val, data.info, batch_size=256, train=False)
+    """``score(model)``: top-1 accuracy on the selection split (for objectives that choose what to keep)."""
+    loader = make_loader(data.selection, data.info, batch_size=256, train=False)
     return lambda model: accuracy(model, loader)
 
 

@@ -17,6 +17,9 @@ from edgekd.report.markdown import human_bytes, render_markdown
 from edgekd.versions import library_versions
 
 SCHEMA_VERSION = 1
+SPLIT_USES = {"train": "fits weights",
+              "selection": "scores every choice (accuracy control, fallbacks, checks, finalists)",
+              "report": "grades every stage's result once, after every choice: the accuracy column"}
 
 
 def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict:
@@ -32,12 +35,14 @@ def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict
         "edgekd_version": __version__,
         "recipe": {"name": recipe.name, "description": recipe.description},
         "target": ctx.target.model_dump(mode="json"),
-        "data": {"name": ctx.data.info.name, "train_images": len(ctx.data.train), "val_images": len(ctx.data.val),
-                 "num_classes": ctx.data.info.num_classes},
+        "data": {"name": ctx.data.info.name, "num_classes": ctx.data.info.num_classes, "splits": {
+            role: {"items": len(getattr(ctx.data, role)), "from": ctx.data.splits.get(role, role), "use": use}
+            for role, use in SPLIT_USES.items()}},
         "preprocessing": ctx.data.info.preprocessing(),
         "artifacts": artifacts,
         "stages": [r.to_dict() for r in records],
-        "summary": {"accuracy": final.accuracy, "accuracy_source": final.accuracy_source,
+        "summary": {"accuracy": final.accuracy, "accuracy_source": final.accuracy_source, "accuracy_split": "report",
+                    "selection_accuracy": final.selection_accuracy,
                     "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes,
                     **shipped_precision(records)},
         "versions": library_versions(),
@@ -97,7 +102,7 @@ def merge_measurements(run_dir: Path, bench_file: Path) -> int:
 
 def compare_runs(run_dirs: list[Path]) -> str:
     """A markdown table of several runs side by side: target, recipe, final size, accuracy, latency."""
-    lines = ["| run | target | recipe | params | size | accuracy | latency (batch: ms, kind) |",
+    lines = ["| run | target | recipe | params | size | accuracy (report split) | latency (batch: ms, kind) |",
              "|---|---|---|---:|---:|---:|---|"]
     for run_dir in run_dirs:
         report = read_report(run_dir)

@@ -26,8 +26,9 @@ def render_html(report: dict) -> str:
     target = report["target"]
     parts = [f"<h1>edgekd report: {esc(report['recipe']['name'])} → {esc(target['name'])}</h1>",
              f"<p>Target <b>{esc(target['name'])}</b>: {esc(target['description'])} (runtime {esc(target['runtime'])},"
-             f" precision {esc(target['precision'])}). Data: {esc(report['data']['name'])}, "
-             f"{report['data']['train_images']:,} training and {report['data']['val_images']:,} validation images.</p>",
+             f" precision {esc(target['precision'])}). Data: {esc(report['data']['name'])}.</p>",
+             "<ul>" + "".join(f"<li><b>{esc(role)}</b> ({split['items']:,} items: {esc(split['from'])}): "
+                              f"{esc(split['use'])}</li>" for role, split in report["data"]["splits"].items()) + "</ul>",
              "<h2>Stages</h2>", stage_table(report["stages"]),
              "<h2>Accuracy and latency</h2>", accuracy_latency_plot(report),
              "<p>Filled points are measurements, hollow points estimates; a device with neither has no point.</p>",
@@ -52,9 +53,10 @@ def render_html(report: dict) -> str:
 def stage_table(stages: list[dict]) -> str:
     rows = "".join(f"<tr><td>{esc(s['name'])}</td><td>{s['params']:,}</td><td>{s['macs']:,}</td>"
                    f"<td>{s['size_bytes'] / 1e6:.3f} MB</td><td>{percent(s['accuracy'])}</td>"
-                   f"<td>{esc(s['accuracy_source'])}</td><td>{s['seconds']:.1f} s</td></tr>" for s in stages)
-    return ("<table><tr><th>stage</th><th>params</th><th>MACs</th><th>size</th><th>accuracy</th>"
-            f"<th>measured with</th><th>time</th></tr>{rows}</table>")
+                   f"<td>{esc(s['accuracy_source'])}</td><td>{percent(s.get('selection_accuracy'))}</td>"
+                   f"<td>{s['seconds']:.1f} s</td></tr>" for s in stages)
+    return ("<table><tr><th>stage</th><th>params</th><th>MACs</th><th>size</th><th>accuracy (report split)</th>"
+            f"<th>measured with</th><th>selection split</th><th>time</th></tr>{rows}</table>")
 
 
 def latency_table(report: dict) -> str:
@@ -63,7 +65,8 @@ def latency_table(report: dict) -> str:
         for r in s["latency"]:
             figure = "–" if r["ms"] is None else f"{r['ms']:.3f}"
             css = " class='estimated'" if r["kind"] == "estimated" else ""
-            error = describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))
+            error = describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0),
+                                         r.get("outside_validated_range", ""))
             rows.append(f"<tr{css}><td>{esc(s['name'])}</td><td>{esc(r['device'])}</td><td>{esc(r['runtime'])}</td>"
                         f"<td>{r['batch']}</td><td>{figure}</td><td>{esc(r['kind'])}</td><td>{esc(error or '–')}</td>"
                         f"<td>{esc(r['note'])}</td></tr>")
@@ -77,7 +80,8 @@ def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> 
     """Per device and batch: (latency, accuracy) of every stage that has a figure, log-scaled latency."""
     points = [(s["name"], r["device"], r["batch"], r["ms"], s["accuracy"],
                r["kind"] + (f", {error}" if (error := describe_uncertainty(
-                   r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))) else ""))
+                   r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0),
+                   r.get("outside_validated_range", ""))) else ""))
               for s in report["stages"] for r in s["latency"] if r["ms"] and s["accuracy"] is not None]
     # compression stages time their output against their input on this machine: the "before" point
     # has the previous stage's accuracy

@@ -11,19 +11,18 @@ def render_markdown(report: dict) -> str:
     lines = [f"# edgekd report: {report['recipe']['name']} → {target['name']}", "",
              f"Target: **{target['name']}**: {target['description']} "
              f"(runtime {target['runtime']}, precision {target['precision']})", "",
-             f"Data: {report['data']['name']}, {report['data']['train_images']} training and "
-             f"{report['data']['val_images']} validation images.", ""]
+             f"Data: {report['data']['name']}.", ""] + split_lines(report["data"]["splits"]) + [""]
     summary = report["summary"]
     if summary.get("precision"):
         lines += [f"Shipped: **{summary['precision']}** `model.onnx`"
                   + (f" ({summary['why_float']})" if summary.get("why_float") else "") + ".", ""]
     lines += ["## Stages", "",
-              "| stage | params | MACs | size | accuracy | measured with | time |",
-              "|---|---:|---:|---:|---:|---|---:|"]
+              "| stage | params | MACs | size | accuracy (report split) | measured with | selection split | time |",
+              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for s in report["stages"]:
-        acc = "–" if s["accuracy"] is None else f"{s['accuracy']:.2%}"
+        acc, chosen = (("–" if v is None else f"{v:.2%}") for v in (s["accuracy"], s.get("selection_accuracy")))
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
-                     f"{s['accuracy_source']} | {s['seconds']:.1f} s |")
+                     f"{s['accuracy_source']} | {chosen} | {s['seconds']:.1f} s |")
     lines += step_tables(report) + layer_tables(report) + int8_tables(report) + notes(report)
     if report.get("search"):
         lines += search_markdown(report["search"])
@@ -34,6 +33,11 @@ def render_markdown(report: dict) -> str:
     lines += [f"Input `{pre['input_shape']}` ({pre['layout']}, {pre['dtype']}): {how}.", "", "## Artifacts", ""]
     lines += [f"- `{path}`" for path in report["artifacts"].values()]
     return "\n".join(lines) + "\n"
+
+
+def split_lines(splits: dict) -> list[str]:
+    """One bullet per data role: how many items, where from, what it is used for."""
+    return [f"- **{role}** ({split['items']:,} items: {split['from']}): {split['use']}" for role, split in splits.items()]
 
 
 def step_tables(report: dict) -> list[str]:
@@ -125,7 +129,8 @@ def latency_table(report: dict) -> list[str]:
 
 def uncertainty(r: dict) -> str:
     """An estimate's validated error (reports written before it existed say unvalidated)."""
-    return describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0))
+    return describe_uncertainty(r["kind"], r.get("uncertainty_pct"), r.get("held_out_measurements", 0),
+                                r.get("outside_validated_range", ""))
 
 
 def human_bytes(n: int) -> str:

@@ -32,6 +32,7 @@ class Latency(BaseModel):
     uncertainty_pct: float | None = Field(None, ge=0)
     held_out_measurements: int = Field(0, ge=0)
     note: str = ""
+    outside_validated_range: str = ""  # an estimate of a model outside the profile's validated range: what is outside
 
     @model_validator(mode="after")
     def _figure_matches_kind(self) -> "Latency":
@@ -55,6 +56,7 @@ class Stage(BaseModel):
     size_bytes: int = Field(ge=0)
     accuracy: float | None = Field(None, ge=0, le=1)
     accuracy_source: str
+    selection_accuracy: float | None = Field(None, ge=0, le=1)
     seconds: float = Field(ge=0)
     latency: list[Latency]
     details: dict

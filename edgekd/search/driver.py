@@ -31,7 +31,7 @@ class SearchOutcome:
     pick: Scored | None
     candidates: list[Scored]
     pareto: list[str]
-    finalists: list[dict] = field(default_factory=list)  # scored on the validation set, with why each won or lost
+    finalists: list[dict] = field(default_factory=list)  # scored on the selection split, with why each won or lost
     original: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -54,7 +54,7 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
     try:
         scored = score_candidates(evaluator, budget, folder / "candidates.json", resume=resume)
         original_row = {"proxy_accuracy": evaluator.original_accuracy,
-                        "accuracy": evaluator.original_validation_accuracy()}
+                        "accuracy": evaluator.original_selection_accuracy()}
         finalists = check_finalists(evaluator, budget, scored, original_row, folder / "finalists.json", resume)
     finally:
         evaluator.close()
@@ -114,15 +114,15 @@ def ranked(scored: list[Scored], budget: Budget, reference: float) -> list[Score
 
 def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], original: dict, path: Path,
                     resume: bool) -> list[dict]:
-    """Full recovery and a validation check for the best few by proxy, and for an accuracy budget the
-    nearest misses faster than them; the best that fits on the validation set wins."""
+    """Full recovery and a selection-split check for the best few by proxy, and for an accuracy budget the
+    nearest misses faster than them; the best that fits on the selection split wins."""
     done = {row["scored"]["key"]: row for row in json.loads(path.read_text())} if resume and path.exists() else {}
     rows: list[dict] = []
 
     def finalize(proxy: Scored, label: str) -> list[Scored]:
         row = done.get(proxy.key)
         if row is None:
-            console.info(f"search: {label} {proxy.key}: {budget.recovery_epochs} epochs of recovery, validation")
+            console.info(f"search: {label} {proxy.key}: {budget.recovery_epochs} epochs of recovery, selection check")
             row = {"scored": evaluator.finalize(proxy.candidate).to_dict(), "proxy_accuracy": proxy.accuracy,
                    "near_miss": label == "near miss"}
         rows.append(row)
@@ -132,7 +132,7 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
     best: list[Scored] = []
     for proxy in ranked(scored, budget, original["proxy_accuracy"]):
         best = finalize(proxy, "finalist")
-        if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the validation set
+        if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the selection split
             break
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
         for proxy in near_misses(scored, budget, original["proxy_accuracy"], best[0].speedup if best else 0.0):
@@ -156,7 +156,7 @@ def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_t
 
 def why(final: Scored, best: Scored | None, budget: Budget, reference: float) -> str:
     drop = drop_points(reference, final.accuracy)
-    said = f"validation accuracy {final.accuracy:.4f} ({abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}), " \
+    said = f"selection accuracy {final.accuracy:.4f} ({abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}), " \
            f"{final.latency_ms:.3f} ms {final.latency_kind} ({final.speedup:.2f}× the original)"
     if not feasible(final, budget, reference):
         limit = f"the {budget.max_accuracy_drop:g}-point budget" if budget.goal is Goal.FASTEST_WITHIN_DROP \
@@ -187,5 +187,5 @@ def nothing_met(outcome: SearchOutcome) -> str:
                 f"({fastest.latency_kind}); raise the budget or add larger reductions")
     best = max(ok, key=lambda s: s.accuracy)
     return (f"nothing in the search space stays within {outcome.budget.max_accuracy_drop:g} points on the "
-            f"validation set after recovery: the closest is {best.key}; raise max_accuracy_drop or "
+            f"selection split after recovery: the closest is {best.key}; raise max_accuracy_drop or "
             "recovery_epochs")

@@ -4,7 +4,8 @@ Accuracy is a proxy: ``proxy_epochs`` of KD from the original on ``proxy_images`
 images, scored (in ONNX Runtime, int8 where the candidate is int8) on ``score_images`` other
 training images; the original is scored on the same images, so the drop compares like with
 like. Training images flatter every model a little (the original has seen them): the finalists
-are therefore checked again on the validation set after a full recovery.
+are therefore checked again on the selection split (held out of training) after a full recovery.
+Nothing here reads the report split: the pick is graded on it only after the search.
 
 Latency is measured side by side with the original (ONNX Runtime, median of 200 runs) where
 this machine stands for the target, and estimated from the target profile otherwise.
@@ -49,7 +50,7 @@ class Scored:
     key: str
     reduction: float
     int8: bool
-    accuracy: float  # proxy: held-out training images (finalists: the validation set)
+    accuracy: float  # proxy: held-out training images (finalists: the selection split)
     latency_ms: float | None  # None: not built
     latency_kind: str  # measured | estimated | none
     speedup: float  # over the original, at the budget's batch (measured side by side, or both estimated)
@@ -116,7 +117,7 @@ class Evaluator:
         (they come one after the other): int8 and float of it cost one fine-tune, or one refusal."""
         key = (phase, dataclasses.replace(candidate, int8=False))
         if self.last_built[0] != key:
-            proxy = DataBundle(train=self.tune, val=self.scoring, info=self.data.info)
+            proxy = dataclasses.replace(self.data, train=self.tune, selection=self.scoring)
             data, epochs = (proxy, self.budget.proxy_epochs) if phase == "proxy" else \
                 (self.data, self.budget.recovery_epochs)
             try:
@@ -189,18 +190,18 @@ class Evaluator:
         return scored
 
     def finalize(self, candidate: Candidate) -> Scored:
-        """A finalist: full recovery on the training set, accuracy on the validation set."""
+        """A finalist: full recovery on the training set, accuracy on the selection split."""
         start = time.perf_counter()
         model = self.built(candidate, "final")
         shipped = self.deployable(model, candidate.int8)
         ms, kind, speedup = self.latency(shipped)
-        validation = onnx_accuracy(shipped, self.loader(self.data.val))
-        return Scored.of(candidate, accuracy=validation, latency_ms=ms, latency_kind=kind, speedup=speedup,
+        selection = onnx_accuracy(shipped, self.loader(self.data.selection))
+        return Scored.of(candidate, accuracy=selection, latency_ms=ms, latency_kind=kind, speedup=speedup,
                          macs=count_macs(model, self.shape), params=count_params(model),
                          seconds=time.perf_counter() - start)
 
-    def original_validation_accuracy(self) -> float:
-        return onnx_accuracy(self.original_onnx, self.loader(self.data.val))
+    def original_selection_accuracy(self) -> float:
+        return onnx_accuracy(self.original_onnx, self.loader(self.data.selection))
 
     def close(self) -> None:
         self.folder.cleanup()

@@ -40,8 +40,8 @@ class Budget:
         factorizations: MAC reductions low-rank factorization tries instead of pruning (greedy ranks).
         precisions: ``int8`` and/or ``float`` (int8 in the target's scheme).
         proxy_images / proxy_epochs: the short KD fine-tune that scores a candidate cheaply.
-        score_images: held-out training images the proxy is scored on (never the validation set).
-        finalists: how many of the best candidates get a full recovery and a validation check.
+        score_images: held-out training images the proxy is scored on (never the report split).
+        finalists: how many of the best candidates get a full recovery and a selection-split check.
         near_misses: for an accuracy budget, how many of the fastest candidates faster than the
             finalists that miss the budget on the proxy by less than the budget again get the same
             (the short proxy under-rates compressed models).

@@ -86,6 +86,7 @@ class Stage(BaseModel):
     stage: str
     needs: ClassVar[tuple[str, ...]] = ("model",)  # what an earlier stage must have made: "model", "onnx"
     makes: ClassVar[tuple[str, ...]] = ()
+    uses_target: ClassVar[bool] = True  # False: its result is the same for every target (reusable across them)
 
     @model_validator(mode="before")
     @classmethod

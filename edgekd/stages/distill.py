@@ -67,6 +67,7 @@ class DistillStage(Stage):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     makes: ClassVar[tuple[str, ...]] = ("model",)
+    uses_target: ClassVar[bool] = False
 
     stage: Literal["distill"] = "distill"
     student: str | nn.Module = "cnn-small"

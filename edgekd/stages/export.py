@@ -2,7 +2,7 @@
 
 Steps, in order: ``torch.onnx.export`` (TorchScript exporter, opset ≥ 17) → ``onnx.checker``
 → onnxsim → the target runtime's Q/DQ rules (:mod:`edgekd.quantize.compliance`) → parity on
-real validation images with ONNX Runtime: the largest absolute logit difference and the top-1
+real selection-split images with ONNX Runtime: the largest absolute logit difference and the top-1
 agreement must meet the thresholds, or the stage fails and no ``model.onnx`` is handed over.
 The same pass measures the ONNX model's accuracy. After a quantize stage, its int8 model is the
 one checked and handed over; it must agree with the float model's top-1 on ``min_int8_agreement``
@@ -40,7 +40,7 @@ class ExportStage(Stage):
     max_abs_diff: float = Field(1e-4, gt=0)
     min_top1_agreement: float = Field(0.999, gt=0, le=1)
     min_int8_agreement: float = Field(0.95, gt=0, le=1, description="int8 vs float top-1 agreement to accept")
-    parity_images: int | None = Field(None, ge=1, description="validation images to compare; all when unset")
+    parity_images: int | None = Field(None, ge=1, description="selection-split images to compare; all when unset")
 
     def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
         model, quantized = given.model, given.int8 is not None
@@ -57,7 +57,7 @@ class ExportStage(Stage):
         path = ctx.out_dir / MODEL_FILE
         with atomic_path(path) as tmp:
             onnx.save(onnx_model, str(tmp))
-            parity = check_parity(model, tmp, ctx.val_loader, threads=ctx.host_threads, limit=self.parity_images)
+            parity = check_parity(model, tmp, ctx.selection_loader, threads=ctx.host_threads, limit=self.parity_images)
             if quantized:
                 self.enforce_int8(parity)
             else:

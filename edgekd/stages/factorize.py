@@ -5,7 +5,7 @@ Methods (:mod:`edgekd.factorize.decompose`): truncated SVD for ``Linear``; spati
 (Jaderberg et al. 2014) or Tucker-2 (Kim et al. 2016) for ``Conv2d``. Rank selection
 (:mod:`edgekd.factorize.select`): retained singular-value energy, a uniform per-layer MAC
 fraction, or AIMET-style greedy selection scored on held-out *training* images (the
-validation set stays untouched for the report). Depthwise and grouped convs, and layers
+report split stays untouched until the run is graded). Depthwise and grouped convs, and layers
 whose chosen rank would not cut MACs, are left alone and the report says why.
 """
 
@@ -66,7 +66,7 @@ class FactorizeStage(Stage):
                                  skip=self.skip, round_to=self.round_to or ctx.target.channel_multiple)
         model = result.model
         after = measure.count_macs(model, ctx.input_shape)
-        factorized_acc = accuracy(model, ctx.val_loader)
+        factorized_acc = accuracy(model, ctx.selection_loader)
         recovered_by = recover(model, original, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-recovery.pt",
                                cache_dir=ctx.cache_dir, progress=ctx.progress)
         recovered = recovered_by.accuracy if recovered_by else factorized_acc
@@ -81,7 +81,7 @@ class FactorizeStage(Stage):
                      f"fewer); accuracy {factorized_acc:.4f} → {recovered:.4f} after recovery")
         row.measured(recovered, "pytorch")
         row.details.update(selection=self.selection.value, conv_method=self.conv, macs_before=total, macs_after=after,
-                           macs_reduction=1 - after / total, accuracy_before=accuracy(original, ctx.val_loader),
+                           macs_reduction=1 - after / total, accuracy_before=accuracy(original, ctx.selection_loader),
                            accuracy_factorized=factorized_acc, accuracy_recovered=recovered,
                            host_latency=[c.to_dict() for c in comparisons],
                            layers=[c.to_dict() for c in result.choices])
@@ -96,7 +96,7 @@ class FactorizeStage(Stage):
         return given.with_model(model)
 
     def scorer(self, ctx: RunContext):
-        """Accuracy on the first ``score_images`` training images, unaugmented (not the validation set)."""
+        """Accuracy on the first ``score_images`` training images, unaugmented (not the selection or report split)."""
         if self.selection is not Selection.GREEDY:
             return None
         count = min(self.score_images, len(ctx.data.train))

@@ -137,7 +137,7 @@ class PruneStage(Stage):
         step_row = {"step": step, "kind": "channels", "channel_ratio": round(result.channel_ratio, 4),
                     f"{self.metric.value}_reduction": round(reached, 4), "protected": list(result.how.protect),
                     "channels_kept": result.kept, **after, "size_bytes": measure.state_dict_bytes(pruned),
-                    "accuracy_pruned": accuracy(pruned, ctx.val_loader)}
+                    "accuracy_pruned": accuracy(pruned, ctx.selection_loader)}
         return pruned, step_row
 
     def reduction_now(self, model: nn.Module, share: float, before: dict, input_shape: tuple[int, ...]) -> float:
@@ -166,7 +166,7 @@ class PruneStage(Stage):
         if not names:
             raise PruneError("no layer can take 2:4 sparsity (it needs dense convs or linears with a multiple of 4 "
                              "input channels); set sparsity_2_4: false")
-        masked = accuracy(model, ctx.val_loader)
+        masked = accuracy(model, ctx.selection_loader)
         epochs = self.recovery.train.epochs if self.sparse_recovery_epochs is None else self.sparse_recovery_epochs
         result = recover(model, dense, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-sparse.pt",
                          cache_dir=ctx.cache_dir, epochs=epochs, progress=ctx.progress)

@@ -7,7 +7,7 @@ Order of work:
    in the target profile's scheme (:mod:`edgekd.quantize.scheme`).
 3. Accuracy control: if int8 loses more than ``max_accuracy_drop`` points on held-out training
    images, the most sensitive layers stay float until it does not (:mod:`edgekd.quantize.accuracy`).
-4. The budget is then checked on the validation set. ``method: auto`` falls back to QAT with
+4. The budget is then checked on the selection split. ``method: auto`` falls back to QAT with
    KD from the float model when it still does not hold; ``method: qat`` goes there directly.
 5. CPU targets: layers int8 makes slower on the target's runtime stay float (read off ONNX
    Runtime's optimized graph where this machine stands for the target, estimated otherwise;
@@ -78,7 +78,7 @@ class QuantizeStage(Stage):
         scheme = Scheme.for_target(ctx.target)
         calibration, scoring = self.held_out_loaders(ctx)
         float_model = export_onnx(model, ctx.input_shape)
-        float_accuracy = onnx_accuracy(float_model, ctx.val_loader, threads=ctx.host_threads)
+        float_accuracy = onnx_accuracy(float_model, ctx.selection_loader, threads=ctx.host_threads)
         details: dict = {"scheme": scheme.value, "calibration_images": len(calibration.dataset),
                          "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
         int8, int8_accuracy, method, chosen = self.make_int8(model, float_model, float_accuracy, calibration,
@@ -86,7 +86,7 @@ class QuantizeStage(Stage):
         if method.startswith("ptq") and scheme is not Scheme.TENSORRT and not self.require_int8:
             int8, slow = self.keep_slow_layers_float(float_model, int8, calibration, scheme, ctx, chosen)
             if slow:
-                int8_accuracy = onnx_accuracy(int8, ctx.val_loader, threads=ctx.host_threads)
+                int8_accuracy = onnx_accuracy(int8, ctx.selection_loader, threads=ctx.host_threads)
                 chosen.update({s.to_dict()["layer"]: s.to_dict() for s in slow})
                 details["float_for_speed"] = [s.to_dict() for s in slow]
                 row.note("quantize", f"{len(slow)} layers stay float because int8 is slower there on "
@@ -160,7 +160,7 @@ class QuantizeStage(Stage):
     def make_int8(self, model: nn.Module, float_model: onnx.ModelProto, float_accuracy: float,
                   calibration: DataLoader, scoring: DataLoader, scheme: Scheme, ctx: RunContext, row: ReportRow,
                   details: dict) -> tuple[onnx.ModelProto, float, str, dict]:
-        """(int8 model, its validation accuracy, method used, layers accuracy control kept float), within budget."""
+        """(int8 model, its selection-split accuracy, method used, layers accuracy control kept float), within budget."""
         if self.method in ("auto", "ptq"):
             ptq = quantize_model(float_model, calibration, scheme=scheme, bias_correction=self.bias_correction,
                                  scoring=scoring if self.accuracy_control else None,
@@ -169,7 +169,7 @@ class QuantizeStage(Stage):
             for fallback in ptq.fallbacks:
                 row.note("quantize", fallback)
             details["fallbacks"] = list(ptq.fallbacks)
-            int8_accuracy = onnx_accuracy(control.model, ctx.val_loader, threads=ctx.host_threads)
+            int8_accuracy = onnx_accuracy(control.model, ctx.selection_loader, threads=ctx.host_threads)
             details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
                               "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
                                                            for n, r in control.ranking.items()}}
@@ -180,10 +180,10 @@ class QuantizeStage(Stage):
                 tried = "PTQ" + (" with accuracy control" if self.accuracy_control else "")
                 raise QuantizeError(self.budget_message(tried, float_accuracy, int8_accuracy)
                                     + "; use method: auto or qat (QAT with KD)")
-            row.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the validation "
+            row.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the selection "
                                  f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
         int8, history = self.quantization_aware(model, calibration, scheme, ctx)
-        int8_accuracy = onnx_accuracy(int8, ctx.val_loader, threads=ctx.host_threads)
+        int8_accuracy = onnx_accuracy(int8, ctx.selection_loader, threads=ctx.host_threads)
         details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
         if self.over_budget(float_accuracy, int8_accuracy):
             raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
@@ -197,7 +197,7 @@ class QuantizeStage(Stage):
         return given.replace(int8=Artifact(ctx.stage_dir / INT8_FILE, ctx.stage_dir.name, produced))
 
     def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
-        """Calibration and scoring images: disjoint, shuffled, from the training set (never the validation set)."""
+        """Calibration and scoring images: disjoint, shuffled, from the training set (never the selection or report split)."""
         train = ctx.data.train
         if len(train) < self.calibration_images + 100:
             raise QuantizeError(f"the training set has {len(train)} images; calibration_images is "
@@ -236,7 +236,7 @@ class QuantizeStage(Stage):
         return points(float_accuracy - int8_accuracy) > self.max_accuracy_drop
 
     def budget_message(self, method: str, float_accuracy: float, int8_accuracy: float) -> str:
-        return (f"{method} loses {points(float_accuracy - int8_accuracy):.2f} points of validation accuracy "
+        return (f"{method} loses {points(float_accuracy - int8_accuracy):.2f} points of selection-split accuracy "
                 f"({float_accuracy:.4f} → {int8_accuracy:.4f}), over max_accuracy_drop {self.max_accuracy_drop:g}")
 
 

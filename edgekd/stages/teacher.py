@@ -34,6 +34,7 @@ class TeacherStage(Stage):
     stage: Literal["teacher"] = "teacher"
     needs: ClassVar[tuple[str, ...]] = ()
     makes: ClassVar[tuple[str, ...]] = ("model",)
+    uses_target: ClassVar[bool] = False
     model: str | None = "cnn"
     weights: str | None = None
     train: TrainConfig = DEFAULT_TRAINING
@@ -85,9 +86,9 @@ class TeacherStage(Stage):
 
 
 def check_fits_data(model: nn.Module, ctx: RunContext) -> None:
-    """Run one validation image through the model: shape mismatches become one clear line."""
+    """Run one selection image through the model: shape mismatches become one clear line."""
     info = ctx.data.info
-    images, _ = next(iter(ctx.val_loader))
+    images, _ = next(iter(ctx.selection_loader))
     model.eval()
     try:
         with torch.inference_mode():
