@@ -7,6 +7,7 @@ no loss, no post-processing beyond what the published engine runs on the GPU):
   ``retinanet_resnext50_32x4d_fpn``: ResNeXt-50 32×4d, FPN P3–P7, 4-conv heads shared across
   levels, 9 anchors, 264 OpenImages classes), 800×800 input. The MLPerf engine's NMS is a plugin
   and is not modelled.
+* :class:`SSDResNet34`, :class:`SSDMobileNetV1`: MLPerf Inference v2.0's detectors (1200×1200 and 300×300).
 * :class:`YoloV8`: Ultralytics YOLOv8 (``yolov8n.yaml``: depth 0.33, width 0.25): Conv-BN-SiLU,
   C2f, SPPF, PAN neck, decoupled head with DFL, 640×640 input; 8.7 GFLOPs as Ultralytics counts.
 
@@ -165,3 +166,94 @@ class YoloV8(nn.Module):
         b, _, a = box.shape
         dist = self.dfl(box.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
         return torch.cat([dist, torch.cat(scores, 2).sigmoid()], 1)
+
+
+class SSDResNet34(nn.Module):
+    """MLPerf Inference's SSD-ResNet34 at 1200×1200, as NVIDIA's TensorRT code builds it.
+
+    From ``closed/NVIDIA/code/ssd-resnet34/tensorrt/SSDResNet34.py`` (inference_results_v2.0):
+    ResNet-34 stem and stages 1–3 (stage 3 at stride 1: 150×150×256), five extra blocks
+    (1×1 then 3×3, strides 2, 2, 2, 2 (pad 0), 1 (pad 0)), and per level one merged 3×3 stride-3
+    location + confidence conv (4 or 6 anchors, 81 classes). NMS is a plugin, not modelled.
+    """
+
+    def __init__(self, num_classes: int = 81):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, 2, 1))
+        blocks, channels = [], 64
+        for count, width, stride in ((3, 64, 1), (4, 128, 2), (6, 256, 1)):
+            for j in range(count):
+                blocks.append(BasicBlock(channels, width, stride if j == 0 else 1))
+                channels = width
+        self.backbone = nn.Sequential(*blocks)
+        extra = ((256, 256, 512, 2, 1), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 2, 0),
+                 (256, 128, 256, 1, 0))
+        self.extras = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_in, mid, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, c_out, 3, s, p),
+                          nn.ReLU(inplace=True)) for c_in, mid, c_out, s, p in extra)
+        anchors, outs = (4, 6, 6, 6, 4, 4), (256, 512, 512, 256, 256, 256)
+        self.heads = nn.ModuleList(nn.Conv2d(c, a * (4 + num_classes), 3, 3, 1) for c, a in zip(outs, anchors))
+
+    def forward(self, x):
+        x = self.backbone(self.stem(x))
+        levels = [x]
+        for block in self.extras:
+            levels.append(block(levels[-1]))
+        return torch.cat([torch.flatten(h(p), 1) for h, p in zip(self.heads, levels)], 1)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3×3 conv-BN, ReLU, the shortcut added (1×1 conv-BN where the shape changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels))
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class SSDMobileNetV1(nn.Module):
+    """MLPerf Inference's SSD-MobileNet v1 (TensorFlow ``ssd_mobilenet_v1_coco_2018_01_28``), 300×300.
+
+    MobileNet v1 (3×3 stem, 13 depthwise-separable blocks, ReLU6), features from block 11
+    (19×19×512) and 13 (10×10×1024), four extra 1×1 + 3×3 stride-2 layers (512, 256, 256, 128),
+    1×1 box predictors (3 anchors on the first level, 6 on the others; 91 classes). NMS is a plugin.
+    """
+
+    def __init__(self, num_classes: int = 91):
+        super().__init__()
+        plan = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
+                (512, 1), (1024, 2), (1024, 1))
+        layers, channels = [conv_bn_relu6(3, 32, 3, 2)], 32
+        for out, stride in plan:
+            layers += [conv_bn_relu6(channels, channels, 3, stride, groups=channels), conv_bn_relu6(channels, out, 1)]
+            channels = out
+        self.to_19 = nn.Sequential(*layers[:1 + 2 * 11])
+        self.to_10 = nn.Sequential(*layers[1 + 2 * 11:])
+        extra = ((1024, 256, 512), (512, 128, 256), (256, 128, 256), (256, 64, 128))
+        self.extras = nn.ModuleList(nn.Sequential(conv_bn_relu6(c, mid, 1), conv_bn_relu6(mid, out, 3, 2))
+                                    for c, mid, out in extra)
+        outs, anchors = (512, 1024, 512, 256, 256, 128), (3, 6, 6, 6, 6, 6)
+        self.boxes = nn.ModuleList(nn.Conv2d(c, 4 * a, 1) for c, a in zip(outs, anchors))
+        self.scores = nn.ModuleList(nn.Conv2d(c, num_classes * a, 1) for c, a in zip(outs, anchors))
+
+    def forward(self, x):
+        levels = [self.to_19(x)]
+        levels.append(self.to_10(levels[-1]))
+        for block in self.extras:
+            levels.append(block(levels[-1]))
+        boxes = torch.cat([torch.flatten(b(p), 1) for b, p in zip(self.boxes, levels)], 1)
+        scores = torch.cat([torch.flatten(s(p), 1) for s, p in zip(self.scores, levels)], 1)
+        return boxes, scores
+
+
+def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU6(inplace=True))

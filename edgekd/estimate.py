@@ -12,9 +12,11 @@ own (they run far below peak on every runtime).
 
 Attainable figures are the profile's peaks times its ``estimate`` calibration, fitted on
 published measurements of the device (``benchmarks/estimator_devices.py``) or of this host
-(``benchmarks/estimator_host.py``), with the error on held-out measurements recorded beside it;
-:func:`estimate_records` puts that error on every record. Every figure this module produces is
-an *estimate*, and is labelled so.
+(``benchmarks/estimator_host.py``), with the error on held-out measurements recorded beside it
+and the range of models those measurements span; :func:`estimate_records` puts that error on
+every record of a model inside the range, and "unvalidated for a model of this size" (naming
+what is outside) on the others. Every figure this module produces is an *estimate*, and is
+labelled so.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from onnx import shape_inference
 
 from edgekd.fusion import Kernel, PlainGraph, fuse
 from edgekd.records import LatencyKind, LatencyRecord
-from edgekd.targets import Calibration, Precision, Runtime, TargetProfile
+from edgekd.targets import Calibration, Precision, Runtime, TargetProfile, Validation
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class KernelCost:
     bytes: float
     int8: bool
     grouped: bool = False
+    macs: float = 0.0  # multiply-accumulates of its conv / matmul (0 for the rest)
+    params: int = 0  # weights and biases of its conv / matmul
+    depthwise: bool = False  # a grouped conv with one input channel per group
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,62 @@ class Estimate:
                 "memory_bound_kernels": self.memory_bound_kernels}
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a validated range is about: one image's MACs and parameters, conv kinds, precision."""
+
+    macs: float
+    params: int
+    kernels: tuple[str, ...]  # dense, grouped, depthwise
+    precision: str  # int8 where any conv/matmul runs in int8, else the runtime's float precision
+
+    @classmethod
+    def of(cls, costs: list[KernelCost], target: TargetProfile) -> "ModelSummary":
+        kinds = {"depthwise" if c.depthwise else "grouped" if c.grouped else "dense" for c in costs if c.macs}
+        float_precision = "fp16" if float_element_bytes(target) == 2 else "fp32"
+        return cls(sum(c.macs for c in costs), sum(c.params for c in costs), tuple(sorted(kinds)),
+                   "int8" if any(c.int8 and c.macs for c in costs) else float_precision)
+
+
+def outside_validated_range(summary: ModelSummary, batch: int, validation: Validation | None) -> str:
+    """What of this model lies outside the range the profile's error was measured on ('' when inside).
+
+    E.g. ``5.53 M MACs, validated 1.24 G-216 G; 70.1 K parameters, validated 6.81 M-78.2 M``. A profile with a
+    validation but no recorded range counts every model as inside (the figures predate ranges).
+    """
+    if validation is None or validation.validated is None:
+        return ""
+    v, gaps = validation.validated, []
+    if not v.macs[0] <= summary.macs <= v.macs[1]:
+        gaps.append(f"{si(summary.macs)} MACs, validated {si(v.macs[0])}-{si(v.macs[1])}")
+    if not v.params[0] <= summary.params <= v.params[1]:
+        gaps.append(f"{si(summary.params)} parameters, validated {si(v.params[0])}-{si(v.params[1])}")
+    if extra := [k for k in summary.kernels if k not in v.kernels]:
+        gaps.append(f"{', '.join(extra)} convolutions, validated {', '.join(v.kernels)}")
+    if summary.precision not in {p.value for p in v.precisions}:
+        gaps.append(f"{summary.precision}, validated {', '.join(p.value for p in v.precisions)}")
+    if not v.batch[0] <= batch <= v.batch[1]:
+        gaps.append(f"batch {batch}, validated {v.batch[0]}-{v.batch[1]}")
+    return "; ".join(gaps)
+
+
+def si(value: float) -> str:
+    """3 significant digits and an SI prefix: ``5.53 M``, ``216 G``, ``70.1 K``, ``12``."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}"
+    return f"{value:.3g}"
+
+
 def estimate_records(onnx_path: Path, target: TargetProfile) -> list[LatencyRecord]:
     """The target's latency per batch size: a labelled estimate with its validated error, or not-measured.
 
-    What the benchmark stage reports for a target that is not this machine. Each estimated record
-    carries the profile's held-out error (``uncertainty_pct``, ``held_out_measurements``) and
-    says it in its note; a profile no public measurement has checked says that instead.
+    What the benchmark stage reports for a target that is not this machine. An estimated record
+    carries the profile's held-out error (``uncertainty_pct``, ``held_out_measurements``) when the
+    model lies inside the range that error was measured on; outside it (a 70K-parameter student on
+    a profile validated on 1-200 GMAC detectors) it carries no ± but ``outside_validated_range``,
+    naming what is outside, and says "unvalidated for a model of this size". A profile no public
+    measurement has checked says that instead.
     """
     how = f"run `edgekd bench model.onnx --target {target.name}` on the device, then `edgekd report RUN --merge`"
     if target.peak is None or target.memory_bandwidth_gbs is None:
@@ -82,25 +137,36 @@ def estimate_records(onnx_path: Path, target: TargetProfile) -> list[LatencyReco
                 for batch in target.batch_sizes]
     model = onnx.load(str(onnx_path))
     validation = target.estimate.validation
+    summary = ModelSummary.of(kernel_costs(model, target, 1), target)
     records = []
     for batch in target.batch_sizes:
         estimate = estimate_latency(model, target, batch)
+        outside = outside_validated_range(summary, batch, validation)
+        validated = validation is not None and not outside
+        error = (f"unvalidated for a model of this size ({outside}): the profile's "
+                 f"{target.estimate.describe()} holds for the models it was checked on"
+                 if outside else target.estimate.describe())
         records.append(LatencyRecord(
             batch=batch, device=target.name, kind=LatencyKind.ESTIMATED, runtime=target.runtime.value,
             ms=estimate.ms,
-            uncertainty_pct=None if validation is None else round(100 * validation.median_abs_error, 1),
-            held_out_measurements=0 if validation is None else validation.held_out,
+            uncertainty_pct=round(100 * validation.median_abs_error, 1) if validated else None,
+            held_out_measurements=validation.held_out if validated else 0,
+            outside_validated_range=outside,
             note=f"roofline estimate of {Path(onnx_path).name} over the {estimate.kernels} kernels "
                  f"{target.runtime.value} runs ({estimate.compute_bound_kernels} compute-bound, "
-                 f"{estimate.memory_bound_kernels} memory-bound); {target.estimate.describe()}; "
-                 f"not a measurement: {how}"))
+                 f"{estimate.memory_bound_kernels} memory-bound); {error}; not a measurement: {how}"))
     return records
 
 
 def estimate_latency(model: onnx.ModelProto, target: TargetProfile, batch: int,
-                     calibration: Calibration | None = None) -> Estimate:
-    """Roofline estimate of one inference of ``batch`` images on ``target`` (its own calibration by default)."""
-    return roofline(kernel_costs(model, target, batch), target, batch, calibration or target.estimate)
+                     calibration: Calibration | None = None, *, cuda_graph: bool = False) -> Estimate:
+    """Roofline estimate of one inference of ``batch`` images on ``target`` (its own calibration by default).
+
+    ``cuda_graph``: the engine is replayed as a CUDA graph (MLPerf's harness) instead of enqueued
+    kernel by kernel (trtexec's default, ``infer.py``): then no kernel waits for its launch.
+    """
+    return roofline(kernel_costs(model, target, batch), target, batch, calibration or target.estimate,
+                    cuda_graph=cuda_graph)
 
 
 def kernel_costs(model: onnx.ModelProto, target: TargetProfile, batch: int) -> list[KernelCost]:
@@ -139,7 +205,14 @@ def cost_of(kernel: Kernel, graph: PlainGraph, shapes: dict[str, tuple[int, ...]
     moved += sum(size(shapes.get(t, ())) * element(t) for t in kernel.outputs)
     group = next((a.i for a in anchor.attribute if a.name == "group"), 1) if anchor.op_type == "Conv" else 1
     int8 = bool(anchor.input) and anchor.input[0] in graph.int8
-    return KernelCost(kernel.name, kernel.ops, flops, moved, int8, grouped=group > 1)
+    weight = constant_shape(anchor, weights)
+    macs, params = 0.0, 0
+    if weight and anchor.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        macs = node_flops(anchor, [shapes.get(i, ()) for i in anchor.input if i], shapes.get(anchor.output[0], ()),
+                          weight) / 2
+        params = sum(size(shapes.get(name, ())) for name in anchor.input[1:3] if name in weights)
+    return KernelCost(kernel.name, kernel.ops, flops, moved, int8, grouped=group > 1, macs=macs, params=params,
+                      depthwise=group > 1 and bool(weight) and weight[1] == 1)
 
 
 def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: tuple | None) -> float:
@@ -160,8 +233,13 @@ def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: tuple
     return float(size(out))  # elementwise and the rest: one operation per output value
 
 
-def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibration: Calibration) -> Estimate:
-    """Sum over kernels of max(compute time, memory time) + overhead, at the profile's attainable peaks."""
+def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibration: Calibration, *,
+             cuda_graph: bool = False) -> Estimate:
+    """Sum over kernels of max(compute time, memory time) + overhead, at the profile's attainable peaks.
+
+    Without a CUDA graph the CPU enqueues each kernel (``launch_overhead_us``) while the GPU runs the
+    ones before it, so a kernel takes at least its launch time.
+    """
     if target.peak is None or target.memory_bandwidth_gbs is None:
         raise ValueError(f"target {target.name} has no peak numbers to estimate from")
     float_peak = float_peak_tflops(target) * 1e12
@@ -180,7 +258,8 @@ def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibra
         memory = cost.bytes / bandwidth
         compute_bound += compute >= memory
         memory_bound += compute < memory
-        total += max(compute, memory) + calibration.kernel_overhead_us * 1e-6
+        kernel = max(compute, memory) + calibration.kernel_overhead_us * 1e-6
+        total += kernel if cuda_graph else max(kernel, calibration.launch_overhead_us * 1e-6)
     return Estimate(batch, total * 1000, compute_bound, memory_bound, len(costs))
 
 

@@ -57,15 +57,32 @@ class Peak(_Strict):
     fp32_tflops: float = Field(gt=0)
 
 
+class ValidatedRange(_Strict):
+    """What the published measurements behind a profile's error span: an estimate outside it is unvalidated.
+
+    ``macs`` and ``params`` are per image, [smallest, largest] over the measured models; ``kernels``
+    the convolution kinds they contain (dense, grouped, depthwise); ``batch`` images per inference.
+    """
+
+    macs: tuple[float, float]
+    params: tuple[int, int]
+    kernels: tuple[str, ...] = Field(min_length=1)
+    precisions: tuple[Precision, ...] = Field(min_length=1)
+    batch: tuple[int, int]
+    models: tuple[str, ...] = ()
+
+
 class Validation(_Strict):
     """How far the estimate was off on public measurements it was not fitted on (``benchmarks/estimator_*.py``)."""
 
-    held_out: int = Field(ge=1)  # measurements of this device the fit did not see
+    held_out: int = Field(ge=1)  # measurements of this device predicted without being fitted on
     median_abs_error: float = Field(ge=0)  # median |estimate / published - 1| over them
     max_abs_error: float = Field(ge=0)
     fitted_on: int = Field(ge=0)  # measurements the calibration was fitted on (all devices of the runtime)
     sources: tuple[str, ...] = Field(min_length=1)  # document, table, software version, power mode
     benchmark: str  # the script that checks it, e.g. benchmarks/estimator_devices.py
+    method: str = "held-out"  # how the held-out error was measured, e.g. leave-one-model-out
+    validated: ValidatedRange | None = None  # None: no recorded range (every model counts as inside)
 
     def describe(self) -> str:
         return (f"±{self.median_abs_error:.0%} (median error on {self.held_out} held-out published "
@@ -89,6 +106,7 @@ class Calibration(_Strict):
     memory_efficiency: float = Field(0.5, gt=0, le=1)
     kernel_overhead_us: float = Field(5.0, ge=0)
     inference_overhead_us: float = Field(0.0, ge=0)  # once per inference: launch, synchronization
+    launch_overhead_us: float = Field(0.0, ge=0)  # per kernel enqueued without a CUDA graph (a kernel takes the longer)
     validation: Validation | None = None
 
     def describe(self) -> str:

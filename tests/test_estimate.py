@@ -1,16 +1,22 @@
 """The latency estimator: runtime fusion counted by hand, roofline arithmetic, validated uncertainty."""
 
 import json
+import re
+import statistics
 from pathlib import Path
+
+import onnx
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.builtin import builtin_dir
-from edgekd.estimate import estimate_latency, estimate_records, kernel_costs
+from edgekd.estimate import (ModelSummary, estimate_latency, estimate_records, kernel_costs,
+                             outside_validated_range)
 from edgekd.fusion import fuse
-from edgekd.records import LatencyKind
+from edgekd.models import create_model
+from edgekd.records import LatencyKind, describe_uncertainty
 from edgekd.report.schema import Latency
 from edgekd.targets import Calibration, Runtime, TargetProfile, list_targets, load_target
 
@@ -177,25 +183,106 @@ def test_every_estimate_record_carries_its_uncertainty(tmp_path):
             validation = profile.estimate.validation
             if validation is None:
                 assert r.uncertainty_pct is None and "unvalidated" in r.uncertainty() and "unvalidated" in r.note
+            elif r.outside_validated_range:  # a 2-channel 4×4 block is far below any published model
+                assert r.uncertainty_pct is None and r.held_out_measurements == 0
+                assert "unvalidated for a model of this size" in r.uncertainty() and "unvalidated" in r.note
             else:
                 assert r.uncertainty_pct == pytest.approx(100 * validation.median_abs_error, abs=0.05)
                 assert r.held_out_measurements == validation.held_out
                 assert f"on {validation.held_out} held-out public measurement" in r.uncertainty()
 
 
-def test_held_out_error_in_each_profile_is_what_the_device_benchmark_measured():
+def test_small_student_on_jetson_is_unvalidated_for_its_size(tmp_path):
+    """The 70K-parameter, 5.5 M-MAC cnn-small student: no ± from detectors 200× its size."""
+    from edgekd.onnx_export import export_onnx
+
+    student = create_model("cnn-small", in_channels=1, num_classes=10, input_size=(28, 28))
+    path = tmp_path / "student.onnx"
+    path.write_bytes(export_onnx(student, (1, 28, 28)).SerializeToString())
+    for r in estimate_records(path, load_target("jetson-orin")):
+        assert r.kind is LatencyKind.ESTIMATED and r.ms > 0
+        assert r.uncertainty_pct is None and r.held_out_measurements == 0
+        assert "unvalidated for a model of this size" in r.uncertainty()
+        assert re.search(r"^5\.5\d M MACs, validated [\d.]+ G-[\d.]+ G; 70\.\d K parameters, validated",
+                         r.outside_validated_range)
+        assert "±" not in r.uncertainty() and "unvalidated for a model of this size" in r.note
+        Latency.model_validate(r.to_dict())
+        assert "unvalidated for a model of this size" in describe_uncertainty(
+            "estimated", r.uncertainty_pct, r.held_out_measurements, r.outside_validated_range)
+
+
+def big_int8_conv(tmp_path: Path) -> Path:
+    """A ResNet-50-size int8 model: one 1024→1024 3×3 conv at 32×32 (9.7 G MACs, 9.4 M parameters), Q/DQ."""
+    inits = [numpy_helper.from_array(np.ones((1024, 1024, 3, 3), np.int8), "w"),
+             numpy_helper.from_array(np.full(1024, 0.1, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(1024, np.int8), "wz")]
+    nodes = []
+    source = qdq("input", "dq", nodes, inits)
+    nodes += [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
+              helper.make_node("Conv", [source, "wf"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+              helper.make_node("Relu", ["c"], ["output"], name="relu")]
+    path = tmp_path / "big.onnx"
+    path.write_bytes(graph(nodes, inits, channels=1024, size=32).SerializeToString())
+    return path
+
+
+def test_model_inside_the_validated_range_gets_the_profiles_error(tmp_path):
+    profile = load_target("jetson-orin")
+    validation = profile.estimate.validation
+    records = estimate_records(big_int8_conv(tmp_path), profile)
+    for r in records:
+        assert r.outside_validated_range == ""
+        assert r.uncertainty_pct == pytest.approx(100 * validation.median_abs_error, abs=0.05)
+        assert r.uncertainty().startswith("±") and f"on {validation.held_out} held-out" in r.uncertainty()
+    summary = ModelSummary.of(kernel_costs(onnx.load(str(tmp_path / "big.onnx")), profile, 1), profile)
+    assert summary.macs == 1024 * 1024 * 9 * 32 * 32 and summary.params == 1024 * 1024 * 9
+    assert summary.kernels == ("dense",) and summary.precision == "int8"
+    # outside on one axis only: the gap names that axis
+    assert outside_validated_range(summary, 64, validation) == "batch 64, validated 1-8"
+
+
+def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
     result = json.loads(RESULTS.read_text())
-    assert result["held_out_rows"] >= 8 and len({r["model"] for r in result["rows"] if r["split"] == "held-out"}) >= 3
+    rows = result["rows"]
+    assert result["row_count"] == len(rows) >= 20
+    assert len({r["model"] for r in rows}) >= 5
+    assert {r["device"] for r in rows} == {"jetson-orin", "jetson-orin-nx", "jetson-orin-nano"}
+    for r in rows:
+        assert r["source"] and r["published_ms"] > 0 and r["lomo_estimated_ms"] > 0 and r["precision"] and r["batch"]
+        assert r["lomo_abs_rel_error"] == pytest.approx(abs(r["lomo_estimated_ms"] / r["published_ms"] - 1), abs=1e-3)
+    errors = [r["lomo_abs_rel_error"] for r in rows]
+    assert result["lomo_median_abs_rel_error"] == pytest.approx(statistics.median(errors), abs=1e-9)
+    worst = result["lomo_worst_row"]
+    assert worst["lomo_abs_rel_error"] == max(errors)
+    assert result["free_parameters"] < min(fold["training_rows"] for fold in result["lomo_folds"].values())
+
+
+def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
+    """The issue's bar is a 20% held-out median; the committed calibration reaches 35.4% (not met). The JSON and
+    the README say so (rendered from ``lomo_target_met``); a change that makes the estimator worse fails here."""
+    result = json.loads(RESULTS.read_text())
+    median = result["lomo_median_abs_rel_error"]
+    assert result["lomo_target_met"] == (median <= 0.2)
+    assert median <= 0.36  # committed: 0.354
+
+
+def test_each_profile_carries_what_the_device_benchmark_measured():
+    result = json.loads(RESULTS.read_text())
     calibration = {k: v for k, v in result["calibration"].items() if v is not None}
     for device, measured in result["per_device"].items():
         profile = load_target(device)
-        assert profile.estimate.validation is not None, device
-        assert profile.estimate.validation.held_out == measured["held_out"]
-        assert profile.estimate.validation.median_abs_error == pytest.approx(measured["median_abs_error"], abs=1e-3)
+        validation = profile.estimate.validation
+        assert validation is not None and validation.method == "leave-one-model-out", device
+        assert validation.held_out == measured["rows"]
+        assert validation.median_abs_error == pytest.approx(measured["lomo_median_abs_error"], abs=1e-3)
+        assert validation.max_abs_error == pytest.approx(measured["lomo_max_abs_error"], abs=1e-3)
         fitted = profile.estimate.model_dump(exclude={"validation"}, exclude_none=True)
         assert fitted == pytest.approx(calibration), device  # the profile carries the numbers that were checked
-    rows = [r for r in result["rows"] if r["split"] == "held-out"]
-    assert all(r["source"] and r["published_ms"] > 0 and r["estimated_ms"] > 0 for r in rows)
+        v, published = validation.validated, measured["validated"]
+        assert v.macs == (published["macs_min"], published["macs_max"])
+        assert v.params == (published["params_min"], published["params_max"])
+        assert list(v.kernels) == published["kernels"] and [p.value for p in v.precisions] == published["precisions"]
+        assert v.batch == (published["batch_min"], published["batch_max"])
 
 
 def test_unknown_calibration_key_is_an_error_with_its_line(tmp_path):
@@ -206,3 +293,11 @@ def test_unknown_calibration_key_is_an_error_with_its_line(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"mine.yaml:\d+: estimate.memory_eff: unknown key"):
         load_target(str(path))
+
+
+def test_without_a_cuda_graph_a_kernel_takes_at_least_its_launch():
+    calibration = EXACT.model_copy(update={"launch_overhead_us": 50.0})
+    graphed = estimate_latency(conv_relu(), target(1e9), 1, calibration, cuda_graph=True)
+    enqueued = estimate_latency(conv_relu(), target(1e9), 1, calibration)
+    assert graphed.ms == pytest.approx(608 / 1e12 * 1e3)  # the tiny conv alone
+    assert enqueued.ms == pytest.approx(50e-3)  # its launch is longer than it: the launch is what it costs
