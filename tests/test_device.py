@@ -109,9 +109,12 @@ def test_autocast_and_gradient_scaler_path_trains(tiny):
 
 def test_accuracy_leaves_the_model_where_it_was(tiny):
     model = create_model("cnn-tiny", in_channels=1, input_size=(28, 28))
-    loader = make_loader(tiny.val, tiny.info, batch_size=128, train=False)
-    assert 0 <= accuracy(model, loader, device=torch.device("cpu")) <= 1
+    loader = make_loader(tiny.selection, tiny.info, batch_size=128, train=False)
+    measured = accuracy(model, loader, device=torch.device("cpu"))
     assert next(model.parameters()).device == torch.device("cpu")
+    with torch.inference_mode():  # top-1 by hand, on the same eval-mode model and batches
+        hits = sum(int((model(images).argmax(1) == labels).sum()) for images, labels, *_ in loader)
+    assert measured == hits / len(loader.dataset)
 
 
 def test_cli_cuda_without_cuda_is_one_line(tmp_path):

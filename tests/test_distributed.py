@@ -10,13 +10,15 @@ from conftest import run_cli
 
 from edgekd.distributed import backend_threads, finish, without_option
 
-# Enough data and epochs that run-to-run noise (CPU float non-determinism: 1.7 points between two
-# single-process runs here) stays well inside the 3-point bar; 3 epochs on 6,000 images varied by 2.9.
+# Run-to-run noise (CPU float non-determinism), measured with exactly TRAIN on 2 shared cores:
+# 1 process 0.7858 / 0.7925 / 0.8008 / 0.8117 / 0.7900, 2 processes 0.8033 / 0.7942 / 0.8050 / 0.8133 /
+# 0.7900 / 0.7933 (sd ~0.010 each, so their difference has sd ~0.014); |1 - 2| in four pairs: 0.018,
+# 0.007, 0.007, 0.023. A 3-point bar is only 2.2 sd (about 1 run in 35 would fail); 5 points is 3.6 sd.
 TRAIN = ("train", "cnn-tiny", "--epochs", "4", "--train-subset", "12000", "--lr", "0.1", "--batch-size", "128")
 
 
-def validation_accuracy(stdout: str) -> float:
-    return float(re.search(r"validation accuracy ([\d.]+)", stdout).group(1))
+def report_accuracy(stdout: str) -> float:
+    return float(re.search(r"accuracy ([\d.]+) on the report split", stdout).group(1))
 
 
 def assert_every_process_exited_0(result) -> None:
@@ -34,9 +36,9 @@ def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_
     assert_every_process_exited_0(two)
     assert "launching 2 processes" in two.stderr
     # each process sees half of every global batch of 128; gradients are averaged by DDP
-    assert abs(validation_accuracy(one.stdout) - validation_accuracy(two.stdout)) <= 0.03
-    assert validation_accuracy(two.stdout) > 0.6  # it learned, on both halves of the data
-    assert two.stdout.count("validation accuracy") == 1  # only rank 0 reports
+    assert abs(report_accuracy(one.stdout) - report_accuracy(two.stdout)) <= 0.05  # see TRAIN
+    assert report_accuracy(two.stdout) >= 0.76  # it learned, on both halves of the data (0.79-0.81 measured)
+    assert two.stdout.count("on the report split") == 1  # only rank 0 reports
     assert (tmp_path / "two.safetensors").is_file()
 
 
@@ -47,7 +49,8 @@ def test_compress_with_two_processes_runs_the_fast_recipe(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
     teacher, student = report["stages"][:2]
-    assert teacher["accuracy"] > 0.6 and student["accuracy"] > 0.5
+    # measured 0.7938 and 0.7105 (the same in two runs); 3 points below, as test_cli allows the 1-process run
+    assert teacher["accuracy"] >= 0.76 and student["accuracy"] >= 0.68
     assert result.stdout.count("report in") == 1
 
 

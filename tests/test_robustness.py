@@ -2,8 +2,9 @@
 
 Each seed builds a different CNN from branches, concatenations, grouped and depthwise convs,
 residual adds, squeeze-excitation, a module applied twice, and odd channel counts. Every one
-must end in a runnable result that meets its runtime's Q/DQ rules, or in one clear edgekd error:
-never a traceback from inside torch-pruning, NNCF or ONNX Runtime.
+must end in a runnable result that meets its runtime's Q/DQ rules: an edgekd error fails the
+test with its message, and anything else (a traceback from inside torch-pruning, NNCF or ONNX
+Runtime) propagates.
 """
 
 import random
@@ -130,14 +131,14 @@ def compress(model: nn.Module, target_name: str) -> str:
 
 
 @pytest.mark.parametrize("target", ["host", "jetson-orin"])
-def test_random_cnns_end_in_a_result_or_one_clear_error(target):
+def test_random_cnns_end_in_a_runnable_int8_model(target):
     outcomes, scale = {}, load_target(target).channel_multiple // 8
     for seed in SEEDS:
         model = random_cnn(seed, scale)
         assert model(torch.zeros(2, *SHAPE)).shape == (2, 10)
         outcomes[seed] = compress(model, target)  # anything but an EdgekdError propagates and fails the test
-    errors = {seed: message for seed, message in outcomes.items() if message != "ok"}
-    for seed, message in errors.items():
-        assert message and "\n" not in message, f"seed {seed} ({random_cnn(seed, scale).kinds}): {message!r}"
-        assert "would reach it" in message or "protect" in message or "round_to" in message, message
-    assert len(errors) <= len(SEEDS) // 4, errors  # most random models compress with the defaults
+    errors = {seed: f"{random_cnn(seed, scale).kinds}: {message!r}" for seed, message in outcomes.items()
+              if message != "ok"}
+    # All six, on both targets, end in a runnable int8 model (12 of 12, as the README says): a clear
+    # edgekd error here is still a regression for these seeds.
+    assert not errors, errors
