@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TARGET ?= jetson-orin
 FM     := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data browser demo demo-fast test bench clean
+.PHONY: setup data browser demo demo-fast test bench readme examples clean
 
 setup: $(VENV)/.installed data
 
@@ -51,6 +51,15 @@ bench: setup
 	$(BIN)/python benchmarks/factorize_fashion_mnist.py
 	$(BIN)/python benchmarks/quantize_fashion_mnist.py
 	python3 benchmarks/summarize.py
+
+# Rewrite the README's rendered blocks from benchmarks/results/*.json and examples/ (--check: compare only).
+readme:
+	$(BIN)/python benchmarks/render_readme.py
+
+# Every examples/RECIPE/TARGET report again with the current code (about 40 minutes on 2 cores), then the README.
+examples: setup
+	$(BIN)/python benchmarks/regenerate_examples.py
+	$(BIN)/python benchmarks/render_readme.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

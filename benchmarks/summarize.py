@@ -31,20 +31,32 @@ def method_label(row: dict, epochs: int, seeds: int) -> str:
 
 
 def distill_table(r: dict) -> list[str]:
+    return distill_main_table(r) + full_data_lines(r) + kd_cost_lines(r) + long_budget_table(r) + lit_depth_table(r)
+
+
+def distill_main_table(r: dict) -> list[str]:
+    """The comparison's header sentence and its table, one row per method (the README's main table)."""
     t = r["teacher"]
+    seeds = len(r["rows"][0]["seeds"])
     lines = [f"Teacher {t['model']} ({t['params']:,} params, {t['accuracy']:.2%}); every row: "
              f"{r['epochs']} epochs on {r['train_images']:,} training images, no augmentation, "
-             f"{len(r['rows'][0]['seeds'])} seeds, accuracy on the {r['val_images']:,}-image test set.", "",
+             f"{seeds} seeds, accuracy on the {r['val_images']:,}-image test set.", "",
              "| method | student | params | accuracy (mean ± std) | s/epoch |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {method_label(x, r['epochs'], len(r['rows'][0]['seeds']))} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± "
-              f"{x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |" for x in r["rows"]]
-    for x in r.get("full_data_rows", []):
-        lines.append(f"| {x['method']} (all {x['train_images']:,} images, {x['epochs']} epochs) | {x['student']} | "
-                     f"{x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |")
-    lines += ["", f"KD epoch / student-alone epoch, measured alternately in one run: "
-                  f"**{r['kd_epoch_cost_ratio']:.2f}×** with cached teacher logits "
-                  f"({r['kd_live_teacher_cost_ratio']:.2f}× with the teacher run live)."]
-    return lines + long_budget_table(r) + lit_depth_table(r)
+    return lines + [f"| {method_label(x, r['epochs'], seeds)} | {x['student']} | {x['params']:,} | {x['accuracy_mean']:.2%} ± "
+                    f"{x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |" for x in r["rows"]]
+
+
+def full_data_lines(r: dict) -> list[str]:
+    """The full-data rows, in the main table's format (no header)."""
+    return [f"| {x['method']} (all {x['train_images']:,} images, {x['epochs']} epochs) | {x['student']} | "
+            f"{x['params']:,} | {x['accuracy_mean']:.2%} ± {x['accuracy_std']:.2%} | {x['epoch_seconds']:.1f} |"
+            for x in r.get("full_data_rows", [])]
+
+
+def kd_cost_lines(r: dict) -> list[str]:
+    return ["", f"KD epoch / student-alone epoch, measured alternately in one run: "
+                f"**{r['kd_epoch_cost_ratio']:.2f}×** with cached teacher logits "
+                f"({r['kd_live_teacher_cost_ratio']:.2f}× with the teacher run live)."]
 
 
 def accuracy_cells(x: dict) -> str:

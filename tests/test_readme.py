@@ -1,0 +1,141 @@
+"""The README's result blocks are what benchmarks/render_readme.py renders from the committed results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import render_readme as rr  # noqa: E402
+
+README = Path(rr.README)
+
+
+def test_readme_matches_committed_results():
+    problems = rr.check(README.read_text(), rr.Results())
+    assert not problems, "README.md disagrees with its results; run `make readme`:\n" + "\n".join(problems)
+
+
+def teacher_json(accuracy=0.9123):
+    return {"model": "cnn", "params": 278890, "macs": 21903104, "epochs": 18, "accuracy": accuracy,
+            "onnxruntime_accuracy": accuracy, "train_seconds": 960.0,
+            "latency": [{"batch": 1, "pytorch_ms": 0.8, "onnxruntime_ms": 0.35, "onnxruntime_over_pytorch": 0.4375}]}
+
+
+def test_a_block_renders_the_numbers_it_reads():
+    text = rr.BLOCKS["teacher"](rr.Results(data={rr.res("teacher_fashion_mnist"): teacher_json()}))
+    assert "| cnn | 278,890 | 21.9 M | 18 | 91.23% / 91.23% | 16.0 min |" in text
+    assert "| 1 | 0.800 ms | 0.350 ms | 0.44× |" in text
+
+
+def test_render_replaces_only_the_block_body():
+    doc = "intro 99.99%\n<!-- rendered:teacher -->\nstale\n<!-- /rendered:teacher -->\nafter\n"
+    blocks = {"teacher": rr.BLOCKS["teacher"]}
+    data = rr.Results(data={rr.res("teacher_fashion_mnist"): teacher_json(0.5)})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rr, "BLOCKS", blocks)
+        out = rr.render(doc, data)
+        assert out.startswith("intro 99.99%\n<!-- rendered:teacher -->\n| model |") and out.endswith(
+            "<!-- /rendered:teacher -->\nafter\n")
+        assert "50.00% / 50.00%" in out and "stale" not in out
+        problems = rr.check(doc, data)
+        assert len(problems) == 1 and problems[0].startswith("block teacher differs") and "-stale" in problems[0]
+        assert rr.check(out, data) == []
+
+
+def estimator_devices_json():
+    return {"row_count": 3, "models": ["resnet50", "yolov8n"], "devices": ["jetson-orin", "jetson-orin-nano"],
+            "lomo_median_abs_rel_error": 0.354, "lomo_target": 0.2, "lomo_target_met": False,
+            "fit_median_abs_rel_error": 0.05, "free_parameters": 7,
+            "lomo_worst_row": {"model": "resnet50", "device": "jetson-orin", "precision": "int8", "batch": 1,
+                               "published_ms": 0.63, "lomo_estimated_ms": 1.1079, "lomo_abs_rel_error": 0.758,
+                               "cited_as": "MLPerf v3.0"},
+            "per_device": {"jetson-orin": {"rows": 2, "lomo_median_abs_error": 0.35},
+                           "jetson-orin-nano": {"rows": 1, "lomo_median_abs_error": 0.422}},
+            "revisions": ["one change"],
+            "rows": [{"model": "yolov8n", "device": "jetson-orin-nano", "precision": "fp16", "batch": 1,
+                      "published_ms": 4.43, "lomo_estimated_ms": 3.195, "lomo_abs_rel_error": 0.279, "cited_as": "trtexec"}]}
+
+
+def test_estimator_devices_says_the_target_is_not_met():
+    text = rr.BLOCKS["estimator-devices"](rr.Results(data={rr.res("estimator_devices"): estimator_devices_json()}))
+    assert "**35.4% over 3 rows, 2 models" in text and "2 devices" in text
+    assert "the target was 20%: **not met**" in text
+    assert "jetson-orin 35% on 2 rows, jetson-orin-nano 42% on 1 rows" in text
+    assert "resnet50 int8 batch 1 on jetson-orin, published 0.630 ms, estimated 1.108 ms (76% off" in text
+    assert "| yolov8n | jetson-orin-nano | fp16 | 1 | 4.430 | 3.195 | 28% | trtexec |" in text
+
+
+def search_row(target, seed, pick_accuracy, speedup):
+    return {"target": target, "seed": seed, "teacher_accuracy": 0.9361, "default_accuracy": 0.9284,
+            "default_recipe_ships": "float", "pick": f"cnn-small/prune-0.{seed}0-global-float",
+            "pick_accuracy": pick_accuracy, "drop_points": round((0.9361 - pick_accuracy) * 100, 2),
+            "within_budget": True, "search_seconds": 600.0 + seed, "default_ms_b64": 3.0, "pick_ms_b64": 3.0 / speedup,
+            "speedup_vs_default": speedup, "speedup_vs_default_rounds": [speedup],
+            "speedup_vs_what_default_recipe_ships": speedup - 0.05,
+            "latency": "measured side by side, median of 3 rounds (speed-ups: median of per-round ratios)"}
+
+
+def test_search_renders_median_and_range_over_seeds():
+    rows = [search_row("host", 0, 0.9266, 1.31), search_row("host", 1, 0.9270, 1.20), search_row("host", 2, 0.9280, 1.40)]
+    summary = {"host": {"runs": 3, "seeds": [0, 1, 2], "picks": [x["pick"] for x in rows], "all_within_budget": True,
+                        "pick_accuracy": {"median": 0.927, "min": 0.9266, "max": 0.928},
+                        "drop_points": {"median": 0.91, "min": 0.81, "max": 0.95},
+                        "speedup_vs_default": {"median": 1.31, "min": 1.2, "max": 1.4},
+                        "speedup_vs_what_default_recipe_ships": {"median": 1.26, "min": 1.15, "max": 1.35},
+                        "search_seconds": {"median": 601.0, "min": 600.0, "max": 602.0}}}
+    data = {"max_accuracy_drop_points": 1.0, "batch": 64, "rows": rows, "summary": summary}
+    text = rr.BLOCKS["search"](rr.Results(data={rr.res("search_fashion_mnist"): data}))
+    assert "| host | 3 (0, 1, 2) | 93.61% | 92.84% | 92.70% (92.66%–92.80%) | 0.91 (0.81–0.95) | 1.31× (1.20–1.40) " \
+           "| 1.26× (1.15–1.35) | yes | 10 min |" in text
+    for x in rows:
+        assert f"| host | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} |" in text
+    assert "one run" not in text
+
+
+def test_search_without_summary_says_one_run():
+    row = search_row("host", 0, 0.9266, 1.305)
+    del row["seed"]
+    row["default_recipe_ships_ms_b64"] = 2.8527
+    text = rr.BLOCKS["search"](rr.Results(data={rr.res("search_fashion_mnist"): {"rows": [row]}}))
+    assert "One run per target" in text and "one run, not a median" in text
+    assert "| host | 93.61% | 92.84% | cnn-small/prune-0.00-global-float | 92.66% |" in text
+    assert "the pick is 1.25× faster (2.853 ms)" in text
+
+
+@pytest.mark.parametrize("doc, words", [
+    ("<!-- rendered:no-such-block -->\n<!-- /rendered:no-such-block -->\n", "unknown block 'no-such-block'"),
+    ("<!-- rendered:teacher -->\nx\n", "block 'teacher' has no closing marker"),
+    ("<!-- /rendered:teacher -->\n", "without its opening marker"),
+    ("nothing here\n", "lacks the marker(s) for block(s) intro-example"),
+])
+def test_a_bad_marker_is_one_clear_error(doc, words):
+    with pytest.raises(rr.ReadmeError, match=None) as e:
+        rr.render(doc, rr.Results(data={}))
+    assert words in str(e.value)
+
+
+def test_a_missing_results_file_is_one_clear_error_naming_it(tmp_path):
+    with pytest.raises(rr.ReadmeError) as e:
+        rr.BLOCKS["teacher"](rr.Results(root=tmp_path))
+    assert str(e.value).startswith("results file benchmarks/results/teacher_fashion_mnist.json is missing")
+    with pytest.raises(rr.ReadmeError, match="examples/default/jetson-orin/report.json is missing"):
+        rr.BLOCKS["intro-example"](rr.Results(data={}))
+
+
+def test_every_block_is_in_the_readme_once():
+    names = [n for n, _, _ in rr.blocks_in(README.read_text())]
+    assert sorted(names) == sorted(rr.BLOCKS)
+
+
+def test_check_exits_1_and_names_the_block(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text().replace("<!-- rendered:teacher -->\n", "<!-- rendered:teacher -->\nstale row\n"))
+    assert rr.main(["--check", "--readme", str(readme)]) == 1
+    out = capsys.readouterr().out
+    assert "block teacher differs" in out and "-stale row" in out
+    assert rr.main(["--readme", str(readme)]) == 0 and rr.main(["--check", "--readme", str(readme)]) == 0
+    assert readme.read_text() == README.read_text()
