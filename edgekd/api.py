@@ -339,7 +339,7 @@ def picked_recipe(plan: Recipe, pick: Scored, budget: Budget, students: dict[str
     from edgekd.stages import STAGES
 
     stages = [plan.stages[0]]
-    recovery = {"train": {"epochs": budget.recovery_epochs}}
+    recovery = {"train": {"epochs": budget.recovery_epochs, "seed": budget.seed}}
     if pick.base in students:
         stages.append(students[pick.base])
     if pick.reduction > 0:

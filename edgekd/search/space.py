@@ -46,6 +46,9 @@ class Budget:
             finalists that miss the budget on the proxy by less than the budget again get the same
             (the short proxy under-rates compressed models).
         recovery_epochs: the finalists' (and the final recipe's) KD recovery.
+        seed: seeds the search's own randomness: which training images fine-tune and score the proxy,
+            and every fine-tune (proxy, finalists' and the final recipe's recovery). A search repeated
+            with other seeds shows how much of its pick is chance.
     """
 
     max_accuracy_drop: float | None = None
@@ -63,6 +66,7 @@ class Budget:
     finalists: int = 2
     near_misses: int = 2
     recovery_epochs: int = 3
+    seed: int = 0
 
     def __post_init__(self):
         if (self.max_accuracy_drop is None) == (self.latency_ms is None):
