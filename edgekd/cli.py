@@ -107,7 +107,8 @@ def compress(
                          weights=str(weights) if weights else None, resume=resume, overwrite=overwrite,
                          trust_checkpoint=trust_checkpoint, device=device, budget=budget)
     summary = result.report["summary"]
-    typer.echo(f"{result.report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}), "
+    typer.echo(f"{result.report['target']['name']}: accuracy {summary['accuracy']:.4f} ({summary['accuracy_source']}, "
+               f"report split: {result.report['data']['splits']['report']['from']}), "
                f"{summary['params']:,} params, {summary['macs']:,} MACs; report in {result.out_dir / 'report.md'}")
 
 
