@@ -27,8 +27,8 @@ def render_html(report: dict) -> str:
     parts = [f"<h1>edgekd report: {esc(report['recipe']['name'])} → {esc(target['name'])}</h1>",
              f"<p>Target <b>{esc(target['name'])}</b>: {esc(target['description'])} (runtime {esc(target['runtime'])},"
              f" precision {esc(target['precision'])}). Data: {esc(report['data']['name'])}.</p>",
-             "<ul>" + "".join(f"<li><b>{esc(role)}</b> ({split['items']:,} items: {esc(split['from'])}): "
-                              f"{esc(split['use'])}</li>" for role, split in report["data"]["splits"].items()) + "</ul>",
+             "<ul>" + "".join(f"<li><b>{esc(role)}</b>: {esc(split['from'])}; {esc(split['use'])}</li>"
+                              for role, split in report["data"]["splits"].items()) + "</ul>",
              "<h2>Stages</h2>", stage_table(report["stages"]),
              "<h2>Accuracy and latency</h2>", accuracy_latency_plot(report),
              "<p>Filled points are measurements, hollow points estimates; a device with neither has no point.</p>",

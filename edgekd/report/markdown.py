@@ -37,7 +37,7 @@ def render_markdown(report: dict) -> str:
 
 def split_lines(splits: dict) -> list[str]:
     """One bullet per data role: how many items, where from, what it is used for."""
-    return [f"- **{role}** ({split['items']:,} items: {split['from']}): {split['use']}" for role, split in splits.items()]
+    return [f"- **{role}**: {split['from']}; {split['use']}" for role, split in splits.items()]
 
 
 def step_tables(report: dict) -> list[str]:
