@@ -39,7 +39,7 @@ def test_dry_run_records_every_part_with_finite_numbers(dry_run):
     assert results["dry_run"] is True and results["machine"]["device"] == "cpu" and results["machine"]["torch"]
     for name, record in records.items():
         assert record["status"] in ("ok", "skipped"), (name, record)
-        assert record["seconds"] >= 0
+        assert record["seconds"] > 0 or record["status"] == "skipped"  # a part that ran took time
     assert all(math.isfinite(n) for n in numbers(results))
 
 
@@ -52,7 +52,7 @@ def test_dry_run_loop_compress_and_qat_measured(dry_run):
     compress = results["compress"]
     assert compress["status"] == "ok" and tuple(compress["stages"]) == STAGES
     assert all(compress["stages"][name]["forwards"].get("cpu", 0) > 0 for name in ("teacher", "prune"))
-    assert 0 <= compress["accuracy"] <= 1
+    assert compress["accuracy"] == compress["stages"]["benchmark"]["accuracy"]  # the shipped model's, as reported
     qat = results["qat"]
     assert qat["status"] == "ok" and qat["quantizers"] > 0 and set(qat["quantizer_tensors"]) == {"cpu"}
     assert len(qat["losses"]) == 2 and qat["quantizer_grads"] > 0
