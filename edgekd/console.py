@@ -40,9 +40,9 @@ class _Bar:
     def __init__(self, progress: Progress | None, task):
         self.progress, self.task = progress, task
 
-    def update(self, **fields) -> None:
+    def update(self, *, advance: int = 1, **fields) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, **fields)
+            self.progress.update(self.task, advance=advance, **fields)
 
 
 @contextlib.contextmanager

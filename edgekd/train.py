@@ -112,7 +112,8 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
     objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
     device, home = devices.resolve(config.device), model_device(model)
     parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
-    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel)
+    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel,
+                                                                device=device)
     precision = Precision.for_training(device, config)
     selection_loader = make_loader(data.selection, data.info, batch_size=256, train=False)
     result = TrainResult(accuracy=float("nan"), seconds=0.0)
@@ -193,7 +194,8 @@ def train_job(job: distributed.TrainingJob) -> None:
     """A worker's share of the leader's :func:`fit`: the same epochs on its shard of each batch, no output."""
     config, model, objective = job.config, job.model, job.objective
     device = devices.resolve(config.device)
-    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, job.data, config, sharded=True)
+    memory_format, train_loader, optimizer, scheduler = prepare(model, objective, job.data, config, sharded=True,
+                                                                device=device)
     optimizer.load_state_dict(job.optimizer_state)
     scheduler.load_state_dict(job.scheduler_state)
     place(model, objective, optimizer, device)
@@ -205,23 +207,26 @@ def train_job(job: distributed.TrainingJob) -> None:
                     checkpoint=None, memory_format=memory_format, progress=False, precision=precision)
 
 
-def prepare(model: nn.Module, objective: nn.Module, data: DataBundle, config: TrainConfig, *, sharded: bool):
+def prepare(model: nn.Module, objective: nn.Module, data: DataBundle, config: TrainConfig, *, sharded: bool,
+            device: torch.device):
     """Seed, memory format, training batches, optimizer and schedule: the same on the leader and every worker."""
     torch.manual_seed(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    train_loader = training_loader(data, config, sharded=sharded)
+    train_loader = training_loader(data, config, sharded=sharded, device=device)
     optimizer = make_optimizer(trainable(model, objective), config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
     return memory_format, train_loader, optimizer, scheduler
 
 
-def training_loader(data: DataBundle, config: TrainConfig, *, sharded: bool) -> DataLoader:
-    """Shuffled, augmented batches; ``sharded``: each process takes its share of every global batch."""
+def training_loader(data: DataBundle, config: TrainConfig, *, sharded: bool,
+                    device: torch.device | None = None) -> DataLoader:
+    """Shuffled, augmented batches (made on ``device`` when it is a GPU); ``sharded``: each process takes its
+    share of every global batch."""
     world = distributed.world_size() if sharded else 1
     augment = Augment(**config.augment.model_dump()) if config.augment else None
     return make_loader(data.train, data.info, batch_size=max(1, config.batch_size // world), train=True,
-                       augment=augment, seed=config.seed, distributed=sharded)
+                       augment=augment, seed=config.seed, distributed=sharded, device=device)
 
 
 def trainable(model: nn.Module, objective: nn.Module) -> list[nn.Parameter]:
@@ -240,13 +245,18 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, epoch: int, config: TrainConfig,
                 checkpoint: Path | None, memory_format, progress: bool,
                 precision: Precision | None = None) -> tuple[float, float, int]:
-    """One pass over the training set; returns mean loss, training accuracy and images seen."""
+    """One pass over the training set; returns mean loss, training accuracy and images seen.
+
+    On a GPU the running sums stay on the device and are read back (a synchronization) every
+    :data:`GPU_READ_EVERY` steps and at the end, so the CPU queues the next steps while the GPU works;
+    on the CPU they are read every step.
+    """
     model.train()
     objective.train()
     precision = precision or Precision(torch.device("cpu"))
     device, scaler = precision.device, precision.scaler
-    total_loss, correct, seen = 0.0, 0, 0
-    t0 = time.perf_counter()
+    tally = Tally(device)
+    read_every, last_read = (1 if device.type == "cpu" else GPU_READ_EVERY), 0
     with console.progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), enabled=progress) as bar:
         for step, (images, labels, *extra) in enumerate(loader):
             if device.type != "cpu":
@@ -254,11 +264,11 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
             images = images.to(memory_format=memory_format)
             with devices.autocast(device, precision.dtype):
                 loss, logits = objective(model, images, labels, *extra)
-            if not torch.isfinite(loss):
-                where = f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""
-                raise TrainingDivergedError(
-                    f"training diverged: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}{where}; "
-                    f"lower the learning rate (now {config.lr}) or check the data for NaNs")
+            tally.add(loss, logits, labels)
+            if (step + 1) % read_every == 0 or step + 1 == len(loader):
+                tally.check_finite(epoch=epoch, config=config, checkpoint=checkpoint)
+                bar.update(advance=step + 1 - last_read, **tally.read())
+                last_read = step + 1
             optimizer.zero_grad(set_to_none=True)
             (scaler.scale(loss) if scaler else loss).backward()
             if distributed.world_size() > 1:
@@ -269,13 +279,55 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
             else:
                 optimizer.step()
             scheduler.step()
-            n = len(labels)
-            total_loss += loss.item() * n
-            if logits is not None:  # block-wise objectives (LIT) produce no student logits
-                correct += (logits.argmax(1) == labels).sum().item()
-            seen += n
-            bar.update(loss=total_loss / seen, acc=correct / seen, ips=seen / (time.perf_counter() - t0))
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+    return tally.loss(), tally.accuracy(), tally.seen
+
+
+GPU_READ_EVERY = 20  # steps between reads of the loss on a GPU (each read waits for the GPU to catch up)
+
+
+class Tally:
+    """Running loss, correct predictions and images of one epoch, summed where the batches are."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.finite = torch.ones((), device=device, dtype=torch.bool)
+        self.first_bad = torch.zeros((), device=device)  # the first non-finite loss, and its step
+        self.first_bad_step = torch.zeros((), device=device, dtype=torch.int64)
+        self.steps = self.seen = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor) -> None:
+        n = len(labels)
+        loss = loss.detach().float()
+        self.loss_sum += loss * n
+        first = self.finite & ~torch.isfinite(loss)
+        self.first_bad = torch.where(first, loss, self.first_bad)
+        self.first_bad_step = torch.where(first, self.steps, self.first_bad_step)
+        self.finite &= torch.isfinite(loss)
+        self.steps += 1
+        if logits is not None:  # block-wise objectives (LIT) produce no student logits
+            self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.seen += n
+
+    def check_finite(self, *, epoch: int, config: TrainConfig, checkpoint: Path | None) -> None:
+        """Stop with a clear error (naming the last good checkpoint) once any loss so far is NaN or infinite."""
+        if bool(self.finite):
+            return
+        where = f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""
+        raise TrainingDivergedError(
+            f"training diverged: loss became {self.first_bad.item()} at epoch {epoch + 1}, "
+            f"step {self.first_bad_step.item() + 1}{where}; "
+            f"lower the learning rate (now {config.lr}) or check the data for NaNs")
+
+    def loss(self) -> float:
+        return self.loss_sum.item() / max(self.seen, 1)
+
+    def accuracy(self) -> float:
+        return self.correct.item() / max(self.seen, 1)
+
+    def read(self) -> dict:
+        return {"loss": self.loss(), "acc": self.accuracy(), "ips": self.seen / (time.perf_counter() - self.t0)}
 
 
 def accuracy(model: nn.Module, loader: DataLoader, *, device: torch.device | None = None) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.data import load_fashion_mnist, make_loader
+from edgekd.train import CrossEntropy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # so `user_code` imports as a user's module
@@ -66,3 +67,20 @@ def run_stage(stage, ctx, model=None, **handoff):
 def report_loader(data):
     """The report split of ``data``: what a test grades a finished result on (stages never read it)."""
     return make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)
+
+
+class FailsAt(CrossEntropy):
+    """Cross-entropy that misbehaves from the ``step``-th training step on."""
+
+    def __init__(self, step: int, how: str):
+        super().__init__()
+        self.step, self.how, self.calls = step, how, 0
+
+    def forward(self, model, images, labels):
+        self.calls += 1
+        loss, logits = super().forward(model, images, labels)
+        if self.calls >= self.step:
+            if self.how == "kill":
+                raise KeyboardInterrupt
+            loss = loss * float("nan")
+        return loss, logits

@@ -21,6 +21,9 @@ from edgekd.models import create_model
 from edgekd.train import CrossEntropy, Precision, TrainConfig, accuracy, fit, make_optimizer, train_epoch
 
 NO_GPU, TWO_GPUS = devices.Machine(cuda_devices=0), devices.Machine(cuda_devices=2, local_rank=1, bf16=True)
+# What a machine without a GPU does with "auto" and "cuda"; tests/test_cuda.py covers a machine with one.
+without_a_gpu = pytest.mark.skipif(torch.cuda.is_available(),
+                                   reason="asserts what happens without a GPU, and this machine has a CUDA GPU")
 
 
 @pytest.mark.parametrize("spec,machine,expected", [
@@ -58,6 +61,7 @@ def test_nccl_for_gpus_one_process_each():
         choose_backend(torch.device("cuda", 0), 4, 2)
 
 
+@without_a_gpu
 def test_run_device_is_scoped_and_checked_on_entry():
     assert devices.current() == torch.device("cpu")  # auto, here
     with devices.use("cpu") as device:
@@ -79,6 +83,7 @@ def tiny():
     return load_data(DataSpec(train_subset=256, val_subset=128))
 
 
+@without_a_gpu
 def test_explicit_cpu_trains_exactly_as_before_and_cuda_is_refused(tiny):
     def trained(**device):
         torch.manual_seed(0)
@@ -117,6 +122,7 @@ def test_accuracy_leaves_the_model_where_it_was(tiny):
     assert measured == hits / len(loader.dataset)
 
 
+@without_a_gpu
 def test_cli_cuda_without_cuda_is_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "edgekd.cli", "compress", "--device", "cuda", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True, timeout=120)

@@ -14,7 +14,9 @@ from edgekd.distributed import backend_threads, finish, without_option
 # 1 process 0.7858 / 0.7925 / 0.8008 / 0.8117 / 0.7900, 2 processes 0.8033 / 0.7942 / 0.8050 / 0.8133 /
 # 0.7900 / 0.7933 (sd ~0.010 each, so their difference has sd ~0.014); |1 - 2| in four pairs: 0.018,
 # 0.007, 0.007, 0.023. A 3-point bar is only 2.2 sd (about 1 run in 35 would fail); 5 points is 3.6 sd.
-TRAIN = ("train", "cnn-tiny", "--epochs", "4", "--train-subset", "12000", "--lr", "0.1", "--batch-size", "128")
+# --device cpu: these are CPU processes (gloo) on any machine; on one with a GPU, auto would pick NCCL.
+TRAIN = ("train", "cnn-tiny", "--epochs", "4", "--train-subset", "12000", "--lr", "0.1", "--batch-size", "128",
+         "--device", "cpu")
 
 
 def report_accuracy(stdout: str) -> float:
@@ -44,7 +46,8 @@ def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_
 
 def test_compress_with_two_processes_runs_the_fast_recipe(tmp_path):
     out = tmp_path / "run"
-    result = run_cli("compress", "--nproc", "2", "--recipe", "fast", "--target", "host", "--out", str(out))
+    result = run_cli("compress", "--nproc", "2", "--recipe", "fast", "--target", "host", "--device", "cpu",
+                     "--out", str(out))
     assert_every_process_exited_0(result)
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]

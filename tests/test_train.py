@@ -1,32 +1,17 @@
 import pytest
 import torch
 
+from conftest import FailsAt
+
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.errors import CheckpointError, TrainingDivergedError
 from edgekd.models.loading import build_model
-from edgekd.train import CrossEntropy, TrainConfig, accuracy, fit
+from edgekd.train import TrainConfig, accuracy, fit
 
 
 @pytest.fixture(scope="module")
 def small():
     return load_data(DataSpec(train_subset=5000, selection=1000, val_subset=1000))
-
-
-class FailsAt(CrossEntropy):
-    """Cross-entropy that misbehaves from the ``step``-th training step on."""
-
-    def __init__(self, step: int, how: str):
-        super().__init__()
-        self.step, self.how, self.calls = step, how, 0
-
-    def forward(self, model, images, labels):
-        self.calls += 1
-        loss, logits = super().forward(model, images, labels)
-        if self.calls >= self.step:
-            if self.how == "kill":
-                raise KeyboardInterrupt
-            loss = loss * float("nan")
-        return loss, logits
 
 
 def test_training_learns_from_real_data(small):

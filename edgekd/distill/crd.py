@@ -105,7 +105,7 @@ class CRD(DistillLoss):
         self.register_buffer("z", torch.full((2,), -1.0))
 
     def negatives(self, indices: torch.Tensor) -> torch.Tensor:
-        return torch.randint(0, len(self.memory_s), (len(indices), self.config.negatives))
+        return torch.randint(0, len(self.memory_s), (len(indices), self.config.negatives), device=indices.device)
 
     def forward(self, student, teacher, labels):
         if not hasattr(self, "memory_s") or student.indices is None:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd.distill.losses import DistillLoss, Outputs
+from edgekd.distill.objective import RunsATeacher
 from edgekd.distill.regressor import regressor_if_needed
 from edgekd.distill.taps import FeatureTaps, find_module
 from edgekd.errors import EdgekdError
@@ -62,7 +63,7 @@ def inherit_outside_blocks(student: nn.Module, teacher: nn.Module, pairs: list[t
     return inherited
 
 
-class LITObjective(nn.Module):
+class LITObjective(RunsATeacher):
     """LIT's first phase; returns (loss, student logits), or (loss, None) with β = 0 (no full forward).
 
     ``kd`` scores the whole student against the teacher (weight ``kd_weight`` = β); with ``inherit`` the

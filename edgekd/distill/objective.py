@@ -34,7 +34,20 @@ class Ensemble(nn.Module):
         return t * probs.clamp_min(1e-12).log()
 
 
-class DistillObjective(nn.Module):
+class RunsATeacher(nn.Module):
+    """An objective that runs ``self.teacher``, held outside the module tree (neither optimized nor saved):
+    ``to(device)`` and friends move the teacher with it."""
+
+    teacher: nn.Module | None
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return self
+
+
+class DistillObjective(RunsATeacher):
     """L = label_weight · CE(y, z_s) + Σ_i weight_i · L_i(student, teacher).
 
     ``teacher`` may be None when no loss needs one (self-distillation, online and mutual learning);
@@ -91,13 +104,6 @@ class DistillObjective(nn.Module):
         for loss in self.losses:
             loss.setup(student, teacher)
         model.train(was_training)
-
-    def _apply(self, fn, recurse: bool = True):
-        """``to(device)`` and friends move the teacher too: it is outside the module tree, yet runs with it."""
-        super()._apply(fn, recurse)
-        if self.teacher is not None:
-            self.teacher._apply(fn, recurse)
-        return self
 
     def finish(self, model: nn.Module, score) -> None:
         """After training; ``score(model)`` is its validation accuracy (mutual learning picks its best peer)."""

@@ -40,7 +40,7 @@ class LabelSmoothing(_SelfLoss):
 
 def regularization_teacher(labels: torch.Tensor, classes: int, correct: float) -> torch.Tensor:
     """Tf-KD's hand-made teacher: probability ``correct`` on the label, the rest spread evenly."""
-    p = torch.full((len(labels), classes), (1 - correct) / (classes - 1))
+    p = torch.full((len(labels), classes), (1 - correct) / (classes - 1), device=labels.device)
     return p.scatter(1, labels.unsqueeze(1), correct)
 
 
