@@ -1,19 +1,22 @@
 """MkDocs hook: fill the reference pages from edgekd's registries at build time, so they cannot be stale.
 
-A page line ``<!-- generated:NAME -->`` (or ``<!-- generated:NAME ARG -->``) is replaced by ``GENERATED[NAME]()``
-(or ``GENERATED[NAME](ARG)``): the target profiles (the YAML
-files under ``targets/``, as ``edgekd targets`` loads them), the recipes (``recipes/*.yaml``, verbatim, with
-their stage chain), and each stage's settings (``STAGES``: field, default, what it means). These pages are
-not committed with the tables in them; ``make docs`` (or the docs test) builds them.
+A page line ``<!-- generated:NAME -->`` (or ``<!-- generated:NAME ARG -->``) is replaced by what
+``GENERATED[NAME]()`` (or ``GENERATED[NAME](ARG)``) returns: the target profiles (``targets/*.yaml``, as
+``edgekd targets`` loads them), the recipes (``recipes/*.yaml``, verbatim, with their stage chain), and each
+stage's settings (``STAGES``: field, default, choices, meaning). The pages are committed with the markers
+only; ``make docs`` (or tests/test_docs.py) fills them. Results are not generated here: their numbers are
+rendered into the committed pages by ``benchmarks/render_readme.py``.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 from mkdocs.exceptions import PluginError
@@ -109,6 +112,14 @@ GENERATED: dict[str, Callable[..., str]] = {
     "recipes": recipes,
     "stage-settings": stage_settings,
 }
+
+
+def on_config(config):
+    """Read the registries of the checkout being documented, not of whichever edgekd is installed."""
+    root = str(Path(config.config_file_path).resolve().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return config
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
