@@ -22,14 +22,17 @@ def require_mkdocs() -> None:
         pytest.fail(f"{', '.join(missing)} not installed: run `make setup` (pip install -e '.[test,docs]')")
 
 
+def build(config: Path, out: Path) -> subprocess.CompletedProcess:
+    require_mkdocs()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
+                           "--site-dir", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    require_mkdocs()
     out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                           str(REPO / "mkdocs.yml"), "--site-dir", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = build(REPO / "mkdocs.yml", out)
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
     return out
 
@@ -43,11 +46,18 @@ def test_the_site_builds_strictly(site):
         assert page in pages
 
 
-def test_strict_mode_fails_on_broken_links_and_anchors():
-    """A broken link, a missing anchor or an unknown API reference is a warning, and strict mode fails on it."""
+def test_strict_mode_fails_on_a_broken_link_or_anchor(tmp_path):
+    """The site's own settings (strict, link and anchor validation), on two pages with a broken link each."""
     config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
     assert config["strict"] is True
-    assert all(config["validation"][k] == "warn" for k in ("omitted_files", "unrecognized_links", "anchors"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\n[gone](no-such-page.md)\n")
+    (tmp_path / "docs" / "other.md").write_text("# Other\n\n[anchor](index.md#no-such-heading)\n")
+    config.update(docs_dir=str(tmp_path / "docs"), nav=["index.md", "other.md"], plugins=["search"], hooks=[])
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    done = build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode != 0
+    assert "no-such-page.md" in done.stderr and "no-such-heading" in done.stderr
 
 
 def test_the_reference_pages_are_generated_from_the_registries(site):
