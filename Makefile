@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TARGET ?= jetson-orin
 FM     := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data browser demo demo-fast test bench readme examples clean
+.PHONY: setup data browser demo demo-fast test docs bench readme examples clean
 
 setup: $(VENV)/.installed data
 
@@ -13,7 +13,7 @@ setup: $(VENV)/.installed data
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,docs]"
 	touch $@
 
 data:
@@ -36,6 +36,10 @@ demo-fast: setup
 test: setup browser
 	$(BIN)/python -m pytest -q
 
+# The documentation site (MkDocs, Material theme) into site/; strict: a broken link or reference fails.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # Headless Chromium renders report.html in the tests (Debian's package; installed when root).
 browser:
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
@@ -52,14 +56,14 @@ bench: setup
 	$(BIN)/python benchmarks/quantize_fashion_mnist.py
 	python3 benchmarks/summarize.py
 
-# Rewrite the README's rendered blocks from benchmarks/results/*.json and examples/ (--check: compare only).
+# Rewrite the rendered blocks in README.md and docs/ from benchmarks/results/*.json and examples/ (--check: compare only).
 readme:
 	$(BIN)/python benchmarks/render_readme.py
 
-# Every examples/RECIPE/TARGET report again with the current code (about 40 minutes on 2 cores), then the README.
+# Every examples/RECIPE/TARGET report again with the current code (about 40 minutes on 2 cores), then README and docs.
 examples: setup
 	$(BIN)/python benchmarks/regenerate_examples.py
 	$(BIN)/python benchmarks/render_readme.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -1,5 +1,5 @@
-"""The README's blocks of numbers: ``BLOCKS`` maps each block's name to the function that renders it
-from the results (a mapping from a file's repository path to its parsed JSON)."""
+"""The blocks of numbers in README.md and docs/: ``BLOCKS`` maps each block's name to the function that renders
+it from the results (a mapping from a file's repository path to its parsed JSON)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from readme_distill import (distill_findings, distill_full_data, distill_kd_seed
                             distill_lit_depth, distill_lit_findings, distill_long_budget,
                             distill_long_budget_findings, distill_main, distill_teacher_free)
 from readme_format import find, gap, lines, report, res, spread  # noqa: E402
+from readme_summary import summary  # noqa: E402
 
 
 # ---------------------------------------------------------------- intro
@@ -220,7 +221,7 @@ def scale(r: Mapping) -> str:
     ips = st["images_per_second"]
     cpu = loop["cpu"]
     gpu = loop.get("gpu")
-    gpu_cell = ("not measured: no GPU here (`null`); see the GPU check below" if gpu is None else
+    gpu_cell = ("not measured: no GPU here (`null`); see [GPU check](gpu-check.md)" if gpu is None else
                 f"{gpu['edgekd_images_per_second']:.0f} vs {gpu['plain_images_per_second']:.0f} images/s: ratio "
                 f"**{gpu['ratio']:.3f}**")
     stages = ", ".join(f"{k} {v:.0f}" for k, v in c["stages"].items())
@@ -317,6 +318,7 @@ def table(fn: Callable[[dict], list[str]], name: str) -> Callable[[Mapping], str
 
 
 BLOCKS: dict[str, Callable[[Mapping], str]] = {
+    "summary": summary,
     "intro-example": intro_example,
     "teacher": table(summarize.teacher_table, "teacher_fashion_mnist"),
     "distill": distill_main,

@@ -56,7 +56,7 @@ def lead_or_serve(nproc: int) -> bool:
 
 DEVICE_HELP = "Where to train and score: auto (CUDA when there is a GPU), cpu, cuda or cuda:N."
 NPROC_HELP = ("Training processes on this machine (torchrun; gloo on CPU, NCCL on GPU). "
-              "For several machines run torchrun yourself (README).")
+              "For several machines run torchrun yourself (docs/distributed.md).")
 
 
 @app.command()

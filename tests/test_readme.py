@@ -1,7 +1,8 @@
-"""The README's result blocks are what benchmarks/render_readme.py renders from the committed results."""
+"""The result blocks in README.md and docs/ are what benchmarks/render_readme.py renders from the committed results."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -12,11 +13,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import render_readme as rr  # noqa: E402
 
 README = Path(rr.README)
+REPO = README.parent
 
 
-def test_readme_matches_committed_results():
-    problems = rr.check(README.read_text(), rr.Results())
-    assert not problems, "README.md disagrees with its results; run `make readme`:\n" + "\n".join(problems)
+def test_readme_and_docs_match_committed_results():
+    results = rr.Results()
+    problems = [p for doc in rr.documents() for p in rr.check(doc.read_text(), results, rr.relative(doc))]
+    assert not problems, "README.md or docs/ disagree with the results; run `make readme`:\n" + "\n".join(problems)
+
+
+def test_readme_is_at_most_200_lines():
+    assert len(README.read_text().splitlines()) <= 200, "README.md is a front page: move detail into docs/"
+
+
+def test_readme_names_every_target_and_recipe():
+    from edgekd.builtin import builtin_names
+
+    text = README.read_text()
+    missing = [n for kind in ("targets", "recipes") for n in builtin_names(kind) if not re.search(rf"\b{n}\b", text)]
+    assert not missing, f"README.md does not name {missing}"
+
+
+def test_readme_links_lead_to_files():
+    """README.md is not part of the site, so the strict docs build does not check its links: this does."""
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README.read_text())
+    assert "docs/index.md" in targets
+    assert [t for t in targets if not (REPO / t).exists()] == []
 
 
 def teacher_json(accuracy=0.9123):
@@ -42,7 +64,7 @@ def test_render_replaces_only_the_block_body():
             "<!-- /rendered:teacher -->\nafter\n")
         assert "50.00% / 50.00%" in out and "stale" not in out
         problems = rr.check(doc, data)
-        assert len(problems) == 1 and problems[0].startswith("block teacher differs") and "-stale" in problems[0]
+        assert len(problems) == 1 and problems[0].startswith("README.md: block teacher differs") and "-stale" in problems[0]
         assert rr.check(out, data) == []
 
 
@@ -107,15 +129,21 @@ def test_search_without_summary_says_one_run():
 
 
 @pytest.mark.parametrize("doc, words", [
-    ("<!-- rendered:no-such-block -->\n<!-- /rendered:no-such-block -->\n", "unknown block 'no-such-block'"),
-    ("<!-- rendered:teacher -->\nx\n", "block 'teacher' has no closing marker"),
-    ("<!-- /rendered:teacher -->\n", "without its opening marker"),
-    ("nothing here\n", "lacks the marker(s) for block(s) intro-example"),
+    ("<!-- rendered:no-such-block -->\n<!-- /rendered:no-such-block -->\n", "page.md: marker names an unknown block 'no-such-block'"),
+    ("<!-- rendered:teacher -->\nx\n", "page.md: block 'teacher' has no closing marker"),
+    ("<!-- /rendered:teacher -->\n", "page.md has <!-- /rendered:teacher --> without its opening marker"),
+    ("<!-- rendered:teacher -->\n<!-- /rendered:teacher -->\n" * 2, "page.md has block(s) teacher more than once"),
 ])
-def test_a_bad_marker_is_one_clear_error(doc, words):
-    with pytest.raises(rr.ReadmeError, match=None) as e:
-        rr.render(doc, rr.Results(data={}))
+def test_a_bad_marker_is_one_clear_error_naming_its_document(doc, words):
+    with pytest.raises(rr.ReadmeError) as e:
+        rr.render(doc, rr.Results(data={}), "page.md")
     assert words in str(e.value)
+
+
+def test_a_block_in_no_document_is_one_clear_error():
+    with pytest.raises(rr.ReadmeError, match=r"no document \(README.md, docs/\) has the marker\(s\) for block\(s\) summary, "):
+        rr.check_every_block_used({"README.md": "nothing here\n", "docs/x.md": "<!-- rendered:intro-example -->\n"
+                                                                            "<!-- /rendered:intro-example -->\n"})
 
 
 def test_a_missing_results_file_is_one_clear_error_naming_it(tmp_path):
@@ -126,16 +154,38 @@ def test_a_missing_results_file_is_one_clear_error_naming_it(tmp_path):
         rr.BLOCKS["intro-example"](rr.Results(data={}))
 
 
-def test_every_block_is_in_the_readme_once():
-    names = [n for n, _, _ in rr.blocks_in(README.read_text())]
-    assert sorted(names) == sorted(rr.BLOCKS)
+def test_every_block_is_in_some_document_and_the_summary_in_the_readme():
+    texts = {rr.relative(doc): doc.read_text() for doc in rr.documents()}
+    assert "README.md" in texts and "docs/results/distill.md" in texts
+    rr.check_every_block_used(texts)
+    assert [n for n, _, _ in rr.blocks_in(texts["README.md"])] == ["summary"]
 
 
 def test_check_exits_1_and_names_the_block(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(README.read_text().replace("<!-- rendered:teacher -->\n", "<!-- rendered:teacher -->\nstale row\n"))
-    assert rr.main(["--check", "--readme", str(readme)]) == 1
+    source = REPO / "docs" / "results" / "teacher.md"
+    page = tmp_path / "teacher.md"
+    page.write_text(source.read_text().replace("<!-- rendered:teacher -->\n", "<!-- rendered:teacher -->\nstale row\n"))
+    assert rr.main(["--check", str(page)]) == 1
     out = capsys.readouterr().out
     assert "block teacher differs" in out and "-stale row" in out
-    assert rr.main(["--readme", str(readme)]) == 0 and rr.main(["--check", "--readme", str(readme)]) == 0
-    assert readme.read_text() == README.read_text()
+    assert rr.main([str(page)]) == 0 and rr.main(["--check", str(page)]) == 0
+    assert page.read_text() == source.read_text()
+
+
+def test_the_summary_quotes_the_search_median_and_says_when_the_pick_is_slower():
+    real = rr.Results()
+    names = ("distill_fashion_mnist", "prune_fashion_mnist", "factorize_fashion_mnist", "quantize_fashion_mnist",
+             "estimator_devices")
+    data = {p: real[p] for p in [rr.res(n) for n in names] +
+            [f"examples/default/{t}/report.json" for t in ("jetson-orin", "host")]}
+    rows = [search_row("host", s, a, x) for s, a, x in ((0, 0.9266, 0.9), (1, 0.9270, 1.2), (2, 0.9280, 1.4))]
+    summary = {"host": {"runs": 3, "seeds": [0, 1, 2], "all_within_budget": True,
+                        "pick_accuracy": {"median": 0.927, "min": 0.9266, "max": 0.928},
+                        "drop_points": {"median": 0.91, "min": 0.81, "max": 0.95},
+                        "speedup_vs_default": {"median": 1.2, "min": 0.9, "max": 1.4}}}
+    data[rr.res("search_fashion_mnist")] = {"max_accuracy_drop_points": 1.0, "batch": 64, "rows": rows, "summary": summary}
+    text = rr.BLOCKS["summary"](rr.Results(data=data))
+    assert "| its pick (3 runs; median) | 92.70% (−0.91) | 1.20× the speed of the default recipe's student (b64), " \
+           "measured |" in text
+    summary["host"]["speedup_vs_default"]["median"] = 0.9
+    assert "0.90× the speed of the default recipe's student (b64): slower" in rr.BLOCKS["summary"](rr.Results(data=data))

@@ -39,7 +39,8 @@ class Budget:
             of every layer) and/or ``global`` (least important channels per MAC saved first).
         factorizations: MAC reductions low-rank factorization tries instead of pruning (greedy ranks).
         precisions: ``int8`` and/or ``float`` (int8 in the target's scheme).
-        proxy_images / proxy_epochs: the short KD fine-tune that scores a candidate cheaply.
+        proxy_images: training images of the short KD fine-tune that scores a candidate cheaply.
+        proxy_epochs: that fine-tune's epochs.
         score_images: held-out training images the proxy is scored on (never the report split).
         finalists: how many of the best candidates get a full recovery and a selection-split check.
         near_misses: for an accuracy budget, how many of the fastest candidates faster than the
