@@ -304,11 +304,18 @@ def gpu_check(r: Mapping) -> str:
            f"| `qat`: {qat['model']}, {qat['amp']} AMP | {qat['status']} | {qat['quantizers']} quantizers, tensors on "
            f"{', '.join(qat['quantizer_tensors'])}; {len(qat['losses'])} steps, {qat['step_seconds'] * 1000:.0f} ms each; "
            f"losses {'finite' if loss_ok else '**not finite**'}, {qat['losses'][0]:g} → {qat['losses'][-1]:g} |",
-           f"| `cuda_tests` | {tests['status']} | {tests.get('reason') or ', '.join(tests.get('files', []))} |", "",
+           f"| `cuda_tests` | {tests['status']} | {cuda_tests_result(tests)} |", "",
            f"edgekd's training loop reached {loop['ratio']:.0%} of the plain loop's images/s on this GPU. The "
            f"`compress` run's accuracy ({comp['accuracy']:.0%}) is chance on {comp['train_images']} generated images "
            f"after one epoch: that part checks that the stages run on CUDA, not what they reach."]
     return lines(out)
+
+
+def cuda_tests_result(tests: dict) -> str:
+    if "passed" not in tests:
+        return tests.get("reason", "")
+    failed = f", failed: {', '.join(tests['failed_tests'])}" if tests.get("failed_tests") else ""
+    return f"{tests['passed']} of {tests['tests']} passed ({', '.join(tests['files'])}){failed}"
 
 
 # ---------------------------------------------------------------- the registry and the rewrite
