@@ -31,11 +31,12 @@ from safetensors.torch import load_file
 from edgekd.atomic import write_json
 from edgekd.context import RunContext
 from edgekd.data import DataSpec, load_data, make_loader
+from edgekd.distill import LossSpec
 from edgekd.distill.cache import with_cached_logits
 from edgekd.distill.objective import DistillObjective
-from edgekd.distill import LossSpec
 from edgekd.measure import count_params
 from edgekd.models.loading import build_model
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.distill import DistillStage
 from edgekd.targets import load_target
@@ -43,6 +44,7 @@ from edgekd.train import AugmentConfig, TrainConfig, accuracy, fit
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
+SHIPPED_TEACHER = weights_dir() / DEFAULT_TEACHER
 PAIRS = [["block2", "block2"], ["block3", "block3"]]
 
 
@@ -238,7 +240,7 @@ def main() -> None:
 
     data = load_data(DataSpec(train_subset=args.train_subset or None))
     teacher = build_model("cnn", data.info)
-    teacher.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
+    teacher.load_state_dict(load_file(SHIPPED_TEACHER))
     teacher.eval()
     teacher_acc = accuracy(teacher, make_loader(data.report.unsealed(), data.info, batch_size=512, train=False))
     if args.lit_depth:

@@ -32,6 +32,7 @@ from edgekd.distill.recovery import RecoveryConfig
 from edgekd.factorize.decompose import decompose
 from edgekd.factorize.layers import Method, full_rank, why_not
 from edgekd.models.loading import build_model
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.models.tracing import trace_layers
 from edgekd.onnx_export import check_parity
 from edgekd.runtime.compare import HostComparer
@@ -42,6 +43,7 @@ from edgekd.train import Schedule, TrainConfig, accuracy
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
+SHIPPED_TEACHER = weights_dir() / DEFAULT_TEACHER
 ROWS = {  # name: (selection, conv method)
     "energy-spatial-svd": ("energy", "spatial-svd"),
     "uniform-spatial-svd": ("uniform", "spatial-svd"),
@@ -52,7 +54,7 @@ ROWS = {  # name: (selection, conv method)
 
 def teacher(data):
     model = build_model("cnn", data.info)
-    model.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
+    model.load_state_dict(load_file(SHIPPED_TEACHER))
     return model.eval()
 
 

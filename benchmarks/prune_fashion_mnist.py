@@ -32,6 +32,7 @@ from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.onnx_export import check_parity
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Handoff, ReportRow
@@ -41,6 +42,7 @@ from edgekd.train import Schedule, TrainConfig, accuracy, fit
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
+SHIPPED_TEACHER = weights_dir() / DEFAULT_TEACHER
 
 # name: (model, train subset (None: all), baseline epochs (0: load the default teacher), prune settings, recovery epochs)
 ROWS = {
@@ -54,7 +56,7 @@ ROWS = {
 def baseline(model_name: str, data, epochs: int):
     model = build_model(model_name, data.info)
     if epochs == 0:
-        model.load_state_dict(load_file(RESULTS / "teacher_cnn_fashion_mnist.safetensors"))
+        model.load_state_dict(load_file(SHIPPED_TEACHER))
         return model.eval(), 0.0
     t0 = time.perf_counter()
     fit(model, data, TrainConfig(epochs=epochs, lr=0.1, schedule=Schedule.ONECYCLE, augment=None), progress=False)

@@ -40,6 +40,7 @@ from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import QuantizeError
 from edgekd.models.loading import build_model, save_weights
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.recipe import load_recipe
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Handoff, ReportRow
@@ -49,7 +50,7 @@ from edgekd.train import Schedule, TrainConfig
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
-TEACHER = RESULTS / "teacher_cnn_fashion_mnist.safetensors"
+TEACHER = weights_dir() / DEFAULT_TEACHER
 STUDENT = RESULTS / "student_cnn_small_fashion_mnist.safetensors"
 SCHEME_TARGET = {"tensorrt": "jetson-orin", "cpu": "host"}
 TIGHT = 0.25  # points

@@ -34,8 +34,10 @@ def intro_example(r: Mapping) -> str:
                        for x in estimates)
     hstages = {s["name"]: s for s in host["stages"]}
     measured = [x for x in hstages["benchmark"]["latency"] if x["kind"] == "measured"]
-    return (f"The first `make demo` trains the default teacher (about {teacher['train_seconds'] / 60:.0f} minutes on 2 cores; "
-            f"cached in `~/.cache/edgekd` for later runs), distils it into a {stages['distill']['params'] / 1000:.0f}K-parameter "
+    return (f"`make demo` loads the default teacher edgekd ships (`weights/`, sha256-checked; "
+            f"`benchmarks/teacher_fashion_mnist.py` trained it in {teacher['train_seconds'] / 60:.0f} minutes on 2 cores"
+            f"{', ' + teacher['timing_note'] if teacher.get('timing_note') else ''}; `--train-teacher` trains it "
+            f"instead), distils it into a {stages['distill']['params'] / 1000:.0f}K-parameter "
             f"student, quantizes it to int8 in the target's scheme and writes the run folder with `deploy/`. Measured "
             f"here with the teacher cached ({stages['teacher']['accuracy']:.2%}), all accuracies on the report split "
             f"(the 10,000-image test set, read once every choice was made): the jetson-orin job distilled a "

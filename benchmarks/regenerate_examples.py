@@ -3,7 +3,7 @@
 For each recipe, the first target's run trains (or loads) the teacher and distils the student; every
 other target's run starts from those two stages (their results do not depend on the target, see
 ``Stage.uses_target``) and runs the rest for its own target. The default recipe loads the committed
-teacher (``benchmarks/results/teacher_cnn_fashion_mnist.safetensors``) instead of training one.
+teacher (``weights/cnn-fashion-mnist.safetensors``) instead of training one.
 
 Run: .venv/bin/python benchmarks/regenerate_examples.py [--recipes default fast] [--targets ...]
 (``make examples``). Runs go to a temporary folder; only the three report files are kept.
@@ -18,11 +18,12 @@ import tempfile
 from pathlib import Path
 
 import edgekd
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.pipeline import seed_run
 from edgekd.targets import list_targets
 
 ROOT = Path(__file__).resolve().parent.parent
-TEACHER = ROOT / "benchmarks" / "results" / "teacher_cnn_fashion_mnist.safetensors"
+TEACHER = weights_dir() / DEFAULT_TEACHER
 REPORTS = ("report.md", "report.json", "report.html")
 TARGET_FREE_STAGES = 2  # teacher, distill: the same run for every target
 

@@ -41,6 +41,7 @@ from edgekd.context import RunContext
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.estimate import estimate_latency
 from edgekd.models.loading import build_model
+from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.onnx_export import export_onnx
 from edgekd.recipe import load_recipe
 from edgekd.runtime.onnxruntime import compare_latency, evaluate
@@ -51,6 +52,7 @@ from edgekd.targets import load_target
 from edgekd.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
+SHIPPED_TEACHER = weights_dir() / DEFAULT_TEACHER
 DROP = 1.0
 
 
@@ -94,7 +96,7 @@ def median(values: list[float]) -> float:
 def run(target: str, seed: int, data, folder: Path, repeats: int, *, reuse: Path | None = None) -> dict:
     """One search for ``target`` with ``seed``; ``reuse``: an earlier run whose teacher and distilled student (the
     same for every target and seed) this one starts from instead of training them again."""
-    teacher = trained("cnn", RESULTS / "teacher_cnn_fashion_mnist.safetensors", data)
+    teacher = trained("cnn", SHIPPED_TEACHER, data)
     student = trained("cnn-small", RESULTS / "student_cnn_small_fashion_mnist.safetensors", data)
     val = make_loader(data.report.unsealed(), data.info, batch_size=256, train=False)
     recipe = load_recipe("default")
@@ -103,7 +105,7 @@ def run(target: str, seed: int, data, folder: Path, repeats: int, *, reuse: Path
             shutil.copytree(reuse / "run" / "search" / part, folder / "run" / "search" / part)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    result = edgekd.compress("cnn", data, weights=str(RESULTS / "teacher_cnn_fashion_mnist.safetensors"),
+    result = edgekd.compress("cnn", data, weights=str(SHIPPED_TEACHER),
                              target=target, out=folder / "run", progress=False, recipe=recipe, resume=reuse is not None,
                              budget=edgekd.Budget(max_accuracy_drop=DROP, batch=64, seed=seed))
     seconds = time.perf_counter() - start

@@ -16,6 +16,8 @@ def teacher_table(r: dict) -> list[str]:
              "| batch | PyTorch eager | ONNX Runtime fp32 | ratio |", "|---:|---:|---:|---:|"]
     lines += [f"| {x['batch']} | {x['pytorch_ms']:.3f} ms | {x['onnxruntime_ms']:.3f} ms | {x['onnxruntime_over_pytorch']:.2f}× |"
               for x in r["latency"]]
+    if r.get("timing_note"):
+        lines += ["", f"Trained on the train split {r['timing_note']}; its latencies were timed then too."]
     return lines
 
 

@@ -1,6 +1,7 @@
 """Train the default teacher on Fashion-MNIST and time it against PyTorch eager.
 
-Writes benchmarks/results/teacher_fashion_mnist.json and the trained weights beside it.
+Writes benchmarks/results/teacher_fashion_mnist.json, and the trained weights to weights/ with their entry in
+weights/shipped.yaml (so the default job loads them instead of training: edgekd/models/shipped.py).
 Run: .venv/bin/python benchmarks/teacher_fashion_mnist.py   (about 17 minutes on 2 cores)
 """
 
@@ -21,6 +22,7 @@ from edgekd.atomic import write_json
 from edgekd.data import DataSpec, load_data, make_loader
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model, save_weights
+from edgekd.models.shipped import DEFAULT_TEACHER, ShippedWeights, record_teacher, sha256_of, weights_dir
 from edgekd.onnx_export import export_onnx
 from edgekd.recipe import load_recipe
 from edgekd.runtime.onnxruntime import create_session, evaluate
@@ -62,7 +64,8 @@ def main() -> None:
     train_seconds = time.perf_counter() - t0
     model.eval()
     RESULTS.mkdir(exist_ok=True)
-    save_weights(model, RESULTS / "teacher_cnn_fashion_mnist.safetensors")
+    weights = weights_dir() / DEFAULT_TEACHER
+    save_weights(model, weights)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "teacher.onnx"
         onnx.save(export_onnx(model, (1, 28, 28)), str(path))  # opset 17, simplified (the defaults)
@@ -81,6 +84,9 @@ def main() -> None:
         "machine": platform.machine(), "versions": library_versions(),
     }
     write_json(RESULTS / "teacher_fashion_mnist.json", report)
+    record_teacher(ShippedWeights(model=stage.model, data=data.fingerprint(), train=stage.train.fingerprint(),
+                                  file=weights.name, sha256=sha256_of(weights), report_accuracy=pytorch_accuracy,
+                                  made_by="benchmarks/teacher_fashion_mnist.py"))
     print(json.dumps({k: report[k] for k in ("model", "params", "macs", "accuracy", "train_seconds")}))
     for row in latency:
         print(f"batch {row['batch']}: PyTorch {row['pytorch_ms']:.3f} ms, ONNX Runtime {row['onnxruntime_ms']:.3f} ms "

@@ -42,10 +42,13 @@ def default_run_dir(target: str, recipe: str) -> Path:
 
 
 def prepare_recipe(recipe: str | Path | Recipe, *, teacher: str | None = None, weights: str | None = None,
-                   data: str | None = None) -> Recipe:
-    """Load a recipe and apply the command-line style overrides (teacher model, weights, data)."""
+                   data: str | None = None, train_teacher: bool = False) -> Recipe:
+    """Load a recipe and apply the command-line style overrides (teacher model, weights, data; ``train_teacher``:
+    train the teacher even where edgekd ships weights for it)."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     changes = {k: v for k, v in (("model", teacher), ("weights", weights)) if v is not None}
+    if train_teacher:
+        changes["shipped"] = False
     if changes:
         recipe = recipe.with_stage("teacher", **changes)
     if data is not None:

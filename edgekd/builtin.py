@@ -1,5 +1,5 @@
-"""Where the shipped YAML lives: ``targets/`` and ``recipes/`` beside the package in a source
-checkout or editable install, ``edgekd/_builtin/`` inside an installed wheel."""
+"""Where the shipped files live: ``targets/``, ``recipes/`` and ``weights/`` beside the package in a
+source checkout or editable install, ``edgekd/_builtin/`` inside an installed wheel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def builtin_dir(kind: str) -> Path:
-    """The folder of shipped ``targets`` or ``recipes``."""
+    """The folder of shipped ``targets``, ``recipes`` or ``weights``."""
     for folder in (_PACKAGE / "_builtin" / kind, _PACKAGE.parent / kind):
         if folder.is_dir():
             return folder

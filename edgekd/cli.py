@@ -71,6 +71,8 @@ def compress(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out; finished stages are not redone.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow full unpickling of --weights (only for files you trust).")] = False,
+    train_teacher: Annotated[bool, typer.Option(
+        help="Train the teacher even where edgekd ships weights trained with exactly these settings on this data.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only errors and the summary.")] = False,
     nproc: Annotated[int, typer.Option(min=1, help=NPROC_HELP)] = 1,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
@@ -92,6 +94,7 @@ def compress(
     from edgekd import device as devices
     from edgekd import distributed
     from edgekd.api import compress as run
+    from edgekd.api import prepare_recipe
     from edgekd.search.space import Budget
 
     console.set_quiet(quiet)
@@ -99,11 +102,12 @@ def compress(
     if max_accuracy_drop is not None or latency_budget is not None:
         budget = Budget(max_accuracy_drop=max_accuracy_drop, latency_ms=latency_budget, batch=batch,
                         seconds=search_time, students=tuple(student) if student else None)
+    plan = prepare_recipe(recipe, train_teacher=True) if train_teacher else recipe
     with devices.use(device):  # the workers too: they train where the leader said
         if not lead_or_serve(nproc):
             return
         with distributed.leading():
-            result = run(teacher, data, target=target, recipe=recipe, out=out,
+            result = run(teacher, data, target=target, recipe=plan, out=out,
                          weights=str(weights) if weights else None, resume=resume, overwrite=overwrite,
                          trust_checkpoint=trust_checkpoint, device=device, budget=budget)
     summary = result.report["summary"]

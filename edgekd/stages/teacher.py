@@ -15,6 +15,7 @@ from edgekd import console
 from edgekd.context import RunContext
 from edgekd.errors import DataError, EdgekdError
 from edgekd.models.loading import build_model, load_weights, save_weights
+from edgekd.models.shipped import shipped_teacher
 from edgekd.stages.base import Handoff, ReportRow, Stage
 from edgekd.train import TrainConfig, fit
 
@@ -28,7 +29,9 @@ class TeacherStage(Stage):
     :func:`edgekd.compress`, used with its weights as they are. With ``weights`` the teacher is
     loaded (safely: safetensors or ``weights_only``); without, a named model is trained with
     ``train`` on the run's data and cached, so the next run with the same model, data and
-    settings loads it in a second.
+    settings loads it in a second. With ``shipped`` (the default), weights that edgekd ships for
+    exactly this model, data and settings (:mod:`edgekd.models.shipped`, sha256-checked) are loaded
+    instead of training: the default job's 18-epoch teacher, for one (``--train-teacher`` trains it).
     """
 
     stage: Literal["teacher"] = "teacher"
@@ -39,6 +42,7 @@ class TeacherStage(Stage):
     weights: str | None = None
     train: TrainConfig = DEFAULT_TRAINING
     cache: bool = True
+    shipped: bool = True
 
     def apply(self, given: Handoff, ctx: RunContext, row: ReportRow) -> Handoff:
         teacher = self.build(ctx)
@@ -52,6 +56,11 @@ class TeacherStage(Stage):
             teacher.load_state_dict(load_file(self.cache_file(ctx)))
             row.details["source"] = f"cached training {self.cache_file(ctx)}"
             console.info(f"teacher: loaded cached {self.model} from {self.cache_file(ctx)}")
+        elif self.shipped and (path := self.shipped_weights(ctx)) is not None:
+            teacher.load_state_dict(load_file(path))
+            row.details["source"] = f"shipped weights {path.name} (sha256-checked; --train-teacher trains instead)"
+            console.info(f"teacher: loaded edgekd's shipped {self.model} ({path}), trained with these settings on "
+                         f"this data; --train-teacher trains it instead")
         else:
             console.info(f"teacher: training {self.model} for {self.train.epochs} epochs "
                          f"on {len(ctx.data.train)} images")
@@ -77,6 +86,9 @@ class TeacherStage(Stage):
             return copy.deepcopy(ctx.user_model).cpu()
         torch.manual_seed(self.train.seed)  # reproducible initialization, not just reproducible batches
         return build_model(self.model, ctx.data.info)
+
+    def shipped_weights(self, ctx: RunContext) -> Path | None:
+        return shipped_teacher(self.model, ctx.data.fingerprint(), self.train.fingerprint())
 
     def cache_file(self, ctx: RunContext) -> Path:
         """Cache key: model, data contents, training settings."""
