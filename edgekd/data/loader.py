@@ -50,11 +50,14 @@ class BatchTransform:
 
 
 def collate(batch) -> tuple[torch.Tensor, ...]:
-    """(images, labels, *extra) from a ready batch (``__getitems__``) or a list of items."""
+    """(images, targets, *extra) from a ready batch (``__getitems__``) or a list of items. Targets are int64 class
+    labels, or any tensor (masks, padded boxes) stacked as they are."""
     if isinstance(batch, tuple):
         return batch
     images = torch.stack([item[0] for item in batch])
-    labels = torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
+    first = batch[0][1]
+    labels = torch.stack([item[1] for item in batch]) if isinstance(first, torch.Tensor) and first.dim() > 0 \
+        else torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
     extra = [torch.stack([item[i] for item in batch]) for i in range(2, len(batch[0]))]
     return (images, labels, *extra)
 
