@@ -57,6 +57,12 @@ def output_names(model: nn.Module, example: torch.Tensor) -> tuple[str, ...]:
         return flatten_outputs(model(example))[0]
 
 
+def output_shapes(outputs: Any) -> dict[str, tuple[int, ...]]:
+    """Each output's shape by its name (what pruning and factorization must not change)."""
+    names, tensors = flatten_outputs(outputs)
+    return {name: tuple(t.shape) for name, t in zip(names, tensors)}
+
+
 def map_outputs(outputs: Any, fn) -> Any:
     names, tensors = flatten_outputs(outputs)
     return rebuild(names, [fn(t) for t in tensors])

@@ -238,7 +238,7 @@ def callable_name(function: Callable) -> str:
     return getattr(function, "name", None) or getattr(function, "__name__", None) or type(function).__name__
 
 
-def resolve_metric(metric: str | Callable | Metric | None) -> Metric:
+def resolve_metric(metric: str | Callable | Metric | None = None) -> Metric:
     """A :class:`Metric` from a built-in name, a user callable, a Metric, or None (``top1``)."""
     if metric is None:
         return METRICS[DEFAULT]

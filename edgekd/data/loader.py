@@ -44,9 +44,23 @@ class BatchTransform:
     def __call__(self, batch) -> tuple[torch.Tensor, ...]:
         images, labels, *extra = collate(batch)
         x = normalize(images, self.scale, self.mean, self.std)
-        if self.augment is not None:
+        if self.augment is not None and is_mask(labels, x):  # a segmentation mask moves with its image
+            stacked = random_crop_flip(torch.cat([x, labels.unsqueeze(1).to(x.dtype) + MASK_SHIFT], 1), self.augment,
+                                       self.generator)
+            x, mask = stacked[:, :-1], stacked[:, -1].round().long() - MASK_SHIFT
+            labels = torch.where(mask < 0, torch.full_like(mask, IGNORE), mask)
+        elif self.augment is not None:
             x = random_crop_flip(x, self.augment, self.generator)
         return (x.contiguous(), labels, *extra)
+
+
+IGNORE = -100  # mask pixels a crop padded in: cross-entropy's default ignore_index; miou does not score them
+MASK_SHIFT = 1  # masks travel with the image as class + 1, so the crop's zero padding reads as -1 (ignored)
+
+
+def is_mask(labels: torch.Tensor, images: torch.Tensor) -> bool:
+    """(N, H, W) integer targets the size of the (N, C, H, W) images: per-pixel classes."""
+    return labels.dim() == 3 and labels.shape[1:] == images.shape[2:] and not labels.is_floating_point()
 
 
 def collate(batch) -> tuple[torch.Tensor, ...]:
