@@ -19,6 +19,12 @@ def label(report: dict) -> str:
     return metric_of(report)["label"]
 
 
+def heading(report: dict) -> str:
+    """The label at the start of a sentence: ``Accuracy``, but ``mIoU`` as it is written."""
+    name = label(report)
+    return name[:1].upper() + name[1:] if name.islower() else name
+
+
 def value(report: dict, figure: float | None, *, signed: bool = False) -> str:
     """A metric value as the tables print it (percent for 0-1 metrics); ``–`` for none."""
     if figure is None or (isinstance(figure, float) and math.isnan(figure)):

@@ -11,7 +11,7 @@ import html
 import math
 
 from edgekd.records import describe_uncertainty
-from edgekd.report.figures import label, value
+from edgekd.report.figures import heading, label, value
 from edgekd.report.search import search_html
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -31,7 +31,7 @@ def render_html(report: dict) -> str:
              "<ul>" + "".join(f"<li><b>{esc(role)}</b>: {esc(split['from'])}; {esc(split['use'])}</li>"
                               for role, split in report["data"]["splits"].items()) + "</ul>",
              "<h2>Stages</h2>", stage_table(report),
-             f"<h2>{esc(label(report)[:1].upper() + label(report)[1:])} and latency</h2>", accuracy_latency_plot(report),
+             f"<h2>{esc(heading(report))} and latency</h2>", accuracy_latency_plot(report),
              "<p>Filled points are measurements, hollow points estimates; a device with neither has no point.</p>",
              "<h2>Size and MACs per stage</h2>",
              bar_chart([(s["name"], s["size_bytes"] / 1e6) for s in report["stages"]], "size (MB)"),

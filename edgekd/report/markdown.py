@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgekd.records import describe_uncertainty
-from edgekd.report.figures import label, value
+from edgekd.report.figures import heading, label, value
 from edgekd.report.search import search_markdown
 
 
@@ -90,7 +90,7 @@ def int8_tables(report: dict) -> list[str]:
         speedups = " / ".join(f"{c['speedup']:.2f}× at batch {c['batch']}" for c in d.get("host_latency", []))
         out += ["", f"### {s['name']}: int8", "",
                 f"Scheme **{d['scheme']}**, method **{d['method']}**, calibrated on {d['calibration_images']} training "
-                f"images. {label(report)[:1].upper() + label(report)[1:]} (ONNX Runtime, validation set): float "
+                f"images. {heading(report)} (ONNX Runtime, validation set): float "
                 f"{value(report, d['accuracy_float'])} → int8 "
                 f"{value(report, d['accuracy_int8'])} ({-d['drop_points']:+.2f} points; budget: lose at most "
                 f"{d['max_accuracy_drop_points']:g})."
