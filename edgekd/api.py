@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,8 @@ from edgekd import device as devices
 from edgekd.atomic import write_text
 from edgekd.data import DataBundle, DataSpec, load_data, make_loader
 from edgekd.errors import ConfigError
+from edgekd.metrics import resolve_metric
+from edgekd.supervised import as_supervised
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.search.space import ORIGINAL, Budget
 from edgekd.stages import PUBLIC_STAGES
@@ -64,10 +66,12 @@ class CompressResult:
         model: the final PyTorch model (float; after a quantize stage the int8 model is ``onnx_path``).
         onnx_path: the shipped ONNX model (``OUT/model.onnx``), checked against ``model``.
         deploy_dir: what to copy onto the device (model, preprocessing.json, infer.py, build script).
-        accuracy: top-1 accuracy (0–1) of ``onnx_path`` on the report split (``val``, or ``test`` when given),
-            with ONNX Runtime, read once every choice was made on the selection split.
+        accuracy: the run's metric (``metric``: top-1 accuracy, 0–1, unless another was given) of ``onnx_path``
+            on the report split (``val``, or ``test`` when given), with ONNX Runtime, read once every choice was
+            made on the selection split.
         report: the report as data (also ``OUT/report.json``, ``.md``, ``.html``).
         out_dir: the run folder.
+        metric: the name of the metric behind ``accuracy`` (``top1``, ``miou``, ``mse``, or your callable's).
     """
 
     model: nn.Module
@@ -76,6 +80,7 @@ class CompressResult:
     accuracy: float
     report: dict
     out_dir: Path
+    metric: str = "top1"
 
 
 def compress(model: nn.Module | str | None = None, train: Any = None, val: Any = None, *, test: Any = None,
@@ -83,7 +88,8 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
              stages: Sequence[Stage] | None = None, recipe: str | Path | Recipe | None = None,
              out: str | Path | None = None, preprocessing: dict | None = None, weights: str | None = None,
              resume: bool = False, overwrite: bool = False, trust_checkpoint: bool = False,
-             progress: bool = True, device: str | None = None, budget: Budget | None = None) -> CompressResult:
+             progress: bool = True, device: str | None = None, budget: Budget | None = None,
+             metric: str | Callable | None = None, loss: Callable | None = None) -> CompressResult:
     """Compress ``model`` for ``target``: run the stages, write the run folder, return the results.
 
     Args:
@@ -112,19 +118,27 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         budget: search for the stages instead of running the recipe's:
             ``edgekd.Budget(max_accuracy_drop=1.0)`` (the fastest model within 1 point) or
             ``edgekd.Budget(latency_ms=2.0, batch=1)`` (the most accurate within 2 ms); the recipe then
-            gives the teacher, the data and the distill student (see :func:`compress_within_budget`).
+            gives the teacher, the data and the distill student (see :func:`compress_within_budget`);
+            ``max_accuracy_drop`` is then in points of ``metric``.
+        metric: what judges every model, on PyTorch and ONNX outputs alike: ``top1`` (default), ``miou``, ``mse``
+            (reported as −MSE), or ``metric(outputs_batches, targets_batches) -> float``, higher is better
+            (:mod:`edgekd.metrics`). Accuracy control, every stage's checks, the search and the report use it.
+        loss: ``loss(outputs, targets) -> scalar tensor``, replacing cross-entropy in every training and recovery
+            (needed for a model that returns a tuple or dict of tensors).
     """
     with devices.use(device):  # checked first: CUDA asked for where there is none is one error, nothing written
         return compress_on_device(model, train, val, test=test, target=target, stages=stages, recipe=recipe, out=out,
                                   preprocessing=preprocessing, weights=weights, resume=resume, overwrite=overwrite,
-                                  trust_checkpoint=trust_checkpoint, progress=progress, budget=budget)
+                                  trust_checkpoint=trust_checkpoint, progress=progress, budget=budget,
+                                  judging=(resolve_metric(metric), as_supervised(loss)))
 
 
 def compress_on_device(model, train, val, *, test=None, target, stages, recipe, out, preprocessing, weights, resume, overwrite,
-                       trust_checkpoint, progress, budget=None) -> CompressResult:
-    """:func:`compress` once the run's device is set."""
+                       trust_checkpoint, progress, budget=None, judging=None) -> CompressResult:
+    """:func:`compress` once the run's device is set; ``judging``: the run's (metric, supervised loss)."""
     from edgekd.pipeline import run_pipeline
 
+    metric, loss = judging or (resolve_metric(None), as_supervised(None))
     profile = load_target(target)
     check_model_argument(model)
     plan = plan_recipe(model, stages=stages, recipe=recipe, weights=weights,
@@ -135,14 +149,16 @@ def compress_on_device(model, train, val, *, test=None, target, stages, recipe, 
     if budget is not None:
         run = compress_within_budget(plan, profile, out, budget, data=data, user_model=user_model, resume=resume,
                                      overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
-                                     progress=progress)
+                                     progress=progress, metric=metric, loss=loss)
     else:
         run = run_pipeline(plan, profile, out, data=data, user_model=user_model, resume=resume, overwrite=overwrite,
-                           cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint, progress=progress)
+                           cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint, progress=progress, metric=metric,
+                           loss=loss)
     onnx_path = run.handoff.onnx.path if run.handoff.onnx is not None else None
     deploy = out / "deploy" if onnx_path is not None else None
     return CompressResult(model=run.handoff.model, onnx_path=onnx_path, deploy_dir=deploy,
-                          accuracy=run.report["summary"]["accuracy"], report=run.report, out_dir=out)
+                          accuracy=run.report["summary"]["accuracy"], report=run.report, out_dir=out,
+                          metric=metric.name)
 
 
 def check_model_argument(model: Any) -> None:
@@ -223,7 +239,9 @@ def output_width(model: nn.Module | str | None, train: Any) -> int | None:
         return None
     finally:
         model.train(was_training)
-    return int(logits.shape[-1]) if logits.dim() == 2 else None
+    if not isinstance(logits, torch.Tensor):
+        return None
+    return int(logits.shape[1]) if logits.dim() in (2, 4) else None  # a classifier's scores, a segmenter's maps
 
 
 def train(model: nn.Module | str, data: DataBundle | DataSpec | None = None, *, config: TrainConfig = TrainConfig(),
@@ -266,7 +284,7 @@ def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module
 
 def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budget: Budget, *,
                            data: DataBundle | None, user_model, resume: bool, overwrite: bool, cache_dir: Path,
-                           trust_checkpoint: bool, progress: bool) -> RunResult:
+                           trust_checkpoint: bool, progress: bool, metric=None, loss=None) -> RunResult:
     """Search ``budget`` from the plan's teacher (and its students), then run the picked recipe into ``out``."""
     from edgekd.pipeline import MANIFEST, RunResult, open_run_folder, run_pipeline, seed_run
     from edgekd.report import write_report
@@ -279,7 +297,7 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
                      f"{', '.join(s.stage for s in plan.stages if s.stage not in used)} stages are not used")
     bundle = data if data is not None else load_data(plan.data)
     common = dict(data=bundle, user_model=user_model, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint,
-                  progress=progress)
+                  progress=progress, metric=metric, loss=loss)
 
     def trained(stages: tuple[Stage, ...], folder: Path) -> nn.Module:
         recipe = Recipe(name=f"{plan.name}-{folder.name}", data=plan.data, stages=stages)
@@ -293,7 +311,7 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
     console.info(f"search: {budget.describe()} on {target.name}"
                  + (f", from the model and {', '.join(students)}" if students else ""))
     outcome = search_compression(original, bundle, target, budget, folder=out / "search", students=students,
-                                 resume=resume, progress=progress)
+                                 resume=resume, progress=progress, metric=metric, loss=loss)
     recipe_path = out / "search" / "recipe.yaml"
     write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget, distills)))
     console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
@@ -309,7 +327,8 @@ def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budge
 def graded_pick(report: dict) -> dict:
     """The pick and the original on the report split, read once the pick was final: the drop a user can trust."""
     original, pick = report["stages"][0]["accuracy"], report["summary"]["accuracy"]
-    return {"original_accuracy": original, "pick_accuracy": pick, "drop_points": round(100 * (original - pick), 4),
+    per_unit = report.get("metric", {}).get("points_per_unit", 100.0)
+    return {"original_accuracy": original, "pick_accuracy": pick, "drop_points": round(per_unit * (original - pick), 4),
             "note": "the search chose on the selection split; these figures were read after its pick was final"}
 
 

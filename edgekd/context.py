@@ -1,8 +1,8 @@
-"""The run-wide inputs every stage reads: data, target, folders, the user's model, progress."""
+"""The run-wide inputs every stage reads: data, target, folders, the user's model, metric and loss, progress."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -10,6 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.data import DataBundle, make_loader
+from edgekd.metrics import Metric, resolve_metric
+from edgekd.supervised import SupervisedLoss
 from edgekd.targets import TargetProfile
 
 
@@ -25,6 +27,14 @@ class RunContext:
     progress: bool = True
     user_model: nn.Module | None = None  # the nn.Module given to compress(), for the teacher stage
     stage_dir: Path | None = None  # the folder of the stage running now (set by the pipeline)
+    metric: Metric = field(default_factory=resolve_metric)  # what every choice and the report score (top-1)
+    loss: SupervisedLoss = field(default_factory=SupervisedLoss)  # the supervised term of every training (CE)
+
+    def score(self, model) -> float:
+        """The run's metric of ``model`` (an ``nn.Module`` or an ONNX model) on the selection split."""
+        from edgekd.judge import judge
+
+        return judge(model, self.selection_loader, self.metric, threads=self.host_threads)
 
     @cached_property
     def selection_loader(self) -> DataLoader:

@@ -76,3 +76,8 @@ class OutputError(EdgekdError):
 def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     """The ``n`` known names closest to ``name`` (for "did you mean" hints)."""
     return difflib.get_close_matches(name, list(known), n=n, cutoff=0.3)
+
+
+class UserFunctionError(EdgekdError):
+    """The user's metric or loss raised, returned something that is not a finite number, or the model's outputs
+    changed structure between PyTorch and ONNX; the message names the callable and the batch."""

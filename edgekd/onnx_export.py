@@ -13,13 +13,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd.atomic import atomic_path
 from edgekd.errors import ExportError
+from edgekd.judge import output_names
 
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
@@ -37,13 +37,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], *, opset: int = 
     import onnx
 
     model = model.eval().to(memory_format=torch.contiguous_format)
+    example = torch.zeros(1, *input_shape)
+    names = output_names(model, example)  # logits; output_0, output_1, ...; or a dict's keys (edgekd.judge)
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buffer, dynamo=False,
-                              input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
-                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+            torch.onnx.export(model, (example,), buffer, dynamo=False,
+                              input_names=[INPUT], output_names=list(names), opset_version=opset,
+                              dynamic_axes={INPUT: {0: "batch"}, **{name: {0: "batch"} for name in names}})
     except Exception as exc:  # the exporter raises many types for unsupported ops
         raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
@@ -67,7 +69,9 @@ def simplify_onnx(onnx_model):
 
 @dataclass(frozen=True)
 class Parity:
-    """PyTorch vs ONNX Runtime on the same images: largest logit difference, top-1 agreement, ORT accuracy."""
+    """PyTorch vs ONNX Runtime on the same images: largest output difference (over every output tensor), top-1
+    agreement (of the first output's arg-max over axis 1: per image, or per pixel for a segmenter), and the
+    ONNX model's score under the run's metric (``accuracy``; top-1 by default)."""
 
     max_abs_diff: float
     top1_agreement: float
@@ -80,24 +84,44 @@ class Parity:
 
 @torch.inference_mode()
 def check_parity(model: nn.Module, onnx_path: Path, loader: DataLoader, *, threads: int | None = None,
-                 limit: int | None = None) -> Parity:
-    """Run ``loader``'s images through ``model`` and the ONNX file; compare logits, count ONNX Runtime's hits."""
-    from edgekd.runtime.onnxruntime import create_session, run_logits
+                 limit: int | None = None, metric=None) -> Parity:
+    """Run ``loader``'s images through ``model`` and the ONNX file; compare every output, score ONNX Runtime's
+    outputs with ``metric`` (:func:`edgekd.judge.judge`'s path); outputs of another structure are an error."""
+    from edgekd.judge import flatten_outputs, onnx_batches
+    from edgekd.metrics import resolve_metric
 
     model.eval()
-    session = create_session(onnx_path, threads=threads)
-    max_diff, agree, correct, seen = 0.0, 0, 0, 0
-    for ort_logits, labels, images in run_logits(session, loader):
-        torch_logits = model(images).numpy()
-        max_diff = max(max_diff, float(np.abs(torch_logits - ort_logits).max()))
-        agree += int((torch_logits.argmax(1) == ort_logits.argmax(1)).sum())
-        correct += int((ort_logits.argmax(1) == labels).sum())
-        seen += len(labels)
+    accumulator = resolve_metric(metric).accumulator()
+    max_diff, agree, compared, seen = 0.0, 0, 0, 0
+    for index, (ort_outputs, targets, images) in enumerate(onnx_batches(onnx_path, loader, threads=threads)):
+        torch_names, torch_tensors = flatten_outputs(model(images))
+        ort_names, ort_tensors = flatten_outputs(ort_outputs)
+        check_same_structure(torch_names, torch_tensors, ort_names, ort_tensors, index)
+        for mine, theirs in zip(torch_tensors, ort_tensors):
+            max_diff = max(max_diff, float((mine.float() - theirs).abs().max()) if mine.numel() else 0.0)
+        first, ort_first = torch_tensors[0], ort_tensors[0]
+        if first.dim() >= 2 and first.is_floating_point():
+            agree += int((first.argmax(1) == ort_first.argmax(1)).sum())
+            compared += first.argmax(1).numel()
+        accumulator.add(ort_outputs, targets, index)
+        seen += len(images)
         if limit is not None and seen >= limit:
             break
     if seen == 0:
         raise ExportError("the validation loader gave no images to check the exported model with")
-    return Parity(max_diff, agree / seen, seen, correct / seen)
+    return Parity(max_diff, agree / compared if compared else 1.0, seen, accumulator.value())
+
+
+def check_same_structure(torch_names, torch_tensors, ort_names, ort_tensors, index: int) -> None:
+    """PyTorch's and ONNX Runtime's outputs must have the same names and shapes (one clear line otherwise)."""
+    from edgekd.errors import UserFunctionError
+
+    torch_shapes = [tuple(t.shape) for t in torch_tensors]
+    ort_shapes = [tuple(t.shape) for t in ort_tensors]
+    if torch_names != ort_names or torch_shapes != ort_shapes:
+        raise UserFunctionError(f"the model's outputs differ between PyTorch and ONNX on batch {index}: PyTorch "
+                                f"{dict(zip(torch_names, torch_shapes))}, ONNX {dict(zip(ort_names, ort_shapes))}; "
+                                "return the same tensors (a tensor, a tuple or a dict of tensors) for every input")
 
 
 def export_model(model: nn.Module, path: str | Path, loader: DataLoader, *, opset: int = OPSET,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,9 @@ from edgekd.report import build_report, write_report
 from edgekd.stages import Stage
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.targets import TargetProfile
-from edgekd.train import accuracy
+from edgekd.judge import judge
+from edgekd.metrics import Metric, resolve_metric
+from edgekd.supervised import as_supervised
 from edgekd.versions import library_versions
 
 MANIFEST = "manifest.json"
@@ -44,21 +47,24 @@ MANIFEST = "manifest.json"
 def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: DataBundle | None = None,
                  user_model: nn.Module | None = None, resume: bool = False, overwrite: bool = False,
                  cache_dir: Path, trust_checkpoint: bool = False, progress: bool = True,
-                 report: bool = True) -> RunResult:
+                 report: bool = True, metric: str | Metric | Callable | None = None,
+                 loss: Callable | None = None) -> RunResult:
     """Run every stage of ``recipe`` for ``target`` into ``out_dir``; return the report and the last handoff.
 
     ``data`` replaces the recipe's data spec (the user's own datasets); ``user_model`` is the
     ``nn.Module`` a teacher stage without a model name starts from. Stages choose on the selection
     split; once the last one has finished, every stage's result is scored on the report split
     (:func:`score_on_report_split`). ``report=False`` (a run whose result is itself a candidate, as in
-    the budget search) reads no report split and writes no report.
+    the budget search) reads no report split and writes no report. ``metric`` (default top-1) scores every
+    choice and the report; ``loss(outputs, targets)`` replaces cross-entropy in every training.
     """
     out_dir = Path(out_dir)
     data = data if data is not None else load_data(recipe.data)
     manifest = open_run_folder(out_dir, resume=resume, overwrite=overwrite)
     write_json(out_dir / MANIFEST, manifest)  # an overwritten run's manifest is gone from here on
     ctx = RunContext(out_dir=out_dir, target=target, data=data, cache_dir=cache_dir,
-                     trust_checkpoint=trust_checkpoint, progress=progress, user_model=user_model)
+                     trust_checkpoint=trust_checkpoint, progress=progress, user_model=user_model,
+                     metric=resolve_metric(metric), loss=as_supervised(loss))
     inputs_key = run_inputs_key(ctx)
     records: list[StageRecord] = []
     handoffs: list[Handoff] = []
@@ -111,8 +117,6 @@ def score_on_report_split(records: list[StageRecord], handoffs: list[Handoff], c
     (int8, or the exported model) in ONNX Runtime, else the PyTorch model; a stage that changed nothing has the
     figure of the stage before it. Resumed stages are scored again: the report split is not part of a stage's
     inputs (no stage reads it), so it may have changed since."""
-    from edgekd.runtime.onnxruntime import evaluate
-
     loader = make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False)
     before = Handoff()
     for index, (record, handoff) in enumerate(zip(records, handoffs)):
@@ -120,10 +124,10 @@ def score_on_report_split(records: list[StageRecord], handoffs: list[Handoff], c
         if index > 0 and handoff.model is before.model and artifact == (before.onnx or before.int8):
             record.accuracy, record.accuracy_source = records[index - 1].accuracy, records[index - 1].accuracy_source
         elif artifact is not None:
-            record.accuracy = evaluate(artifact.path, loader, threads=ctx.host_threads)
+            record.accuracy = judge(artifact.path, loader, ctx.metric, threads=ctx.host_threads)
             record.accuracy_source = "onnxruntime"
         elif handoff.model is not None:
-            record.accuracy, record.accuracy_source = accuracy(handoff.model, loader), "pytorch"
+            record.accuracy, record.accuracy_source = judge(handoff.model, loader, ctx.metric), "pytorch"
         before = handoff
 
 
@@ -173,8 +177,11 @@ def seed_run(source: Path, out_dir: Path, stages: int) -> None:
 
 
 def run_inputs_key(ctx: RunContext) -> str:
-    """What every stage's result depends on besides its settings: the data and the user's model."""
+    """What every stage's result depends on besides its settings: the data, the user's model, and the metric and loss
+    (by name: a changed callable of the same name is not noticed)."""
     text = ctx.data.fingerprint() + (model_hash(ctx.user_model) if ctx.user_model is not None else "")
+    if ctx.metric.name != "top1" or not ctx.loss.is_default:  # the keys of top-1, cross-entropy runs stay as they were
+        text += f"|metric {ctx.metric.name}|loss {ctx.loss.name}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -214,7 +221,7 @@ def make_record(stage: Stage, model: nn.Module, previous: nn.Module | None, reco
     acc, source, size = row.accuracy, row.accuracy_source, row.size_bytes
     changed = model is not previous or not records
     if acc is None and changed:
-        acc, source = accuracy(model, ctx.selection_loader), "pytorch"
+        acc, source = ctx.score(model), "pytorch"
     elif acc is None:
         acc, source = records[-1].selection_accuracy, records[-1].accuracy_source
     if size is None:

@@ -24,8 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collections.abc import Callable
+
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader
@@ -35,7 +36,10 @@ from edgekd import device as devices
 from edgekd.atomic import atomic_path
 from edgekd.data import Augment, DataBundle, make_loader
 from edgekd.data.loader import set_epoch
-from edgekd.errors import CheckpointError, TrainingDivergedError
+from edgekd.errors import CheckpointError, TrainingDivergedError, UserFunctionError
+from edgekd.judge import judge
+from edgekd.metrics import Metric, resolve_metric
+from edgekd.supervised import SupervisedLoss, as_supervised
 
 
 class Optimizer(str, enum.Enum):
@@ -80,16 +84,25 @@ class TrainConfig(BaseModel):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
-class CrossEntropy(nn.Module):
-    """The plain supervised objective: cross-entropy with optional label smoothing."""
+class Supervised(nn.Module):
+    """The plain supervised objective: the user's ``loss(outputs, targets)``, else cross-entropy with optional
+    label smoothing (:mod:`edgekd.supervised`)."""
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, loss: Callable | SupervisedLoss | None = None, *, label_smoothing: float = 0.0):
         super().__init__()
-        self.label_smoothing = label_smoothing
+        self.supervised = as_supervised(loss, label_smoothing=label_smoothing)
 
     def forward(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
-        logits = model(images)
-        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing), logits
+        outputs = model(images)
+        return self.supervised(outputs, labels), outputs
+
+
+class CrossEntropy(Supervised):
+    """Cross-entropy with optional label smoothing (the default objective)."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__(label_smoothing=label_smoothing)
+        self.label_smoothing = label_smoothing
 
 
 @dataclass
@@ -103,13 +116,17 @@ class TrainResult:
 
 
 def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: nn.Module | None = None,
-        checkpoint: Path | None = None, progress: bool = True) -> TrainResult:
+        checkpoint: Path | None = None, progress: bool = True, metric: str | Metric | Callable | None = None,
+        loss: Callable | SupervisedLoss | None = None) -> TrainResult:
     """Train ``model`` in place on ``data.train``; score it on ``data.selection`` after each epoch.
 
     With ``checkpoint`` set, state is saved there after every epoch and a matching
     checkpoint found there is resumed from (a checkpoint of another configuration is an error).
+    ``metric`` scores it (default top-1, :mod:`edgekd.metrics`); ``loss(outputs, targets)`` replaces
+    cross-entropy when no ``objective`` is given (a distillation objective carries its own).
     """
-    objective = objective if objective is not None else CrossEntropy(config.label_smoothing)
+    metric = resolve_metric(metric)
+    objective = objective if objective is not None else Supervised(loss, label_smoothing=config.label_smoothing)
     device, home = devices.resolve(config.device), model_device(model)
     parallel = distributed.world_size() > 1 and distributed.can_send(model, objective)
     memory_format, train_loader, optimizer, scheduler = prepare(model, objective, data, config, sharded=parallel,
@@ -136,7 +153,7 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
                                               epoch=epoch, config=config, checkpoint=checkpoint,
                                               memory_format=memory_format, progress=progress, precision=precision)
         seconds = time.perf_counter() - t0
-        selection_acc = accuracy(model, selection_loader, device=device)
+        selection_acc = judge(model, selection_loader, metric, device=device)
         result.history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
                                "selection_accuracy": selection_acc, "seconds": round(seconds, 2),
                                "images_per_second": round(images / seconds, 1)})
@@ -145,9 +162,9 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
             save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1,
                             scaler=precision.scaler)
         console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
-                     f"selection acc {selection_acc:.4f}, {images / seconds:.0f} img/s")
+                     f"selection {metric.name} {selection_acc:.4f}, {images / seconds:.0f} img/s")
     if config.epochs == 0 or math.isnan(result.accuracy):
-        result.accuracy = accuracy(model, selection_loader, device=device)
+        result.accuracy = judge(model, selection_loader, metric, device=device)
     place(model, objective, optimizer, home)
     model.to(memory_format=torch.contiguous_format)
     return result
@@ -245,7 +262,8 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, epoch: int, config: TrainConfig,
                 checkpoint: Path | None, memory_format, progress: bool,
                 precision: Precision | None = None) -> tuple[float, float, int]:
-    """One pass over the training set; returns mean loss, training accuracy and images seen.
+    """One pass over the training set; returns mean loss, training accuracy (top-1 of classifiers, else 0) and
+    images seen.
 
     On a GPU the running sums stay on the device and are read back (a synchronization) every
     :data:`GPU_READ_EVERY` steps and at the end, so the CPU queues the next steps while the GPU works;
@@ -262,8 +280,11 @@ def train_epoch(model, objective, loader: DataLoader, optimizer, scheduler, *, e
             if device.type != "cpu":
                 images, labels, *extra = devices.to_device((images, labels, *extra), device, non_blocking=True)
             images = images.to(memory_format=memory_format)
-            with devices.autocast(device, precision.dtype):
-                loss, logits = objective(model, images, labels, *extra)
+            try:
+                with devices.autocast(device, precision.dtype):
+                    loss, logits = objective(model, images, labels, *extra)
+            except UserFunctionError as exc:
+                raise UserFunctionError(f"{exc} (training batch {step}, epoch {epoch + 1})") from exc
             tally.add(loss, logits, labels)
             if (step + 1) % read_every == 0 or step + 1 == len(loader):
                 tally.check_finite(epoch=epoch, config=config, checkpoint=checkpoint)
@@ -297,7 +318,7 @@ class Tally:
         self.steps = self.seen = 0
         self.t0 = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, logits, labels: torch.Tensor) -> None:
         n = len(labels)
         loss = loss.detach().float()
         self.loss_sum += loss * n
@@ -306,7 +327,7 @@ class Tally:
         self.first_bad_step = torch.where(first, self.steps, self.first_bad_step)
         self.finite &= torch.isfinite(loss)
         self.steps += 1
-        if logits is not None:  # block-wise objectives (LIT) produce no student logits
+        if is_classification(logits, labels):  # not block-wise objectives (LIT: no logits) nor dense outputs
             self.correct += (logits.detach().argmax(1) == labels).sum()
         self.seen += n
 
@@ -330,26 +351,14 @@ class Tally:
         return {"loss": self.loss(), "acc": self.accuracy(), "ips": self.seen / (time.perf_counter() - self.t0)}
 
 
-def accuracy(model: nn.Module, loader: DataLoader, *, device: torch.device | None = None) -> float:
-    """Top-1 accuracy of ``model`` on every batch of ``loader``, in float32 on ``device`` (default: the run's).
+def is_classification(logits, labels: torch.Tensor) -> bool:
+    """(N, C) scores against (N,) labels: what the progress bar's training accuracy is counted for."""
+    return isinstance(logits, torch.Tensor) and logits.dim() == 2 and labels.dim() == 1
 
-    The model is left in eval mode, on the device it came on. It is moved outside inference mode:
-    parameters copied to another device inside it would become inference tensors, which autograd
-    (training, torch-pruning's tracing) then refuses.
-    """
-    device = device or devices.current()
-    home = model_device(model)
-    model.eval().to(device)
-    correct = total = 0
-    try:
-        with torch.inference_mode():
-            for images, labels, *_ in loader:
-                logits = model(images.to(device, non_blocking=True))
-                correct += (logits.argmax(1).cpu() == labels).sum().item()
-                total += len(labels)
-    finally:
-        model.to(home)
-    return correct / max(total, 1)
+
+def accuracy(model: nn.Module, loader: DataLoader, *, device: torch.device | None = None) -> float:
+    """Top-1 accuracy of ``model`` on every batch of ``loader``: :func:`edgekd.judge.judge` with ``top1``."""
+    return judge(model, loader, "top1", device=device)
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:

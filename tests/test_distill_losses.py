@@ -27,6 +27,7 @@ SPECS = {
     "at": dict(pairs=[["a", "a"]]),
     "rkd": dict(student_layer="b", teacher_layer="b"),
     "nkd": dict(),
+    "outputs": dict(alpha=1.0, kinds={"logits": "mse"}),  # per-output distillation; mse on the one output
 }
 
 
@@ -341,6 +342,7 @@ GOLDEN_CASES = {  # name: (student, teacher, settings)
     "at": (Outputs(S, {"a": FS, "big": FS_BIG}), Outputs(T, {"t": FT}), dict(pairs=[["a", "t"], ["big", "t"]])),
     "rkd": (Outputs(S64), Outputs(T64), {}),
     "nkd": (Outputs(S), Outputs(T), {}),
+    "outputs": (Outputs(S), Outputs(T), {}),  # one tensor output: KL on it, which is KD (T = 2, α = 0.9)
 }
 GOLDEN = {  # computed once with the code above (default settings); a changed convention fails here
     "kd": 4.061866,  # T = 2, α = 0.9 (4.07003 at the former default T = 4)
@@ -349,6 +351,7 @@ GOLDEN = {  # computed once with the code above (default settings); a changed co
     "at": 8.232013,
     "rkd": 0.5098922,
     "nkd": 6.746984,
+    "outputs": 4.061866,  # = kd: on a classifier's one output, per-output distillation is Hinton KD
 }
 
 

@@ -4,7 +4,7 @@ from safetensors.torch import save_file
 
 from edgekd.data import DataInfo
 from edgekd.errors import CheckpointError, UnknownNameError
-from edgekd.models import MODELS, create_model, list_models, model_blocks
+from edgekd.models import MODELS, create_model, list_models, model_blocks, model_task
 from edgekd.models.loading import build_model, load_weights
 
 GRAY28 = DataInfo("gray", 10, 1, (28, 28), (0.5,), (0.5,))
@@ -14,8 +14,9 @@ GRAY28 = DataInfo("gray", 10, 1, (28, 28), (0.5,), (0.5,))
 @pytest.mark.parametrize("channels,size,classes", [(1, (28, 28), 10), (3, (32, 32), 7)])
 def test_every_zoo_model_builds_runs_and_names_its_blocks(name, channels, size, classes):
     model = create_model(name, in_channels=channels, num_classes=classes, input_size=size).eval()
+    expected = {"classification": (2, classes), "segmentation": (2, classes, *size)}[model_task(model)]
     with torch.inference_mode():
-        assert model(torch.randn(2, channels, *size)).shape == (2, classes)
+        assert model(torch.randn(2, channels, *size)).shape == expected
     modules = dict(model.named_modules())
     assert model_blocks(model) and all(block in modules for block in model_blocks(model))
 

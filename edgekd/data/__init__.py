@@ -29,8 +29,9 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 class DataSpec(BaseModel):
     """Where the data comes from and how much of it to use.
 
-    ``source`` is ``fashion-mnist`` (looked up in the standard places, or in ``path``), a
-    folder (Fashion-MNIST IDX files, or an ImageFolder with train/ and val/), or
+    ``source`` is ``fashion-mnist`` (looked up in the standard places, or in ``path``), ``shapes``
+    (a generated segmentation set, :mod:`edgekd.data.shapes`; ``train_subset``/``val_subset`` set its
+    sizes, ``image_size`` its side, ``subset_seed`` its seed), a folder (Fashion-MNIST IDX files, or an ImageFolder with train/ and val/), or
     ``package.module:function`` returning ``(train, val)`` or ``(train, val, test)`` datasets.
 
     ``selection`` is the share (0-1) or count of training items held out to score every choice
@@ -72,6 +73,11 @@ def load_source(spec: DataSpec) -> Sources:
 
     if spec.source == "fashion-mnist":
         return load_fashion_mnist(spec.path)
+    if spec.source == "shapes":
+        from edgekd.data.shapes import load_shapes
+
+        return load_shapes(train=spec.train_subset or 2000, val=spec.val_subset or 500,
+                           size=spec.image_size[0] if spec.image_size else 32, seed=spec.subset_seed)
     if is_import_path(spec.source) and not Path(spec.source).exists():
         return load_factory(spec.source)
     folder = Path(spec.source)

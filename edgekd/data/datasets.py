@@ -122,5 +122,8 @@ class DataBundle:
                 for index in sorted({0, len(part) // 3, 2 * len(part) // 3, len(part) - 1}):
                     image, label, *_ = part[index]
                     digest.update(torch.as_tensor(image).contiguous().numpy().tobytes())
-                    digest.update(str(int(label)).encode())
+                    if isinstance(label, torch.Tensor) and label.dim() > 0:  # a mask or padded boxes
+                        digest.update(label.contiguous().numpy().tobytes())
+                    else:
+                        digest.update(str(int(label)).encode())
         return digest.hexdigest()[:16]

@@ -53,17 +53,34 @@ class BatchTransform:
             batch = [t.pin_memory() if isinstance(t, torch.Tensor) else t for t in (images, labels, *extra)]
             images, labels, *extra = devices.to_device(batch, self.device, non_blocking=True)
         x = normalize(images, self.scale, self.mean, self.std)
-        if self.augment is not None:
+        if self.augment is not None and is_mask(labels, x):  # a segmentation mask moves with its image
+            stacked = random_crop_flip(torch.cat([x, labels.unsqueeze(1).to(x.dtype) + MASK_SHIFT], 1), self.augment,
+                                       self.generator)
+            x, mask = stacked[:, :-1], stacked[:, -1].round().long() - MASK_SHIFT
+            labels = torch.where(mask < 0, torch.full_like(mask, IGNORE), mask)
+        elif self.augment is not None:
             x = random_crop_flip(x, self.augment, self.generator)
         return (x.contiguous(), labels, *extra)
 
 
+IGNORE = -100  # mask pixels a crop padded in: cross-entropy's default ignore_index; miou does not score them
+MASK_SHIFT = 1  # masks travel with the image as class + 1, so the crop's zero padding reads as -1 (ignored)
+
+
+def is_mask(labels: torch.Tensor, images: torch.Tensor) -> bool:
+    """(N, H, W) integer targets the size of the (N, C, H, W) images: per-pixel classes."""
+    return labels.dim() == 3 and labels.shape[1:] == images.shape[2:] and not labels.is_floating_point()
+
+
 def collate(batch) -> tuple[torch.Tensor, ...]:
-    """(images, labels, *extra) from a ready batch (``__getitems__``) or a list of items."""
+    """(images, targets, *extra) from a ready batch (``__getitems__``) or a list of items. Targets are int64 class
+    labels, or any tensor (masks, padded boxes) stacked as they are."""
     if isinstance(batch, tuple):
         return batch
     images = torch.stack([item[0] for item in batch])
-    labels = torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
+    first = batch[0][1]
+    labels = torch.stack([item[1] for item in batch]) if isinstance(first, torch.Tensor) and first.dim() > 0 \
+        else torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
     extra = [torch.stack([item[i] for item in batch]) for i in range(2, len(batch[0]))]
     return (images, labels, *extra)
 

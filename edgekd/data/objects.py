@@ -19,7 +19,7 @@ from edgekd.data.datasets import DataBundle, DataInfo, Normalization
 from edgekd.data.splits import SELECTION, Sources, assign_roles, hold_out
 from edgekd.errors import DataError
 
-ITEMS = "items must be (image C×H×W tensor, int label)"
+ITEMS = "items must be (image C×H×W tensor, target: an int label or a tensor such as a mask or padded boxes)"
 
 
 def dataset_of(data: Any, role: str) -> Dataset:
@@ -56,9 +56,9 @@ def bundle_from_objects(train: Any, val: Any | None, test: Any | None = None, *,
     else:
         val_set = dataset_of(val, "validation")
     test_set = dataset_of(test, "test") if test is not None else None
-    image, _ = first_item(train_set)
+    image, target = first_item(train_set)
     classes = tuple(getattr(train_set, "classes", ()) or ())
-    num_classes = num_classes or len(classes) or count_classes(val_set)
+    num_classes = num_classes or len(classes) or target_classes(target, val_set)
     channels, height, width = image.shape
     if image.dtype == torch.uint8:
         pixels = normalization(preprocessing, channels) or Normalization((0.5,) * channels, (0.5,) * channels)
@@ -77,7 +77,7 @@ def as_bundle(data: Any, val: Any | None = None) -> DataBundle:
     return data if isinstance(data, DataBundle) else bundle_from_objects(data, val)
 
 
-def first_item(dataset: Dataset) -> tuple[torch.Tensor, int]:
+def first_item(dataset: Dataset) -> tuple[torch.Tensor, int | torch.Tensor]:
     item = dataset[0]
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise DataError(f"the dataset's items are {type(item).__name__}; {ITEMS}")
@@ -85,11 +85,19 @@ def first_item(dataset: Dataset) -> tuple[torch.Tensor, int]:
     if not isinstance(image, torch.Tensor) or image.dim() != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise DataError(f"the dataset's images are {shape}; {ITEMS} (a transform such as ToTensor makes one)")
+    if isinstance(label, torch.Tensor) and label.dim() > 0:
+        return image, label  # a dense or structured target, judged by the run's metric and loss
     try:
         int(label)
     except (TypeError, ValueError):
         raise DataError(f"the dataset's labels are {type(label).__name__}; {ITEMS}") from None
     return image, int(label)
+
+
+def target_classes(target: int | torch.Tensor, dataset: Dataset) -> int:
+    """Classes behind the targets: counted for int labels; for tensor targets (masks, boxes) 0, unknown (the model
+    defines its outputs, the metric and the loss judge them)."""
+    return 0 if isinstance(target, torch.Tensor) else count_classes(dataset)
 
 
 LABEL_SCAN_LIMIT = 2000  # items whose labels may be read one by one (each read decodes an image)

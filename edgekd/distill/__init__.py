@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgekd.distill.losses import AT, DKD, KD, NKD, RKD, DistillLoss, FitNets, LossConfig, Outputs
 from edgekd.distill.crd import CRD
+from edgekd.distill.dense import OutputKD
 from edgekd.distill.online import BDKD, DML
 from edgekd.distill.selfkd import BYOT, USKD, LabelSmoothing, TfKDReg
 from edgekd.distill.taps import FeatureTaps, find_module
@@ -43,7 +44,8 @@ class GenerationsConfig(LossConfig):
 
 LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "rkd": RKD, "nkd": NKD, "crd": CRD,
                           "label-smoothing": LabelSmoothing, "tfkd-reg": TfKDReg, "uskd": USKD, "byot": BYOT,
-                          "dml": DML, "bdkd": BDKD, "lit": LITConfig, "generations": GenerationsConfig}
+                          "dml": DML, "bdkd": BDKD, "lit": LITConfig, "generations": GenerationsConfig,
+                          "outputs": OutputKD}
 """Losses by name. ``lit`` and ``generations`` are training phases rather than weighted terms
 (distill/lit.py, distill/training.py)."""
 

@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgekd.distill.regressor import regressor_if_needed
+from edgekd.supervised import SupervisedLoss
 
 
 @dataclass
 class Outputs:
-    """What a model produced for one batch: logits and the features of tapped layers."""
+    """What a model produced for one batch: its outputs (``logits``: a tensor, or a tuple or dict of tensors for
+    a model with several heads) and the features of tapped layers."""
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -40,6 +42,7 @@ class DistillLoss(nn.Module):
     uses_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_indices: ClassVar[bool] = False  # each batch must carry its samples' dataset indices
+    label_loss: SupervisedLoss = SupervisedLoss()  # the label term of uses_labels losses; the objective sets the run's
 
     def __init__(self, config: LossConfig):
         super().__init__()
@@ -65,17 +68,24 @@ class DistillLoss(nn.Module):
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over the batch (Hinton's gradient scaling)."""
+    """KL(softmax(t/T) ‖ softmax(s/T)) · T² over the class axis (axis 1), averaged over the batch (Hinton's
+    gradient scaling); for dense scores (N, C, H, W) the KL is taken per pixel and averaged over N·H·W."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * temperature**2
+    if student_logits.dim() == 2:
+        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * temperature**2
+    per_pixel = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1)
+    return per_pixel.mean() * temperature**2
 
 
 class KD(DistillLoss):
     """Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
 
     L = α · T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α) · CE(y, softmax(z_s)).
-    The T² keeps the soft-target gradients on the same scale as the hard-label ones.
+    The T² keeps the soft-target gradients on the same scale as the hard-label ones. For a segmenter's
+    (N, C, H, W) scores the KL is taken per pixel over the class axis and averaged over pixels (as in
+    Liu et al. 2019, "Structured Knowledge Distillation for Semantic Segmentation", pixel-wise term), and
+    CE is per pixel. With the run's own ``loss``, that loss replaces CE.
     Defaults T = 2, α = 0.9. The common CIFAR setting is T = 4 (mdistiller: CE 0.1, KD 0.9), but Hinton
     et al. found small students distil best at lower temperatures (on MNIST, 2.5–4 for 30 units a
     layer against anything above 8 for 300); on edgekd's Fashion-MNIST benchmark only T = 2 lifts the
@@ -92,7 +102,7 @@ class KD(DistillLoss):
     def forward(self, student, teacher, labels):
         c = self.config
         soft = soft_kl(student.logits, teacher.logits, c.temperature)
-        return c.alpha * soft + (1 - c.alpha) * F.cross_entropy(student.logits, labels)
+        return c.alpha * soft + (1 - c.alpha) * self.label_loss(student.logits, labels)
 
 
 class DKD(DistillLoss):

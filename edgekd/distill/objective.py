@@ -7,6 +7,8 @@ with the batch (see :mod:`edgekd.distill.cache`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,7 @@ from torch import nn
 from edgekd.distill.losses import DistillLoss, Outputs
 from edgekd.distill.taps import FeatureTaps
 from edgekd.errors import EdgekdError
+from edgekd.supervised import SupervisedLoss, as_supervised
 
 
 class Ensemble(nn.Module):
@@ -52,13 +55,19 @@ class DistillObjective(RunsATeacher):
 
     ``teacher`` may be None when no loss needs one (self-distillation, online and mutual learning);
     the teacher then does not run even when given (an online loss trains its own copy of it).
+    ``supervised``: the run's ``loss(outputs, targets)``, which replaces CE here and inside the losses
+    that include it (kd, outputs); default cross-entropy.
     """
 
-    def __init__(self, teacher: nn.Module | None, losses: list[tuple[float, DistillLoss]], *, label_weight: float):
+    def __init__(self, teacher: nn.Module | None, losses: list[tuple[float, DistillLoss]], *, label_weight: float,
+                 supervised: SupervisedLoss | Callable | None = None):
         super().__init__()
         self.losses = nn.ModuleList(loss for _, loss in losses)
         self.weights = [w for w, _ in losses]
         self.label_weight = label_weight
+        self.supervised = as_supervised(supervised)
+        for loss in self.losses:
+            loss.label_loss = self.supervised
         needing = [type(loss).__name__ for loss in self.losses if loss.needs_teacher]
         if teacher is None and needing:
             raise EdgekdError(f"{', '.join(needing)} need a teacher: put a teacher stage (or a model) before the "
@@ -127,7 +136,7 @@ class DistillObjective(RunsATeacher):
         teacher = self.teacher_outputs(images, cached_logits)
         student = self.student_outputs(model, images)
         student.indices = indices
-        total = self.label_weight * F.cross_entropy(student.logits, labels) if self.label_weight else 0.0
+        total = self.label_weight * self.supervised(student.logits, labels) if self.label_weight else 0.0
         for weight, loss in zip(self.weights, self.losses):
             total = total + weight * loss(student, teacher, labels)
         return total, student.logits

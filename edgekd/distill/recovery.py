@@ -7,6 +7,7 @@ fine-tuning in which the uncompressed model's soft outputs guide the compressed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -15,11 +16,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgekd import console
+from edgekd import device as devices
 from edgekd.data import DataBundle, make_loader
 from edgekd.data.objects import as_bundle
 from edgekd.distill import LossSpec
 from edgekd.distill.cache import with_cached_logits
 from edgekd.distill.objective import DistillObjective
+from edgekd.metrics import Metric
+from edgekd.supervised import SupervisedLoss
 from edgekd.train import Schedule, TrainConfig, TrainResult, fit
 
 
@@ -34,8 +38,10 @@ class RecoveryConfig(BaseModel):
 
 
 def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader | Dataset,
-            config: RecoveryConfig = RecoveryConfig(), *, val: DataLoader | Dataset | None = None, checkpoint: Path | None = None, cache_dir: Path | None = None, epochs: int | None = None,
-            progress: bool = True) -> TrainResult | None:
+            config: RecoveryConfig = RecoveryConfig(), *, val: DataLoader | Dataset | None = None,
+            checkpoint: Path | None = None, cache_dir: Path | None = None, epochs: int | None = None,
+            progress: bool = True, metric: str | Metric | Callable | None = None,
+            loss: Callable | SupervisedLoss | None = None) -> TrainResult | None:
     """Fine-tune ``model`` in place toward ``teacher`` on ``data``; None when there are no epochs to run.
 
     Args:
@@ -45,6 +51,9 @@ def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader 
         config: losses and training settings; ``epochs`` overrides ``config.train.epochs``.
         checkpoint: where to save (and resume) the fine-tuning after each epoch.
         cache_dir: where the teacher's logits are cached for unaugmented in-memory data (None: not cached).
+        metric: what the result is scored with on the selection split (default top-1, :mod:`edgekd.metrics`).
+        loss: the supervised ``loss(outputs, targets)`` (default cross-entropy); a model with several outputs
+            is distilled per output (``kd`` becomes ``outputs``, :class:`edgekd.distill.dense.OutputKD`).
     """
     epochs = config.train.epochs if epochs is None else epochs
     if epochs == 0:
@@ -52,14 +61,35 @@ def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader 
     data = as_bundle(data, val)
     sample = first_images(data)
     teacher = teacher.eval().to(memory_format=torch.channels_last)  # the batches are channels-last
-    objective = DistillObjective(teacher, [(s.weight, s.build()) for s in config.losses],
-                                 label_weight=config.label_weight)
+    outputs = sample_outputs(teacher, sample)
+    objective = DistillObjective(teacher, [(s.weight, s.build()) for s in for_outputs(config.losses, outputs)],
+                                 label_weight=config.label_weight, supervised=loss)
     objective.setup(model, sample)
-    if cache_dir is not None and config.train.augment is None and not objective.teacher_layers:
+    if cache_dir is not None and config.train.augment is None and not objective.teacher_layers \
+            and isinstance(outputs, torch.Tensor):
         data = with_cached_logits(teacher, data, cache_dir)
     console.info(f"recovery: {epochs} epochs of KD fine-tuning from the model before compression")
     return fit(model, data, config.train.model_copy(update={"epochs": epochs}), objective=objective,
-               checkpoint=checkpoint, progress=progress)
+               checkpoint=checkpoint, progress=progress, metric=metric)
+
+
+def sample_outputs(model: nn.Module, sample: torch.Tensor):
+    """What ``model`` returns for a few images (a tensor, a tuple or a dict), where the model is."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            return model.eval()(sample[:2].to(devices.home(model)))
+    finally:
+        model.train(was_training)
+
+
+def for_outputs(specs: tuple[LossSpec, ...], outputs) -> tuple[LossSpec, ...]:
+    """The losses for a model that returns ``outputs``: on a tuple or dict of tensors, ``kd`` distils each output
+    (``outputs``, same temperature and weight); a single tensor (a classifier's or a segmenter's scores) keeps them."""
+    if isinstance(outputs, torch.Tensor):
+        return specs
+    return tuple(LossSpec(name="outputs", weight=s.weight, **(s.model_extra or {})) if s.name == "kd" else s
+                 for s in specs)
 
 
 def first_images(data: DataBundle, count: int = 32) -> torch.Tensor:

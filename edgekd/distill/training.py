@@ -14,6 +14,8 @@ epoch costs about what a student-alone epoch costs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,16 +31,20 @@ from edgekd.distill.crd import with_indices
 from edgekd.distill.lit import LITObjective, pair_blocks
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.distill.peers import frozen_copy
-from edgekd.distill.recovery import first_images
+from edgekd.distill.recovery import first_images, for_outputs, sample_outputs
 from edgekd.errors import EdgekdError
-from edgekd.train import TrainConfig, accuracy, fit
+from edgekd.judge import judge
+from edgekd.metrics import Metric, resolve_metric
+from edgekd.supervised import SupervisedLoss, as_supervised
+from edgekd.train import TrainConfig, fit
 
 
 def distill_model(teacher: nn.Module | None, student: nn.Module, data: DataBundle | DataLoader | Dataset, *,
                   val: DataLoader | Dataset | None = None, losses: tuple[LossSpec, ...] = (LossSpec(name="kd"),),
                   label_weight: float | None = None, train: TrainConfig = TrainConfig(epochs=10, augment=None),
                   cache_dir: Path | None = None, checkpoint_dir: Path | None = None,
-                  progress: bool = True) -> dict[str, list[dict]]:
+                  progress: bool = True, metric: str | Metric | Callable | None = None,
+                  loss: Callable | SupervisedLoss | None = None) -> dict[str, list[dict]]:
     """Train ``student`` in place to imitate ``teacher`` on ``data``; returns each phase's epoch history.
 
     Args:
@@ -52,28 +58,41 @@ def distill_model(teacher: nn.Module | None, student: nn.Module, data: DataBundl
         train: epochs, optimizer and schedule of the end-to-end phase (hint/LIT phases set their own epochs).
         cache_dir: where the teacher's logits are cached when they can be (None: computed live).
         checkpoint_dir: where each phase checkpoints after every epoch (and resumes from).
+        metric: what the student is scored with on the selection split (default top-1, :mod:`edgekd.metrics`).
+        loss: the supervised ``loss(outputs, targets)`` replacing cross-entropy; on a model with several outputs
+            ``kd`` distils each output (:class:`edgekd.distill.dense.OutputKD`).
     """
     data = as_bundle(data, val)
     generations = next((s.settings() for s in losses if s.name == "generations"), None)
     terms = tuple(s for s in losses if s.name != "generations")
     run = dict(label_weight=label_weight, train=train, cache_dir=cache_dir, checkpoint_dir=checkpoint_dir,
-               progress=progress)
+               progress=progress, judging=Judging(resolve_metric(metric), as_supervised(loss)))
     if generations is not None:
         return distill_generations(teacher, student, data, generations, losses=terms, **run)
     return distill_once(teacher, student, data, losses=terms, **run)
 
 
+@dataclass(frozen=True)
+class Judging:
+    """The run's metric and supervised loss, as one distillation passes them on."""
+
+    metric: Metric
+    loss: SupervisedLoss
+
+
 def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle, *, losses: tuple[LossSpec, ...],
                  label_weight: float | None, train: TrainConfig, cache_dir: Path | None, checkpoint_dir: Path | None,
-                 progress: bool, prefix: str = "") -> dict[str, list[dict]]:
+                 progress: bool, judging: Judging, prefix: str = "") -> dict[str, list[dict]]:
     """The phases of one student's distillation, in order; ``prefix`` names its checkpoints apart."""
     if teacher is not None:
         teacher = teacher.eval().to(memory_format=torch.channels_last)  # the student's batches are channels-last
+    sample = first_images(data)
+    outputs = sample_outputs(teacher if teacher is not None else student, sample)
     histories = {}
-    for phase, objective, epochs in phases(teacher, student, losses, label_weight, first_images(data),
-                                           train.epochs):
+    for phase, objective, epochs in phases(teacher, student, for_outputs(losses, outputs), label_weight, sample,
+                                           train.epochs, supervised=judging.loss):
         phase_data = data
-        if cache_dir is not None and can_cache(objective, train):
+        if cache_dir is not None and can_cache(objective, train) and isinstance(outputs, torch.Tensor):
             phase_data = with_cached_logits(teacher, data, cache_dir)
         if isinstance(objective, DistillObjective) and objective.wants_indices:  # CRD's memory banks
             objective.bind_dataset(len(data.train))
@@ -81,22 +100,22 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
         console.info(f"distill: {prefix}{phase} for {epochs} epochs")
         checkpoint = checkpoint_dir / f"train-{prefix}{phase}.pt" if checkpoint_dir is not None else None
         result = fit(student, phase_data, train.model_copy(update={"epochs": epochs}), objective=objective,
-                     checkpoint=checkpoint, progress=progress)
-        objective.finish(student, validation_score(data))
+                     checkpoint=checkpoint, progress=progress, metric=judging.metric)
+        objective.finish(student, validation_score(data, judging.metric))
         histories[f"{prefix}{phase}"] = result.history
     return histories
 
 
-def validation_score(data: DataBundle):
-    """``score(model)``: top-1 accuracy on the selection split (for objectives that choose what to keep)."""
+def validation_score(data: DataBundle, metric: Metric | None = None):
+    """``score(model)``: the metric (default top-1) on the selection split (for objectives that choose what to keep)."""
     loader = make_loader(data.selection, data.info, batch_size=256, train=False)
-    return lambda model: accuracy(model, loader)
+    return lambda model: judge(model, loader, metric)
 
 
 def distill_generations(teacher: nn.Module | None, student: nn.Module, data: DataBundle,
                         config: GenerationsConfig, *, losses: tuple[LossSpec, ...], label_weight: float | None,
                         train: TrainConfig, cache_dir: Path | None, checkpoint_dir: Path | None,
-                        progress: bool) -> dict[str, list[dict]]:
+                        progress: bool, judging: Judging) -> dict[str, list[dict]]:
     """Generations 1..count, each distilled from the one before (or their ensemble); the last one is kept."""
     histories: dict[str, list[dict]] = {}
     teachers = [teacher] if teacher is not None else []
@@ -104,14 +123,16 @@ def distill_generations(teacher: nn.Module | None, student: nn.Module, data: Dat
         first = copy.deepcopy(student)
         console.info(f"distill: generation 0 (labels alone) for {train.epochs} epochs")
         checkpoint = checkpoint_dir / "train-generation-0.pt" if checkpoint_dir is not None else None
-        histories["generation-0"] = fit(first, data, train, checkpoint=checkpoint, progress=progress).history
+        histories["generation-0"] = fit(first, data, train, checkpoint=checkpoint, progress=progress,
+                                        metric=judging.metric, loss=judging.loss).history
         teachers.append(frozen_copy(first))
     current = student
     for g in range(1, config.count + 1):
         current = copy.deepcopy(student)  # the student's initial weights (it is only trained at the end)
         histories.update(distill_once(generation_teacher(teachers, losses, config.ensemble), current, data,
                                       losses=losses, label_weight=label_weight, train=train, cache_dir=cache_dir,
-                                      checkpoint_dir=checkpoint_dir, progress=progress, prefix=f"generation-{g}-"))
+                                      checkpoint_dir=checkpoint_dir, progress=progress, judging=judging,
+                                      prefix=f"generation-{g}-"))
         teachers.append(frozen_copy(current))
     student.load_state_dict(current.state_dict())
     return histories
@@ -125,7 +146,7 @@ def generation_teacher(teachers: list[nn.Module], losses: tuple[LossSpec, ...], 
 
 
 def phases(teacher: nn.Module | None, student: nn.Module, losses: tuple[LossSpec, ...],
-           label_weight: float | None, sample: torch.Tensor, epochs: int):
+           label_weight: float | None, sample: torch.Tensor, epochs: int, *, supervised: SupervisedLoss | None = None):
     """(name, objective, epochs) in order: LIT blocks or FitNets hints first, then the losses."""
     terms = [s for s in losses if s.name != "lit"]
     for spec in losses:
@@ -139,14 +160,14 @@ def phases(teacher: nn.Module | None, student: nn.Module, losses: tuple[LossSpec
                 console.info(f"distill: LIT student starts from the teacher's {', '.join(lit.inherited)}")
             yield "lit-blocks", lit, settings.epochs
         elif spec.name == "fitnets" and settings.hint_epochs:
-            hint = DistillObjective(teacher, [(1.0, spec.build())], label_weight=0.0)
+            hint = DistillObjective(teacher, [(1.0, spec.build())], label_weight=0.0, supervised=supervised)
             hint.setup(student, sample)
             yield "fitnets-hints", hint, settings.hint_epochs
             terms = [s for s in terms if s is not spec]
     built = [(s.weight, s.build()) for s in terms or [LossSpec(name="kd")]]
     if label_weight is None:  # cross-entropy once: not again on top of losses that contain it (kd, dkd)
         label_weight = 0.0 if any(loss.uses_labels for _, loss in built) else 1.0
-    objective = DistillObjective(teacher, built, label_weight=label_weight)
+    objective = DistillObjective(teacher, built, label_weight=label_weight, supervised=supervised)
     objective.setup(student, sample)
     yield "distill", objective, epochs
 

@@ -18,6 +18,7 @@ from edgekd.models.imagenet import resnet_imagenet
 from edgekd.models.mobilenetv2 import MobileNetV2
 from edgekd.models.mobilenetv3 import MobileNetV3
 from edgekd.models.resnet import resnet
+from edgekd.models.unet import UNet
 
 MODELS: dict[str, partial] = {
     "cnn": partial(PlainCNN, width=32, depth=2, stem_depth=1),
@@ -42,7 +43,15 @@ MODELS: dict[str, partial] = {
     "mobilenetv2-imagenet": partial(MobileNetV2, width=1.0, skip=0),
     "mobilenetv3-small": partial(MobileNetV3, variant="small", width=1.0),
     "mobilenetv3-large": partial(MobileNetV3, variant="large", width=1.0),
+    # segmentation: (N, num_classes, H, W) scores per pixel (judge them with metric="miou")
+    "unet-small": partial(UNet, width=16),
+    "unet-tiny": partial(UNet, width=8),
 }
+
+
+def model_task(model: nn.Module) -> str:
+    """What a model's output is: ``classification`` ((N, C) scores) or ``segmentation`` ((N, C, H, W))."""
+    return getattr(model, "task", "classification")
 
 
 def list_models(pattern: str = "*") -> list[str]:

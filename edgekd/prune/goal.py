@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edgekd.judge import output_shapes
 from edgekd import measure
 from edgekd.errors import PruneError
 from edgekd.prune.importance import Importance, accumulate_gradients
@@ -75,7 +76,7 @@ def prune_model(model: nn.Module, example: torch.Tensor, *, reduction: float = 0
     try:
         if metric is Metric.CHANNELS:
             pruned = prune_channels(copy_with_gradients(model), example, reduction, how)
-            check_forward(pruned, example, model(example).shape)
+            check_forward(pruned, example, output_shapes(model(example)))
             result = SearchResult(pruned, reduction, 1 - reduction)
         else:
             result = search_allocation(model, example, 1 - reduction, fraction_kept(model, example, metric, latency),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgekd.judge import output_shapes
 from edgekd import measure
 from edgekd.errors import PruneError
 from edgekd.prune.allocation import (
@@ -80,7 +81,7 @@ def search_costs(model: nn.Module, example: torch.Tensor, goal: float, fraction:
                  how: ChannelPruning, costs: CostModel, modeled: str | None, tolerance: float,
                  iterations: int) -> SearchResult:
     """:func:`search_allocation` on an analysed model."""
-    expected = model.eval()(example).shape
+    expected = output_shapes(model.eval()(example))
     params = modeled == "params"
 
     def realize(allocation: Allocation) -> SearchResult:

@@ -53,14 +53,15 @@ def layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 
 def protected_layers(model: nn.Module, example: torch.Tensor, patterns: tuple[str, ...]) -> list[str]:
-    """Layer names matched by ``patterns`` (``first``, ``last`` or shell patterns); ``last`` always.
+    """Layer names matched by ``patterns`` (``first``, ``last`` or shell patterns); ``last`` always, and every
+    layer that makes one of the model's outputs (each head of a model returning a tuple or dict).
 
-    The last layer gives the model's outputs, whose count must not change.
+    Those layers give the model's outputs, whose sizes must not change.
     """
     order = layers_in_order(model, example)
     if not order:
         raise PruneError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
-    chosen = {order[-1]}
+    chosen = {order[-1], *output_layers(model, example)}
     for pattern in patterns:
         matched = {"first": [order[0]], "last": [order[-1]]}.get(pattern) or fnmatch.filter(order, pattern)
         if not matched:
@@ -69,6 +70,47 @@ def protected_layers(model: nn.Module, example: torch.Tensor, patterns: tuple[st
                              + (f"; did you mean {', '.join(hint)}?" if hint else f"; the layers are {', '.join(order)}"))
         chosen.update(matched)
     return [n for n in order if n in chosen]
+
+
+def output_layers(model: nn.Module, example: torch.Tensor) -> set[str]:
+    """The conv and linear layers nearest to each output tensor: walking autograd's graph back from every
+    output, the first layer met on each path (through BatchNorm, activations, reshapes)."""
+    from edgekd.judge import flatten_outputs
+
+    weights = {m.weight: name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    with traceable(model):
+        was_training = model.training
+        outputs = model.eval()(example)
+        model.train(was_training)
+    stack = [t.grad_fn for t in flatten_outputs(outputs)[1] if t.grad_fn is not None]
+    found, seen = set(), set()
+    while stack:
+        fn = stack.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        layer = layer_of(fn, weights)
+        if layer is not None:
+            found.add(layer)
+            continue
+        stack.extend(f for f, _ in fn.next_functions if f is not None)
+    return found
+
+
+def layer_of(fn, weights: dict) -> str | None:
+    """The layer whose weight ``fn`` (an autograd node) consumes directly, or through a transpose (linear)."""
+    for f, _ in fn.next_functions:
+        if f is None:
+            continue
+        variable = getattr(f, "variable", None)
+        if variable is not None and variable in weights:
+            return weights[variable]
+        if type(f).__name__.startswith(("TBackward", "PermuteBackward", "TransposeBackward")):
+            inner = [getattr(g, "variable", None) for g, _ in f.next_functions if g is not None]
+            hit = next((v for v in inner if v is not None and v in weights), None)
+            if hit is not None:
+                return weights[hit]
+    return None
 
 
 @contextlib.contextmanager
@@ -183,8 +225,11 @@ def prune_channels(model: nn.Module, example: torch.Tensor, ratio: float, how: C
     return model
 
 
-def check_forward(model: nn.Module, example: torch.Tensor, expected: torch.Size) -> None:
-    """Run the pruned model once; a failure names the last layer that ran and what fixed the size."""
+def check_forward(model: nn.Module, example: torch.Tensor, expected: dict[str, tuple[int, ...]]) -> None:
+    """Run the pruned model once; a failure names the last layer that ran and what fixed the size. ``expected``:
+    the unpruned model's output shapes (:func:`edgekd.judge.output_shapes`)."""
+    from edgekd.judge import output_shapes
+
     names = {m: n for n, m in model.named_modules()}
     ran: list[str] = []
     hooks = [m.register_forward_hook(lambda mod, *_: ran.append(names[mod]))
@@ -201,8 +246,9 @@ def check_forward(model: nn.Module, example: torch.Tensor, expected: torch.Size)
     finally:
         for h in hooks:
             h.remove()
-    if out.shape != expected:
-        raise PruneError(f"pruning changed the output shape from {tuple(expected)} to {tuple(out.shape)}; "
+    if output_shapes(out) != expected:
+        shapes = lambda s: next(iter(s.values())) if len(s) == 1 else s  # noqa: E731  (one output: its shape)
+        raise PruneError(f"pruning changed the output shape from {shapes(expected)} to {shapes(output_shapes(out))}; "
                          "protect the layer that produces the output")
 
 

@@ -8,12 +8,15 @@ zero-point 0; CPU runtimes: asymmetric activations allowed), and, given ``scorin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import onnx
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edgekd.judge import judge
+from edgekd.metrics import Metric, resolve_metric
 from edgekd.onnx_export import export_onnx
 from edgekd.quantize.accuracy import ControlResult, keep_sensitive_layers_float
 from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
@@ -33,7 +36,8 @@ class Int8Result:
 
 def quantize_model(model: nn.Module | onnx.ModelProto, calibration: DataLoader, *, scheme: Scheme = Scheme.CPU,
                    bias_correction: BiasCorrection = BiasCorrection.FULL, scoring: DataLoader | None = None,
-                   max_accuracy_drop: float | None = None, threads: int | None = None) -> Int8Result:
+                   max_accuracy_drop: float | None = None, threads: int | None = None,
+                   metric: str | Metric | Callable | None = None) -> Int8Result:
     """An int8 Q/DQ ONNX model of ``model`` (a PyTorch model, or its exported float ONNX graph).
 
     Args:
@@ -41,9 +45,12 @@ def quantize_model(model: nn.Module | onnx.ModelProto, calibration: DataLoader, 
         scheme: the target runtime's Q/DQ scheme (:meth:`Scheme.for_target` picks it from a profile).
         bias_correction: NNCF's full (slower, more accurate), fast or no bias correction; falls back in that order.
         scoring: held-out *training* images with labels for accuracy control (never the validation set).
-        max_accuracy_drop: accuracy points int8 may lose on ``scoring``; with it, sensitive layers stay float.
+        max_accuracy_drop: metric points int8 may lose on ``scoring`` (percentage points of top-1 or mIoU, the
+            metric's own units otherwise); with it, sensitive layers stay float.
         threads: ONNX Runtime threads for scoring.
+        metric: what accuracy control scores (default top-1; :mod:`edgekd.metrics`).
     """
+    metric = resolve_metric(metric)
     if isinstance(model, nn.Module):
         images, *_ = next(iter(calibration))
         float_model = export_onnx(model, tuple(images.shape[1:]))
@@ -61,14 +68,13 @@ def quantize_model(model: nn.Module | onnx.ModelProto, calibration: DataLoader, 
     if scoring is None or max_accuracy_drop is None:
         int8 = quantize([])
         return Int8Result(int8, float_model, ControlResult(int8, float("nan")), tuple(fallbacks))
-    score = lambda m: onnx_accuracy(m, scoring, threads=threads)  # noqa: E731
+    score = lambda m: onnx_accuracy(m, scoring, threads=threads, metric=metric)  # noqa: E731
     control = keep_sensitive_layers_float(float_model, quantize, score, reference=score(float_model),
-                                          max_drop=max_accuracy_drop / 100)
+                                          max_drop=max_accuracy_drop / metric.points_per_unit)
     return Int8Result(control.model, float_model, control, tuple(fallbacks))
 
 
-def onnx_accuracy(model: onnx.ModelProto, loader: DataLoader, *, threads: int | None = None) -> float:
-    """Top-1 accuracy of an in-memory ONNX model on ``loader`` with ONNX Runtime."""
-    from edgekd.runtime.onnxruntime import evaluate
-
-    return evaluate(model.SerializeToString(), loader, threads=threads)
+def onnx_accuracy(model: onnx.ModelProto, loader: DataLoader, *, threads: int | None = None,
+                  metric: str | Metric | Callable | None = None) -> float:
+    """``metric`` (default top-1) of an in-memory ONNX model on ``loader`` with ONNX Runtime."""
+    return judge(model, loader, metric, threads=threads)

@@ -35,8 +35,8 @@ from edgekd.train import TrainResult
 
 def quantization_aware_training(model: nn.Module, data: DataBundle, calibration: DataLoader, *, scheme: Scheme,
                                 config: RecoveryConfig = RecoveryConfig(), checkpoint: Path | None = None,
-                                cache_dir: Path | None = None,
-                                progress: bool = True) -> tuple[nn.Module, TrainResult | None]:
+                                cache_dir: Path | None = None, progress: bool = True, metric=None,
+                                loss=None) -> tuple[nn.Module, TrainResult | None]:
     """A fake-quantized copy of ``model`` (BatchNorm folded), fine-tuned on ``data`` with ``model`` as KD teacher.
 
     ``calibration`` initializes the quantizers' ranges; ``config`` is the KD fine-tuning (see
@@ -50,7 +50,8 @@ def quantization_aware_training(model: nn.Module, data: DataBundle, calibration:
     quantized = calibrated_fake_quantizers(student, calibration, scheme).to(devices.home(model))
     if scheme.signed_activations:
         sign_fake_quantizers(quantized)
-    result = recover(quantized, model, data, config, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress)
+    result = recover(quantized, model, data, config, checkpoint=checkpoint, cache_dir=cache_dir, progress=progress,
+                     metric=metric, loss=loss)
     return quantized.eval(), result
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from edgekd import __version__
 from edgekd.atomic import write_json, write_text
 from edgekd.errors import OutputError
+from edgekd.report.figures import label, value
 from edgekd.report.html import render_html
 from edgekd.report.markdown import human_bytes, render_markdown
 from edgekd.versions import library_versions
@@ -19,7 +20,7 @@ from edgekd.versions import library_versions
 SCHEMA_VERSION = 1
 SPLIT_USES = {"train": "fits weights",
               "selection": "scores every choice (accuracy control, fallbacks, checks, finalists)",
-              "report": "grades every stage's result once, after every choice: the accuracy column"}
+              "report": "grades every stage's result once, after every choice: the {metric} column"}
 
 
 def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict:
@@ -36,10 +37,12 @@ def build_report(recipe, ctx, records, *, onnx_path: Path | None = None) -> dict
         "recipe": {"name": recipe.name, "description": recipe.description},
         "target": ctx.target.model_dump(mode="json"),
         "data": {"name": ctx.data.info.name, "num_classes": ctx.data.info.num_classes, "splits": {
-            role: {"items": len(getattr(ctx.data, role)), "from": ctx.data.splits.get(role, role), "use": use}
+            role: {"items": len(getattr(ctx.data, role)), "from": ctx.data.splits.get(role, role),
+                   "use": use.format(metric=ctx.metric.label)}
             for role, use in SPLIT_USES.items()}},
         "preprocessing": ctx.data.info.preprocessing(),
         "artifacts": artifacts,
+        "metric": ctx.metric.describe(),
         "stages": [r.to_dict() for r in records],
         "summary": {"accuracy": final.accuracy, "accuracy_source": final.accuracy_source, "accuracy_split": "report",
                     "selection_accuracy": final.selection_accuracy,
@@ -101,15 +104,16 @@ def merge_measurements(run_dir: Path, bench_file: Path) -> int:
 
 
 def compare_runs(run_dirs: list[Path]) -> str:
-    """A markdown table of several runs side by side: target, recipe, final size, accuracy, latency."""
-    lines = ["| run | target | recipe | params | size | accuracy (report split) | latency (batch: ms, kind) |",
+    """A markdown table of several runs side by side: target, recipe, final size, metric, latency."""
+    reports = [read_report(run_dir) for run_dir in run_dirs]
+    names = sorted({label(report) for report in reports})
+    lines = [f"| run | target | recipe | params | size | {' / '.join(names)} (report split) | latency (batch: ms, kind) |",
              "|---|---|---|---:|---:|---:|---|"]
-    for run_dir in run_dirs:
-        report = read_report(run_dir)
+    for run_dir, report in zip(run_dirs, reports):
         summary = report["summary"]
         latency = "; ".join(f"{r['device']} b{r['batch']}: {r['ms']:.3f} ({r['kind']})"
                             for s in report["stages"] for r in s["latency"] if r["ms"] is not None)
         lines.append(f"| {run_dir} | {report['target']['name']} | {report['recipe']['name']} | "
                      f"{summary['params']:,} | {human_bytes(summary['size_bytes'])} | "
-                     f"{summary['accuracy']:.2%} ({summary['accuracy_source']}) | {latency or '–'} |")
+                     f"{value(report, summary['accuracy'])} ({summary['accuracy_source']}) | {latency or '–'} |")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import html
 import math
 
 from edgekd.records import describe_uncertainty
+from edgekd.report.figures import heading, label, value
 from edgekd.report.search import search_html
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -29,8 +30,8 @@ def render_html(report: dict) -> str:
              f" precision {esc(target['precision'])}). Data: {esc(report['data']['name'])}.</p>",
              "<ul>" + "".join(f"<li><b>{esc(role)}</b>: {esc(split['from'])}; {esc(split['use'])}</li>"
                               for role, split in report["data"]["splits"].items()) + "</ul>",
-             "<h2>Stages</h2>", stage_table(report["stages"]),
-             "<h2>Accuracy and latency</h2>", accuracy_latency_plot(report),
+             "<h2>Stages</h2>", stage_table(report),
+             f"<h2>{esc(heading(report))} and latency</h2>", accuracy_latency_plot(report),
              "<p>Filled points are measurements, hollow points estimates; a device with neither has no point.</p>",
              "<h2>Size and MACs per stage</h2>",
              bar_chart([(s["name"], s["size_bytes"] / 1e6) for s in report["stages"]], "size (MB)"),
@@ -41,7 +42,7 @@ def render_html(report: dict) -> str:
         parts += [f"<h2>Time per layer ({esc(name)}, ONNX Runtime profiler, batch {times['batch']}, this machine)</h2>",
                   bar_chart([(t["node"], t["us"]) for t in times["nodes"]], "µs per run", horizontal=True)]
     if report.get("search"):
-        parts.append(search_html(report["search"]))
+        parts.append(search_html(report["search"], label(report)))
     notes = [(s["name"], n) for s in report["stages"] for n in s["details"].get("notes", [])]
     if notes:
         parts += ["<h2>Notes</h2>"] + [f"<div class='note'><b>{esc(s)}</b>: {esc(n)}</div>" for s, n in notes]
@@ -50,12 +51,13 @@ def render_html(report: dict) -> str:
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def stage_table(stages: list[dict]) -> str:
+def stage_table(report: dict) -> str:
     rows = "".join(f"<tr><td>{esc(s['name'])}</td><td>{s['params']:,}</td><td>{s['macs']:,}</td>"
-                   f"<td>{s['size_bytes'] / 1e6:.3f} MB</td><td>{percent(s['accuracy'])}</td>"
-                   f"<td>{esc(s['accuracy_source'])}</td><td>{percent(s.get('selection_accuracy'))}</td>"
-                   f"<td>{s['seconds']:.1f} s</td></tr>" for s in stages)
-    return ("<table><tr><th>stage</th><th>params</th><th>MACs</th><th>size</th><th>accuracy (report split)</th>"
+                   f"<td>{s['size_bytes'] / 1e6:.3f} MB</td><td>{value(report, s['accuracy'])}</td>"
+                   f"<td>{esc(s['accuracy_source'])}</td><td>{value(report, s.get('selection_accuracy'))}</td>"
+                   f"<td>{s['seconds']:.1f} s</td></tr>" for s in report["stages"])
+    return (f"<table><tr><th>stage</th><th>params</th><th>MACs</th><th>size</th><th>{esc(label(report))} "
+            "(report split)</th>"
             f"<th>measured with</th><th>selection split</th><th>time</th></tr>{rows}</table>")
 
 
@@ -92,7 +94,7 @@ def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> 
                             "measured"),
                            (s["name"], "host, side by side", c["batch"], c["candidate_ms"], s["accuracy"], "measured")]
     if not points:
-        return "<p>No stage has both an accuracy and a latency figure.</p>"
+        return f"<p>No stage has both {esc(label(report))} and a latency figure.</p>"
     series = sorted({(p[1], p[2]) for p in points})
     xs, ys = [math.log10(p[3]) for p in points], [p[4] for p in points]
     x0, x1 = min(xs) - 0.2, max(xs) + 0.2
@@ -109,16 +111,16 @@ def accuracy_latency_plot(report: dict, width: int = 640, height: int = 360) -> 
         x, y = at(ms, acc)
         fill = colour if kind == "measured" else "none"
         marks.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='5' fill='{fill}' stroke='{colour}' stroke-width='2'>"
-                     f"<title>{esc(name)}: {acc:.2%}, {ms:.3f} ms ({esc(kind)}, {esc(device)}, batch {batch})</title>"
+                     f"<title>{esc(name)}: {value(report, acc)}, {ms:.3f} ms ({esc(kind)}, {esc(device)}, batch {batch})</title>"
                      f"</circle><text x='{x + 7:.1f}' y='{y - 6:.1f}'>{esc(name)}</text>")
     legend = "".join(f"<text x='{width - 250}' y='{20 + 14 * i}' fill='{PALETTE[i % len(PALETTE)]}'>"
                      f"● {esc(device[:28])}, batch {batch}</text>" for i, (device, batch) in enumerate(series))
     ticks = "".join(f"<text x='{at(10 ** e, y0)[0]:.1f}' y='{bottom + 15}'>{10 ** e:g} ms</text>"
                     for e in range(math.floor(x0), math.ceil(x1) + 1) if x0 <= e <= x1)
-    return (f"<svg role='img' aria-label='accuracy against latency' width='{width}' height='{height}'>"
+    return (f"<svg role='img' aria-label='{esc(label(report))} against latency' width='{width}' height='{height}'>"
             f"<line x1='{left}' y1='{bottom}' x2='{width - 20}' y2='{bottom}' stroke='#999'/>"
             f"<line x1='{left}' y1='20' x2='{left}' y2='{bottom}' stroke='#999'/>"
-            f"<text x='5' y='25'>{y1:.1%}</text><text x='5' y='{bottom}'>{y0:.1%}</text>{ticks}"
+            f"<text x='5' y='25'>{value(report, y1)}</text><text x='5' y='{bottom}'>{value(report, y0)}</text>{ticks}"
             f"<text x='{width // 2}' y='{height - 5}'>latency per batch (log scale)</text>"
             f"{''.join(marks)}{legend}</svg>")
 
@@ -145,10 +147,6 @@ def bar_chart(values: list[tuple[str, float]], label: str, *, horizontal: bool =
         f"<text x='{50 + i * slot + slot * 0.15:.1f}' y='198'>{esc(name)}</text>" for i, (name, v) in enumerate(values))
     return f"<svg role='img' aria-label='{esc(label)}' width='{width}' height='{height}'>{bars}" \
            f"<text x='5' y='15'>{esc(label)}</text></svg>"
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2%}"
 
 
 def esc(value) -> str:

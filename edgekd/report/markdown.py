@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgekd.records import describe_uncertainty
+from edgekd.report.figures import heading, label, value
 from edgekd.report.search import search_markdown
 
 
@@ -17,15 +18,16 @@ def render_markdown(report: dict) -> str:
         lines += [f"Shipped: **{summary['precision']}** `model.onnx`"
                   + (f" ({summary['why_float']})" if summary.get("why_float") else "") + ".", ""]
     lines += ["## Stages", "",
-              "| stage | params | MACs | size | accuracy (report split) | measured with | selection split | time |",
+              f"| stage | params | MACs | size | {label(report)} (report split) | measured with | selection split | "
+              "time |",
               "|---|---:|---:|---:|---:|---|---:|---:|"]
     for s in report["stages"]:
-        acc, chosen = (("–" if v is None else f"{v:.2%}") for v in (s["accuracy"], s.get("selection_accuracy")))
+        acc, chosen = (value(report, v) for v in (s["accuracy"], s.get("selection_accuracy")))
         lines.append(f"| {s['name']} | {s['params']:,} | {s['macs']:,} | {human_bytes(s['size_bytes'])} | {acc} | "
                      f"{s['accuracy_source']} | {chosen} | {s['seconds']:.1f} s |")
     lines += step_tables(report) + layer_tables(report) + int8_tables(report) + notes(report)
     if report.get("search"):
-        lines += search_markdown(report["search"])
+        lines += search_markdown(report["search"], label(report))
     lines += ["", "## Latency", ""] + latency_table(report) + ["", "## Preprocessing", ""]
     pre = report["preprocessing"]
     how = (f"{pre['formula']}, scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}"
@@ -48,13 +50,14 @@ def step_tables(report: dict) -> list[str]:
         if not steps:
             continue
         out += ["", f"### {s['name']}: steps", "",
-                "| step | kind | params | MACs | size | accuracy before recovery | after recovery | host speed-up b1 / b64 |",
+                f"| step | kind | params | MACs | size | {label(report)} before recovery | after recovery | "
+                "host speed-up b1 / b64 |",
                 "|---|---|---:|---:|---:|---:|---:|---|"]
         for row in steps:
             speedups = " / ".join(f"{c['speedup']:.2f}×" for c in row.get("host_latency", [])) or "–"
             out.append(f"| {row['step']} | {row['kind']} | {row['params']:,} | {row['macs']:,} | "
-                       f"{human_bytes(row['size_bytes'])} | {row['accuracy_pruned']:.2%} | "
-                       f"{row['accuracy_recovered']:.2%} | {speedups} |")
+                       f"{human_bytes(row['size_bytes'])} | {value(report, row['accuracy_pruned'])} | "
+                       f"{value(report, row['accuracy_recovered'])} | {speedups} |")
         out += ["", "Host speed-ups are ONNX Runtime on this machine, the stage's input and output models timed "
                 "side by side."]
     return out
@@ -68,17 +71,17 @@ def layer_tables(report: dict) -> list[str]:
         if not layers:
             continue
         out += ["", f"### {s['name']}: layers", "",
-                "| layer | method | rank | MACs before → after | accuracy effect alone | note |",
+                f"| layer | method | rank | MACs before → after | {label(report)} effect alone | note |",
                 "|---|---|---:|---:|---:|---|"]
         for x in layers:
-            effect = "–" if x["accuracy_effect"] is None else f"{x['accuracy_effect']:+.2%}"
+            effect = value(report, x["accuracy_effect"], signed=True)
             out.append(f"| {x['layer']} | {x['method']} | {x['rank'] if x['rank'] is not None else '–'} | "
                        f"{x['macs_before']:,} → {x['macs_after']:,} | {effect} | {x['skipped'] or ''} |")
     return out
 
 
 def int8_tables(report: dict) -> list[str]:
-    """The quantize stage: scheme, method, float vs int8 accuracy and host speed, and the layers kept float."""
+    """The quantize stage: scheme, method, float vs int8 metric and host speed, and the layers kept float."""
     out = []
     for s in report["stages"]:
         d = s["details"]
@@ -87,8 +90,9 @@ def int8_tables(report: dict) -> list[str]:
         speedups = " / ".join(f"{c['speedup']:.2f}× at batch {c['batch']}" for c in d.get("host_latency", []))
         out += ["", f"### {s['name']}: int8", "",
                 f"Scheme **{d['scheme']}**, method **{d['method']}**, calibrated on {d['calibration_images']} training "
-                f"images. Accuracy (ONNX Runtime, validation set): float {d['accuracy_float']:.2%} → int8 "
-                f"{d['accuracy_int8']:.2%} ({-d['drop_points']:+.2f} points; budget: lose at most "
+                f"images. {heading(report)} (ONNX Runtime, validation set): float "
+                f"{value(report, d['accuracy_float'])} → int8 "
+                f"{value(report, d['accuracy_int8'])} ({-d['drop_points']:+.2f} points; budget: lose at most "
                 f"{d['max_accuracy_drop_points']:g})."
                 f" Host speed-up int8 vs float, side by side: {speedups or '–'}."]
         if d.get("float_layers"):

@@ -54,9 +54,9 @@ class Stage(BaseModel):
     params: int = Field(ge=0)
     macs: int = Field(ge=0)
     size_bytes: int = Field(ge=0)
-    accuracy: float | None = Field(None, ge=0, le=1)
+    accuracy: float | None = None  # the run's metric (report.metric); 0-1 for top-1 and mIoU
     accuracy_source: str
-    selection_accuracy: float | None = Field(None, ge=0, le=1)
+    selection_accuracy: float | None = None
     seconds: float = Field(ge=0)
     latency: list[Latency]
     details: dict
@@ -76,3 +76,14 @@ class Report(BaseModel):
     summary: _Open
     versions: dict[str, str]
     search: _Open | None = None  # a budget-driven run: candidates, Pareto front, finalists
+    metric: _Open | None = None  # what accuracy means (edgekd.metrics); absent in reports before it: top-1
+
+    @model_validator(mode="after")
+    def _fractions_are_fractions(self) -> "Report":
+        """A 0-1 metric (top-1, mIoU; every report without a metric) stays within 0-1."""
+        if (self.metric or {}).get("fraction", True):
+            for stage in self.stages:
+                for figure in (stage.accuracy, stage.selection_accuracy):
+                    if figure is not None and not 0 <= figure <= 1:
+                        raise ValueError(f"stage {stage.name}: {figure} is outside 0-1 for a 0-1 metric")
+        return self

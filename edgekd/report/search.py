@@ -5,12 +5,12 @@ from __future__ import annotations
 from html import escape
 
 
-def search_markdown(search: dict) -> list[str]:
+def search_markdown(search: dict, metric: str = "accuracy") -> list[str]:
     lines = ["", "## Budget search", "",
              f"Asked for {search['goal']}; picked **{search['pick']}** (recipe `{search['recipe']}`, "
              f"{search['seconds']:.0f} s). Candidates are scored by a short KD fine-tune on held-out training "
              "images (the proxy); finalists after a full recovery on the validation set.", "",
-             "| candidate | proxy accuracy | latency | speed-up | MACs | on the front |",
+             f"| candidate | proxy {metric} | latency | speed-up | MACs | on the front |",
              "|---|---:|---:|---:|---:|---|"]
     front = set(search["pareto"])
     for c in search["candidates"]:
@@ -25,7 +25,7 @@ def search_markdown(search: dict) -> list[str]:
     return lines
 
 
-def search_html(search: dict, width: int = 640, height: int = 320) -> str:
+def search_html(search: dict, metric: str = "accuracy", width: int = 640, height: int = 320) -> str:
     """A scatter of every candidate (speed-up against proxy accuracy), the front joined, the pick ringed."""
     built = [c for c in search["candidates"] if not c["error"]]
     if not built:
@@ -51,9 +51,9 @@ def search_html(search: dict, width: int = 640, height: int = 320) -> str:
     rows = "".join(f"<tr><td>{escape(f['scored']['key'])}</td><td>{escape(f['why'])}</td></tr>"
                    for f in search["finalists"])
     return (f"<h2>Budget search</h2><p>Asked for {escape(search['goal'])}; picked <b>{escape(str(search['pick']))}</b> "
-            f"(recipe <code>{escape(search['recipe'])}</code>). Proxy accuracy: a short KD fine-tune scored on held-out "
+            f"(recipe <code>{escape(search['recipe'])}</code>). Proxy {escape(metric)}: a short KD fine-tune scored on held-out "
             "training images; the line joins the Pareto front, the ring marks the pick.</p>"
-            f"<svg role='img' aria-label='candidates: proxy accuracy against speed-up' width='{width}' "
+            f"<svg role='img' aria-label='candidates: proxy {escape(metric)} against speed-up' width='{width}' "
             f"height='{height}'><line x1='{left}' y1='{bottom}' x2='{width - 20}' y2='{bottom}' stroke='#999'/>"
             f"<line x1='{left}' y1='20' x2='{left}' y2='{bottom}' stroke='#999'/>"
             f"<text x='5' y='25'>{y1:.1%}</text><text x='5' y='{bottom}'>{y0:.1%}</text>"

@@ -34,18 +34,16 @@ def create_session(onnx_path: str | Path | bytes, *, threads: int | None = None,
 def run_logits(session: ort.InferenceSession, loader: DataLoader):
     """Yield (ONNX logits, labels, images) for every batch of ``loader``."""
     name = session.get_inputs()[0].name
-    for images, labels in loader:
+    for images, labels, *_ in loader:
         yield session.run(None, {name: images.numpy()})[0], labels.numpy(), images
 
 
-def evaluate(onnx_path: str | Path | bytes, loader: DataLoader, *, threads: int | None = None) -> float:
-    """Top-1 accuracy of the ONNX model over every batch of ``loader``."""
-    session = create_session(onnx_path, threads=threads)
-    correct = total = 0
-    for logits, labels, _ in run_logits(session, loader):
-        correct += int((logits.argmax(1) == labels).sum())
-        total += len(labels)
-    return correct / max(total, 1)
+def evaluate(onnx_path: str | Path | bytes, loader: DataLoader, *, threads: int | None = None,
+             metric=None) -> float:
+    """``metric`` (default top-1) of the ONNX model over every batch of ``loader``: :func:`edgekd.judge.judge`."""
+    from edgekd.judge import judge
+
+    return judge(onnx_path, loader, metric, threads=threads)
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,14 @@ class SearchOutcome:
 
 def search_compression(original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
                        folder: Path, students: dict[str, nn.Module] | None = None, resume: bool = False,
-                       progress: bool = False) -> SearchOutcome:
+                       progress: bool = False, metric=None, loss=None) -> SearchOutcome:
     """Search ``budget``'s space for ``original`` (and the trained ``students``, by name) on ``target``;
-    see :mod:`edgekd.search`."""
+    see :mod:`edgekd.search`. ``metric`` (default top-1) is what accuracy means; the budget's
+    ``max_accuracy_drop`` is in its points; ``loss`` replaces cross-entropy in the recoveries."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(original, data, target, budget, students=students, progress=progress)
+    evaluator = Evaluator(original, data, target, budget, students=students, progress=progress, metric=metric,
+                          loss=loss)
     try:
         scored = score_candidates(evaluator, budget, folder / "candidates.json", resume=resume)
         original_row = {"proxy_accuracy": evaluator.original_accuracy,
@@ -90,23 +92,23 @@ def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume
     return list(done.values())
 
 
-def drop_points(reference: float, accuracy: float) -> float:
-    """Points of top-1 lost, rounded so that a drop of exactly the budget counts as within it
-    (100 * (0.9361 - 0.9261) is 1.0000000000000009 in floating point)."""
-    return round(100 * (reference - accuracy), 6)
+def drop_points(reference: float, accuracy: float, per_unit: float = 100.0) -> float:
+    """Points of the metric lost (``per_unit`` points in one unit: 100 for top-1 and mIoU), rounded so that a
+    drop of exactly the budget counts as within it (100 * (0.9361 - 0.9261) is 1.0000000000000009)."""
+    return round(per_unit * (reference - accuracy), 6)
 
 
-def feasible(scored: Scored, budget: Budget, reference: float) -> bool:
+def feasible(scored: Scored, budget: Budget, reference: float, per_unit: float = 100.0) -> bool:
     if scored.error:
         return False
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
-        return drop_points(reference, scored.accuracy) <= budget.max_accuracy_drop
+        return drop_points(reference, scored.accuracy, per_unit) <= budget.max_accuracy_drop
     return scored.latency_ms <= budget.latency_ms
 
 
-def ranked(scored: list[Scored], budget: Budget, reference: float) -> list[Scored]:
+def ranked(scored: list[Scored], budget: Budget, reference: float, per_unit: float = 100.0) -> list[Scored]:
     """Feasible candidates, best first by the budget's objective (speed-up, or accuracy)."""
-    ok = [s for s in scored if feasible(s, budget, reference)]
+    ok = [s for s in scored if feasible(s, budget, reference, per_unit)]
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
         return sorted(ok, key=lambda s: (-s.speedup, -s.accuracy))
     return sorted(ok, key=lambda s: (-s.accuracy, s.latency_ms))
@@ -118,6 +120,7 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
     nearest misses faster than them; the best that fits on the selection split wins."""
     done = {row["scored"]["key"]: row for row in json.loads(path.read_text())} if resume and path.exists() else {}
     rows: list[dict] = []
+    unit = evaluator.metric.points_per_unit
 
     def finalize(proxy: Scored, label: str) -> list[Scored]:
         row = done.get(proxy.key)
@@ -127,38 +130,41 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
                    "near_miss": label == "near miss"}
         rows.append(row)
         write_json(path, rows)
-        return ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"])
+        return ranked([Scored(**r["scored"]) for r in rows], budget, original["accuracy"], unit)
 
     best: list[Scored] = []
-    for proxy in ranked(scored, budget, original["proxy_accuracy"]):
+    for proxy in ranked(scored, budget, original["proxy_accuracy"], unit):
         best = finalize(proxy, "finalist")
         if len(rows) >= budget.finalists and best:  # more only while no finalist holds on the selection split
             break
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
-        for proxy in near_misses(scored, budget, original["proxy_accuracy"], best[0].speedup if best else 0.0):
+        for proxy in near_misses(scored, budget, original["proxy_accuracy"], best[0].speedup if best else 0.0,
+                                 per_unit=unit):
             finalize(proxy, "near miss")
     finals = [Scored(**r["scored"]) for r in rows]
-    best = ranked(finals, budget, original["accuracy"])
+    best = ranked(finals, budget, original["accuracy"], unit)
     for row, final in zip(rows, finals):
         row["won"] = bool(best) and final.key == best[0].key
-        row["why"] = why(final, best[0] if best else None, budget, original["accuracy"])
+        row["why"] = why(final, best[0] if best else None, budget, original["accuracy"], unit)
     return rows
 
 
-def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_than: float) -> list[Scored]:
+def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_than: float, *,
+                per_unit: float = 100.0) -> list[Scored]:
     """The fastest ``budget.near_misses`` candidates faster than ``faster_than`` that miss the accuracy budget
     on the proxy by less than the budget again: the short proxy fine-tune under-rates compressed models,
     so they get the finalists' full recovery before the search concludes nothing faster holds."""
-    close = [s for s in scored if not s.error and s.speedup > faster_than and not feasible(s, budget, reference)
-             and drop_points(reference, s.accuracy) <= 2 * budget.max_accuracy_drop]
+    close = [s for s in scored if not s.error and s.speedup > faster_than
+             and not feasible(s, budget, reference, per_unit)
+             and drop_points(reference, s.accuracy, per_unit) <= 2 * budget.max_accuracy_drop]
     return sorted(close, key=lambda s: (-s.speedup, -s.accuracy))[:budget.near_misses]
 
 
-def why(final: Scored, best: Scored | None, budget: Budget, reference: float) -> str:
-    drop = drop_points(reference, final.accuracy)
+def why(final: Scored, best: Scored | None, budget: Budget, reference: float, per_unit: float = 100.0) -> str:
+    drop = drop_points(reference, final.accuracy, per_unit)
     said = f"selection accuracy {final.accuracy:.4f} ({abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}), " \
            f"{final.latency_ms:.3f} ms {final.latency_kind} ({final.speedup:.2f}× the original)"
-    if not feasible(final, budget, reference):
+    if not feasible(final, budget, reference, per_unit):
         limit = f"the {budget.max_accuracy_drop:g}-point budget" if budget.goal is Goal.FASTEST_WITHIN_DROP \
             else f"the {budget.latency_ms:g} ms budget"
         return f"lost: {said} misses {limit}"

@@ -33,14 +33,16 @@ from edgekd.factorize.lowrank import factorize_model
 from edgekd.measure import count_macs, count_params
 from edgekd.onnx_export import export_onnx
 from edgekd.prune.goal import Scope, prune_model
-from edgekd.quantize.int8 import onnx_accuracy, quantize_model
+from edgekd.judge import judge
+from edgekd.metrics import resolve_metric
+from edgekd.quantize.int8 import quantize_model
 from edgekd.quantize.scheme import Scheme
 from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
 from edgekd.quantize.ptq import quantize_onnx
 from edgekd.runtime.host import can_stand_for
 from edgekd.search.space import ORIGINAL, Budget, Candidate
 from edgekd.targets import TargetProfile
-from edgekd.train import Schedule, TrainConfig, accuracy
+from edgekd.train import Schedule, TrainConfig
 
 
 @dataclasses.dataclass
@@ -80,8 +82,9 @@ class Evaluator:
     target and budget; ``students`` maps each student's name to the trained student."""
 
     def __init__(self, original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
-                 students: dict[str, nn.Module] | None = None, progress: bool = False):
+                 students: dict[str, nn.Module] | None = None, progress: bool = False, metric=None, loss=None):
         self.original, self.data, self.target, self.budget = original.eval(), data, target, budget
+        self.metric, self.loss = resolve_metric(metric), loss  # what accuracy means here; the supervised loss
         self.progress = progress
         self.bases = {ORIGINAL: self.original, **{name: m.eval() for name, m in (students or {}).items()}}
         self.teacher = copy.deepcopy(self.original)  # KD freezes its teacher; the original stays as given
@@ -95,7 +98,7 @@ class Evaluator:
         self.folder = tempfile.TemporaryDirectory(prefix="edgekd-search-")
         self.original_onnx = export_onnx(self.original, self.shape)
         self.original_path = self.save(self.original_onnx, "original")
-        self.original_accuracy = onnx_accuracy(self.original_onnx, self.loader(self.scoring))
+        self.original_accuracy = self.judged(self.original_onnx, self.scoring)
 
     @staticmethod
     def split(data: DataBundle, budget: Budget) -> tuple[Subset, Subset]:
@@ -106,6 +109,10 @@ class Evaluator:
 
     def loader(self, dataset):
         return make_loader(dataset, self.data.info, batch_size=256, train=False)
+
+    def judged(self, model, dataset) -> float:
+        """The run's metric of ``model`` (PyTorch or ONNX) on ``dataset`` (:func:`edgekd.judge.judge`)."""
+        return judge(model, self.loader(dataset), self.metric)
 
     def save(self, model: onnx.ModelProto, name: str) -> Path:
         path = Path(self.folder.name) / f"{name}.onnx"
@@ -142,14 +149,15 @@ class Evaluator:
         if candidate.compressed:
             config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None,
                                                       seed=self.budget.seed))
-            recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress)
+            recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress,
+                    metric=self.metric, loss=self.loss)
         return model.eval()
 
     def rank_scorer(self):
-        """Greedy rank selection's score: accuracy on 1,000 fine-tuning images (not the scoring ones)."""
+        """Greedy rank selection's score: the metric on 1,000 fine-tuning images (not the scoring ones)."""
         loader = make_loader(Subset(self.data.train, self.tune.indices[:1000]), self.data.info, batch_size=500,
                              train=False)
-        return lambda model: accuracy(model, loader)
+        return lambda model: judge(model, loader, self.metric)
 
     def deployable(self, model: nn.Module, int8: bool) -> onnx.ModelProto:
         """The ONNX model that would ship: float, or int8 in the target's scheme (slow layers float on CPUs)."""
@@ -182,7 +190,7 @@ class Evaluator:
         model = self.built(candidate, "proxy")
         shipped = self.deployable(model, candidate.int8)
         ms, kind, speedup = self.latency(shipped)
-        proxy_accuracy = onnx_accuracy(shipped, self.loader(self.scoring))
+        proxy_accuracy = self.judged(shipped, self.scoring)
         scored = Scored.of(candidate, accuracy=proxy_accuracy, latency_ms=ms, latency_kind=kind, speedup=speedup,
                            macs=count_macs(model, self.shape), params=count_params(model),
                            seconds=time.perf_counter() - start)
@@ -196,13 +204,13 @@ class Evaluator:
         model = self.built(candidate, "final")
         shipped = self.deployable(model, candidate.int8)
         ms, kind, speedup = self.latency(shipped)
-        selection = onnx_accuracy(shipped, self.loader(self.data.selection))
+        selection = self.judged(shipped, self.data.selection)
         return Scored.of(candidate, accuracy=selection, latency_ms=ms, latency_kind=kind, speedup=speedup,
                          macs=count_macs(model, self.shape), params=count_params(model),
                          seconds=time.perf_counter() - start)
 
     def original_selection_accuracy(self) -> float:
-        return onnx_accuracy(self.original_onnx, self.loader(self.data.selection))
+        return self.judged(self.original_onnx, self.data.selection)
 
     def close(self) -> None:
         self.folder.cleanup()

@@ -101,7 +101,8 @@ class DistillStage(Stage):
         check_fits_data(student, ctx)
         histories = distill_model(teacher, student, ctx.data, losses=self.losses, label_weight=self.label_weight,
                                   train=self.train, cache_dir=ctx.cache_dir if self.cache_teacher else None,
-                                  checkpoint_dir=ctx.stage_dir, progress=ctx.progress)
+                                  checkpoint_dir=ctx.stage_dir, progress=ctx.progress, metric=ctx.metric,
+                                  loss=ctx.loss)
         row.details.update(student=self.student_name(), teacher=self.teacher.value, ensemble=len(self.ensemble) + 1,
                            losses=[spec.model_dump() for spec in self.losses], history=histories)
         save_weights(student, ctx.stage_dir / "model.safetensors")

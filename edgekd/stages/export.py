@@ -57,7 +57,8 @@ class ExportStage(Stage):
         path = ctx.out_dir / MODEL_FILE
         with atomic_path(path) as tmp:
             onnx.save(onnx_model, str(tmp))
-            parity = check_parity(model, tmp, ctx.selection_loader, threads=ctx.host_threads, limit=self.parity_images)
+            parity = check_parity(model, tmp, ctx.selection_loader, threads=ctx.host_threads, limit=self.parity_images,
+                                  metric=ctx.metric)
             if quantized:
                 self.enforce_int8(parity)
             else:
@@ -66,7 +67,7 @@ class ExportStage(Stage):
                 row.details["sparsity_2_4"] = verify_two_four(tmp, given.sparse_layers)
         console.info(f"export: {path.name} ({'int8' if quantized else 'float'}) matches PyTorch (max |Δlogit| "
                      f"{parity.max_abs_diff:.2e}, top-1 agreement {parity.top1_agreement:.4%}); "
-                     f"ONNX Runtime accuracy {parity.accuracy:.4f}")
+                     f"ONNX Runtime {ctx.metric.name} {parity.accuracy:.4f}")
         row.measured(parity.accuracy, "onnxruntime", size_bytes=path.stat().st_size)
         row.details.update(parity=parity.to_dict(), precision="int8" if quantized else "float", produced_by=produced)
         self.write_deploy(path, given, ctx, row)

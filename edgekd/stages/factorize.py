@@ -30,7 +30,7 @@ from edgekd.factorize.lowrank import CANDIDATES, Selection, factorize_model, reb
 from edgekd.models.loading import save_weights
 from edgekd.runtime.compare import HostComparer, slower_ones
 from edgekd.stages.base import Handoff, ReportRow, Stage
-from edgekd.train import accuracy
+from edgekd.judge import judge
 
 
 class FactorizeStage(Stage):
@@ -66,9 +66,9 @@ class FactorizeStage(Stage):
                                  skip=self.skip, round_to=self.round_to or ctx.target.channel_multiple)
         model = result.model
         after = measure.count_macs(model, ctx.input_shape)
-        factorized_acc = accuracy(model, ctx.selection_loader)
+        factorized_acc = ctx.score(model)
         recovered_by = recover(model, original, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-recovery.pt",
-                               cache_dir=ctx.cache_dir, progress=ctx.progress)
+                               cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         recovered = recovered_by.accuracy if recovered_by else factorized_acc
         with HostComparer(original, ctx.input_shape, threads=ctx.host_threads) as timer:
             comparisons = timer.compare(model, self.report_batches)
@@ -81,7 +81,7 @@ class FactorizeStage(Stage):
                      f"fewer); accuracy {factorized_acc:.4f} → {recovered:.4f} after recovery")
         row.measured(recovered, "pytorch")
         row.details.update(selection=self.selection.value, conv_method=self.conv, macs_before=total, macs_after=after,
-                           macs_reduction=1 - after / total, accuracy_before=accuracy(original, ctx.selection_loader),
+                           macs_reduction=1 - after / total, accuracy_before=ctx.score(original),
                            accuracy_factorized=factorized_acc, accuracy_recovered=recovered,
                            host_latency=[c.to_dict() for c in comparisons],
                            layers=[c.to_dict() for c in result.choices])
@@ -101,4 +101,4 @@ class FactorizeStage(Stage):
             return None
         count = min(self.score_images, len(ctx.data.train))
         loader = make_loader(Subset(ctx.data.train, range(count)), ctx.data.info, batch_size=500, train=False)
-        return lambda m: accuracy(m, loader)
+        return lambda m: judge(m, loader, ctx.metric)

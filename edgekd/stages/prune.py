@@ -41,7 +41,6 @@ from edgekd.prune.importance import Importance
 from edgekd.runtime.compare import HostComparer
 from edgekd.runtime.host import can_stand_for
 from edgekd.stages.base import Handoff, ReportRow, Stage
-from edgekd.train import accuracy
 
 
 class PruneStage(Stage):
@@ -109,7 +108,7 @@ class PruneStage(Stage):
             save_weights(model, ctx.stage_dir / f"train-step{step}-pruned.safetensors")
             write_json(saved, {**step_row, "sizes": layer_sizes(model)})
         result = recover(model, dense, ctx.data, self.recovery, checkpoint=ctx.stage_dir / f"train-step{step}.pt",
-                         cache_dir=ctx.cache_dir, progress=ctx.progress)
+                         cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         step_row["accuracy_recovered"] = result.accuracy if result else step_row["accuracy_pruned"]
         step_row["host_latency"] = [c.to_dict() for c in timer.compare(model, self.report_batches)]
         console.info(f"prune: step {step}/{self.steps}: MACs {step_row['macs']:,} "
@@ -137,7 +136,7 @@ class PruneStage(Stage):
         step_row = {"step": step, "kind": "channels", "channel_ratio": round(result.channel_ratio, 4),
                     f"{self.metric.value}_reduction": round(reached, 4), "protected": list(result.how.protect),
                     "channels_kept": result.kept, **after, "size_bytes": measure.state_dict_bytes(pruned),
-                    "accuracy_pruned": accuracy(pruned, ctx.selection_loader)}
+                    "accuracy_pruned": ctx.score(pruned)}
         return pruned, step_row
 
     def reduction_now(self, model: nn.Module, share: float, before: dict, input_shape: tuple[int, ...]) -> float:
@@ -166,10 +165,11 @@ class PruneStage(Stage):
         if not names:
             raise PruneError("no layer can take 2:4 sparsity (it needs dense convs or linears with a multiple of 4 "
                              "input channels); set sparsity_2_4: false")
-        masked = accuracy(model, ctx.selection_loader)
+        masked = ctx.score(model)
         epochs = self.recovery.train.epochs if self.sparse_recovery_epochs is None else self.sparse_recovery_epochs
         result = recover(model, dense, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-sparse.pt",
-                         cache_dir=ctx.cache_dir, epochs=epochs, progress=ctx.progress)
+                         cache_dir=ctx.cache_dir, epochs=epochs, progress=ctx.progress, metric=ctx.metric,
+                         loss=ctx.loss)
         semistructured.bake(model)
         narrow = semistructured.narrow_layers(model, names)
         row.note("prune", f"2:4 sparsity on {len(names)} layers: TensorRT runs them with sparse Tensor Core kernels on "

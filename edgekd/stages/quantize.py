@@ -39,7 +39,7 @@ from edgekd.errors import QuantizeError
 from edgekd.quantize import compliance
 from edgekd.onnx_export import export_onnx
 from edgekd.quantize.graph import float_layers, module_name, quantizers
-from edgekd.quantize.int8 import onnx_accuracy, quantize_model
+from edgekd.quantize.int8 import quantize_model
 from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
 from edgekd.quantize.qat import export_qdq, quantization_aware_training
 from edgekd.quantize.scheme import Scheme
@@ -63,7 +63,8 @@ class QuantizeStage(Stage):
     method: Literal["auto", "ptq", "qat"] = Field(
         "auto", description="auto: PTQ with accuracy control, QAT+KD only if the budget still fails")
     calibration_images: int = Field(512, ge=32, description="training images that calibrate activation ranges")
-    max_accuracy_drop: float = Field(1.0, ge=0, description="points of top-1 accuracy int8 may lose vs float")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="points of the run's metric int8 may lose vs float "
+                                     "(percentage points of top-1 or mIoU; a user metric's own units)")
     bias_correction: BiasCorrection = Field(BiasCorrection.FULL, description="NNCF bias correction after PTQ: "
                                             "full, fast or none (each falls back to the next if NNCF fails)")
     accuracy_control: bool = Field(True, description="keep the most sensitive layers float to meet the budget")
@@ -78,7 +79,7 @@ class QuantizeStage(Stage):
         scheme = Scheme.for_target(ctx.target)
         calibration, scoring = self.held_out_loaders(ctx)
         float_model = export_onnx(model, ctx.input_shape)
-        float_accuracy = onnx_accuracy(float_model, ctx.selection_loader, threads=ctx.host_threads)
+        float_accuracy = ctx.score(float_model)
         details: dict = {"scheme": scheme.value, "calibration_images": len(calibration.dataset),
                          "max_accuracy_drop_points": self.max_accuracy_drop, "accuracy_float": float_accuracy}
         int8, int8_accuracy, method, chosen = self.make_int8(model, float_model, float_accuracy, calibration,
@@ -86,7 +87,7 @@ class QuantizeStage(Stage):
         if method.startswith("ptq") and scheme is not Scheme.TENSORRT and not self.require_int8:
             int8, slow = self.keep_slow_layers_float(float_model, int8, calibration, scheme, ctx, chosen)
             if slow:
-                int8_accuracy = onnx_accuracy(int8, ctx.selection_loader, threads=ctx.host_threads)
+                int8_accuracy = ctx.score(int8)
                 chosen.update({s.to_dict()["layer"]: s.to_dict() for s in slow})
                 details["float_for_speed"] = [s.to_dict() for s in slow]
                 row.note("quantize", f"{len(slow)} layers stay float because int8 is slower there on "
@@ -105,7 +106,7 @@ class QuantizeStage(Stage):
                      + (f"; float layers: {', '.join(kept)}" if kept else ""))
         row.measured(int8_accuracy, "onnxruntime", size_bytes=path.stat().st_size)
         row.details.update(details, method=method, accuracy_int8=int8_accuracy,
-                           drop_points=points(float_accuracy - int8_accuracy),
+                           drop_points=ctx.metric.points(float_accuracy - int8_accuracy), metric=ctx.metric.name,
                            host_latency=[c.to_dict() for c in comparisons],
                            float_layers=[chosen.get(name, {"layer": name, "why": UNPLACED}) for name in kept],
                            quantizers=len(quantizers(int8)))
@@ -164,29 +165,31 @@ class QuantizeStage(Stage):
         if self.method in ("auto", "ptq"):
             ptq = quantize_model(float_model, calibration, scheme=scheme, bias_correction=self.bias_correction,
                                  scoring=scoring if self.accuracy_control else None,
-                                 max_accuracy_drop=self.max_accuracy_drop, threads=ctx.host_threads)
+                                 max_accuracy_drop=self.max_accuracy_drop, threads=ctx.host_threads,
+                                 metric=ctx.metric)
             control = ptq.control
             for fallback in ptq.fallbacks:
                 row.note("quantize", fallback)
             details["fallbacks"] = list(ptq.fallbacks)
-            int8_accuracy = onnx_accuracy(control.model, ctx.selection_loader, threads=ctx.host_threads)
-            details["ptq"] = {"accuracy_int8": int8_accuracy, "drop_points": points(float_accuracy - int8_accuracy),
+            int8_accuracy = ctx.score(control.model)
+            details["ptq"] = {"accuracy_int8": int8_accuracy,
+                              "drop_points": ctx.metric.points(float_accuracy - int8_accuracy),
                               "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
                                                            for n, r in control.ranking.items()}}
-            if not self.over_budget(float_accuracy, int8_accuracy):
+            if not self.over_budget(float_accuracy, int8_accuracy, ctx):
                 return (control.model, int8_accuracy, "ptq+accuracy-control" if control.float_layers else "ptq",
                         {layer.layer: layer.to_dict() for layer in control.float_layers})
             if self.method == "ptq":
                 tried = "PTQ" + (" with accuracy control" if self.accuracy_control else "")
-                raise QuantizeError(self.budget_message(tried, float_accuracy, int8_accuracy)
+                raise QuantizeError(self.budget_message(tried, float_accuracy, int8_accuracy, ctx)
                                     + "; use method: auto or qat (QAT with KD)")
-            row.note("quantize", f"PTQ lost {points(float_accuracy - int8_accuracy):.2f} points on the selection "
+            row.note("quantize", f"PTQ lost {ctx.metric.points(float_accuracy - int8_accuracy):.2f} points on the selection "
                                  f"set (budget {self.max_accuracy_drop:g}); falling back to QAT with KD")
         int8, history = self.quantization_aware(model, calibration, scheme, ctx)
-        int8_accuracy = onnx_accuracy(int8, ctx.selection_loader, threads=ctx.host_threads)
+        int8_accuracy = ctx.score(int8)
         details["qat"] = {"accuracy_int8": int8_accuracy, "history": history}
-        if self.over_budget(float_accuracy, int8_accuracy):
-            raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy)
+        if self.over_budget(float_accuracy, int8_accuracy, ctx):
+            raise QuantizeError(self.budget_message("QAT with KD", float_accuracy, int8_accuracy, ctx)
                                 + "; give qat more epochs, or raise max_accuracy_drop")
         return int8, int8_accuracy, "qat+kd", {}
 
@@ -212,7 +215,8 @@ class QuantizeStage(Stage):
                            ctx: RunContext) -> tuple[onnx.ModelProto, list]:
         fake_quantized, result = quantization_aware_training(model, ctx.data, calibration, scheme=scheme,
                                                              config=self.qat, checkpoint=ctx.stage_dir / "train-qat.pt",
-                                                             cache_dir=ctx.cache_dir, progress=ctx.progress)
+                                                             cache_dir=ctx.cache_dir, progress=ctx.progress,
+                                                             metric=ctx.metric, loss=ctx.loss)
         return export_qdq(fake_quantized, ctx.input_shape), result.history if result else []
 
     @staticmethod
@@ -232,14 +236,12 @@ class QuantizeStage(Stage):
             raise QuantizeError(f"the int8 model breaks {ctx.target.runtime.value}'s Q/DQ rules: "
                                 f"{compliance.summarize(violations)}")
 
-    def over_budget(self, float_accuracy: float, int8_accuracy: float) -> bool:
-        return points(float_accuracy - int8_accuracy) > self.max_accuracy_drop
+    def over_budget(self, float_accuracy: float, int8_accuracy: float, ctx: RunContext) -> bool:
+        return ctx.metric.points(float_accuracy - int8_accuracy) > self.max_accuracy_drop
 
-    def budget_message(self, method: str, float_accuracy: float, int8_accuracy: float) -> str:
-        return (f"{method} loses {points(float_accuracy - int8_accuracy):.2f} points of selection-split accuracy "
-                f"({float_accuracy:.4f} → {int8_accuracy:.4f}), over max_accuracy_drop {self.max_accuracy_drop:g}")
+    def budget_message(self, method: str, float_accuracy: float, int8_accuracy: float, ctx: RunContext) -> str:
+        return (f"{method} loses {ctx.metric.points(float_accuracy - int8_accuracy):.2f} points of selection-split "
+                f"{ctx.metric.label} ({float_accuracy:.4f} → {int8_accuracy:.4f}), over max_accuracy_drop "
+                f"{self.max_accuracy_drop:g}")
 
-
-def points(fraction: float) -> float:
-    return round(100 * fraction, 2)
 

@@ -65,7 +65,7 @@ class TeacherStage(Stage):
             console.info(f"teacher: training {self.model} for {self.train.epochs} epochs "
                          f"on {len(ctx.data.train)} images")
             result = fit(teacher, ctx.data, self.train, checkpoint=ctx.stage_dir / "train.pt",
-                         progress=ctx.progress)
+                         progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
             row.details.update(source="trained", train_seconds=round(result.seconds, 1), history=result.history)
             if self.cache:
                 save_weights(teacher, self.cache_file(ctx))
@@ -98,9 +98,11 @@ class TeacherStage(Stage):
 
 
 def check_fits_data(model: nn.Module, ctx: RunContext) -> None:
-    """Run one selection image through the model: shape mismatches become one clear line."""
+    """Run one selection image through the model: shape mismatches become one clear line. A classifier's
+    (N, C) scores must have the data's class count; other outputs (dense maps, several heads) are the
+    metric's and the loss's to judge."""
     info = ctx.data.info
-    images, _ = next(iter(ctx.selection_loader))
+    images, *_ = next(iter(ctx.selection_loader))
     model.eval()
     try:
         with torch.inference_mode():
@@ -109,6 +111,8 @@ def check_fits_data(model: nn.Module, ctx: RunContext) -> None:
         raise DataError(f"the model cannot take the data's images ({info.channels}×{info.image_size[0]}×"
                         f"{info.image_size[1]} from {info.name}): {str(exc).splitlines()[0]}; build the model for "
                         f"{info.channels} input channels and this image size, or resize the data") from None
-    if logits.dim() != 2 or logits.shape[1] != info.num_classes:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        return
+    if logits.shape[1] != info.num_classes:
         raise DataError(f"the model outputs shape {tuple(logits.shape)} but {info.name} has "
                         f"{info.num_classes} classes; build it with num_classes={info.num_classes}")
