@@ -84,6 +84,10 @@ class Top1Count(Accumulator):
 
     def add(self, outputs, targets, index):
         logits = single_tensor(outputs, "top1", index)
+        if logits.dim() < 2 or logits.shape[:1] + logits.shape[2:] != targets.shape:
+            raise UserFunctionError(f"metric top1 needs (N, C, ...) scores and (N, ...) class targets; batch {index} has "
+                                    f"outputs {tuple(logits.shape)} and targets {tuple(targets.shape)}: pass "
+                                    "metric='miou', 'mse' or your own callable")
         self.correct += int((logits.argmax(1) == targets).sum())
         self.total += targets.numel()
 
@@ -104,10 +108,10 @@ class Confusion(Accumulator):
 
     def add(self, outputs, targets, index):
         logits = single_tensor(outputs, "miou", index)
-        classes = logits.shape[1]
         if logits.dim() < 3 or targets.shape != logits.shape[:1] + logits.shape[2:]:
             raise UserFunctionError(f"metric miou needs (N, C, H, W) outputs and (N, H, W) masks; batch {index} has "
                                     f"outputs {tuple(logits.shape)} and targets {tuple(targets.shape)}")
+        classes = logits.shape[1]
         predicted, target = logits.argmax(1).flatten(), targets.flatten().long()
         scored = (target >= 0) & (target < classes)
         predicted, target = predicted[scored], target[scored]
@@ -252,6 +256,9 @@ def resolve_metric(metric: str | Callable | Metric | None = None) -> Metric:
         raise ConfigError(f"metric must be a name ({', '.join(METRICS)}) or a callable "
                           f"metric(outputs_batches, targets_batches) -> float, not {type(metric).__name__}")
     name = callable_name(metric)
+    if float(getattr(metric, "points_per_unit", 1.0)) <= 0:
+        raise ConfigError(f"metric {name}: points_per_unit must be above 0 (how many budget points one unit of the "
+                          f"metric is), not {metric.points_per_unit}")
     higher = bool(getattr(metric, "higher_is_better", True))
     label = getattr(metric, "label", None) or name
     return UserMetric(name=name, label=label if higher else f"−{label}",

@@ -50,7 +50,7 @@ class SupervisedLoss:
                 f"a {type(value).__name__}"
             raise UserFunctionError(f"loss {self.name} returned {what}; return a scalar tensor (autograd flows "
                                     "through it)")
-        if not torch.isfinite(value.detach()).all():
+        if value.device.type == "cpu" and not torch.isfinite(value.detach()).all():  # on a GPU: where the loop reads losses
             raise UserFunctionError(f"loss {self.name} returned {value.item()}; it must stay finite (check it for "
                                     "log(0) or division by zero, or lower the learning rate)")
         return value.reshape(())

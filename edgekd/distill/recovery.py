@@ -66,7 +66,7 @@ def recover(model: nn.Module, teacher: nn.Module, data: DataBundle | DataLoader 
                                  label_weight=config.label_weight, supervised=loss)
     objective.setup(model, sample)
     if cache_dir is not None and config.train.augment is None and not objective.teacher_layers \
-            and isinstance(outputs, torch.Tensor):
+            and is_cacheable(outputs):
         data = with_cached_logits(teacher, data, cache_dir)
     console.info(f"recovery: {epochs} epochs of KD fine-tuning from the model before compression")
     return fit(model, data, config.train.model_copy(update={"epochs": epochs}), objective=objective,
@@ -81,6 +81,12 @@ def sample_outputs(model: nn.Module, sample: torch.Tensor):
             return model.eval()(sample[:2].to(devices.home(model)))
     finally:
         model.train(was_training)
+
+
+def is_cacheable(outputs) -> bool:
+    """A teacher's outputs worth caching for a whole training set: one (N, classes) tensor (a dense map for every
+    image would not fit in memory: 54,000 images of 21x224x224 are 227 GB)."""
+    return isinstance(outputs, torch.Tensor) and outputs.dim() == 2
 
 
 def for_outputs(specs: tuple[LossSpec, ...], outputs) -> tuple[LossSpec, ...]:

@@ -31,7 +31,7 @@ from edgekd.distill.crd import with_indices
 from edgekd.distill.lit import LITObjective, pair_blocks
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.distill.peers import frozen_copy
-from edgekd.distill.recovery import first_images, for_outputs, sample_outputs
+from edgekd.distill.recovery import first_images, for_outputs, is_cacheable, sample_outputs
 from edgekd.errors import EdgekdError
 from edgekd.judge import judge
 from edgekd.metrics import Metric, resolve_metric
@@ -92,7 +92,7 @@ def distill_once(teacher: nn.Module | None, student: nn.Module, data: DataBundle
     for phase, objective, epochs in phases(teacher, student, for_outputs(losses, outputs), label_weight, sample,
                                            train.epochs, supervised=judging.loss):
         phase_data = data
-        if cache_dir is not None and can_cache(objective, train) and isinstance(outputs, torch.Tensor):
+        if cache_dir is not None and can_cache(objective, train) and is_cacheable(outputs):
             phase_data = with_cached_logits(teacher, data, cache_dir)
         if isinstance(objective, DistillObjective) and objective.wants_indices:  # CRD's memory banks
             objective.bind_dataset(len(data.train))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgekd.data.datasets import DataInfo
-from edgekd.errors import CheckpointError, EdgekdError
+from edgekd.errors import CheckpointError, DataError, EdgekdError
 from edgekd.imports import import_object, is_import_path
 from edgekd.models import MODELS, create_model
 
@@ -25,6 +25,10 @@ def build_model(spec: str, info: DataInfo) -> nn.Module:
     if its signature names it), e.g. ``torchvision.models:resnet18``.
     """
     if spec in MODELS or not is_import_path(spec):
+        if info.num_classes < 1:
+            raise DataError(f"cannot build zoo model '{spec}' for this data: its targets are tensors (masks, boxes), "
+                            "so the number of classes the model should output is unknown; give the dataset a "
+                            "'classes' attribute, or name your own model (package.module:factory)")
         return create_model(spec, in_channels=info.channels, num_classes=info.num_classes,
                             input_size=info.image_size)
     factory = import_object(spec, what="model factory")

@@ -17,7 +17,7 @@ from torch import nn
 from edgekd import console
 from edgekd.atomic import write_json
 from edgekd.data import DataBundle
-from edgekd.errors import EdgekdError, SearchError
+from edgekd.errors import EdgekdError, SearchError, UserFunctionError
 from edgekd.search.evaluate import Evaluator, Scored
 from edgekd.search.space import Budget, Goal
 from edgekd.targets import TargetProfile
@@ -84,6 +84,8 @@ def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume
             break
         try:
             done[candidate.key] = evaluator.score(candidate)
+        except UserFunctionError:  # the user's metric or loss failed: every candidate would, say so at once
+            raise
         except EdgekdError as error:  # e.g. a reduction the rounded channels cannot reach
             done[candidate.key] = Scored.of(candidate, accuracy=0.0, latency_ms=None, latency_kind="none",
                                             speedup=0.0, macs=0, params=0, seconds=0.0, error=str(error))

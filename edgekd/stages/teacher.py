@@ -88,11 +88,16 @@ class TeacherStage(Stage):
         return build_model(self.model, ctx.data.info)
 
     def shipped_weights(self, ctx: RunContext) -> Path | None:
+        """edgekd's shipped weights for this model, data and settings (all trained with cross-entropy)."""
+        if not ctx.loss.is_default:
+            return None
         return shipped_teacher(self.model, ctx.data.fingerprint(), self.train.fingerprint())
 
     def cache_file(self, ctx: RunContext) -> Path:
-        """Cache key: model, data contents, training settings."""
+        """Cache key: model, data contents, training settings, and the user's loss (by name) when there is one."""
         key = f"{self.model}|{ctx.data.fingerprint()}|{self.train.fingerprint()}"
+        if not ctx.loss.is_default:
+            key += f"|loss:{ctx.loss.name}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return ctx.cache_dir / "teachers" / f"{self.model.replace(':', '_')}-{digest}.safetensors"
 
