@@ -11,10 +11,11 @@ from torch.utils.data import DataLoader
 
 from edgekd.data.datasets import TensorImages
 from edgekd.data.shapes import make_shapes
-from edgekd.distill import LossSpec
+from edgekd.distill import LOSSES, LossSpec
 from edgekd.distill.dense import OutputKD
 from edgekd.distill.losses import KD, Outputs
-from edgekd.errors import UnknownNameError, UserFunctionError
+from edgekd.distill.objective import DistillObjective
+from edgekd.errors import ConfigError, UnknownNameError, UserFunctionError
 from edgekd.judge import judge
 from edgekd.metrics import METRICS, resolve_metric
 from edgekd.onnx_export import check_parity, export_onnx
@@ -61,6 +62,23 @@ def test_top1_and_negative_mse_on_known_numbers():
     values = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     assert judge(Fixed(values + torch.tensor([[1.0], [0], [0], [-1]])), loader(values), "mse") == -0.5
     assert METRICS["mse"].label == "−MSE"
+
+
+def test_top1_refuses_targets_that_do_not_match_the_outputs_shape():
+    scores, masks = torch.randn(4, 3, 8, 8), torch.zeros(4, 1, 8, 8, dtype=torch.long)  # would broadcast to 4x the count
+    with pytest.raises(UserFunctionError, match=r"metric top1 needs .* batch 0 has outputs \(4, 3, 8, 8\) and targets "
+                                                r"\(4, 1, 8, 8\)"):
+        judge(nn.Identity(), [(scores, masks)], "top1")
+
+
+def test_losses_with_their_own_cross_entropy_refuse_a_users_loss():
+    def mine(outputs, targets):
+        return outputs.sum()
+
+    dkd = LOSSES["dkd"](LOSSES["dkd"].Config())
+    with pytest.raises(ConfigError, match=r"DKD train with their own cross-entropy .* use your loss \(mine\)"):
+        DistillObjective(nn.Identity(), [(1.0, dkd)], label_weight=0.0, supervised=mine)
+    DistillObjective(nn.Identity(), [(1.0, dkd)], label_weight=0.0)  # with cross-entropy it is fine
 
 
 def test_a_metric_name_that_does_not_exist_lists_the_known_ones():

@@ -42,6 +42,7 @@ class DistillLoss(nn.Module):
     uses_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_indices: ClassVar[bool] = False  # each batch must carry its samples' dataset indices
+    cross_entropy_only: ClassVar[bool] = False  # its label term is its own cross-entropy: it cannot take a run's loss=
     label_loss: SupervisedLoss = SupervisedLoss()  # the label term of uses_labels losses; the objective sets the run's
 
     def __init__(self, config: LossConfig):
@@ -119,6 +120,7 @@ class DKD(DistillLoss):
         beta: float = Field(8.0, ge=0)
 
     uses_labels = True
+    cross_entropy_only = True
 
     def forward(self, student, teacher, labels):
         c = self.config

@@ -15,7 +15,7 @@ from torch import nn
 
 from edgekd.distill.losses import DistillLoss, Outputs
 from edgekd.distill.taps import FeatureTaps
-from edgekd.errors import EdgekdError
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.supervised import SupervisedLoss, as_supervised
 
 
@@ -66,6 +66,10 @@ class DistillObjective(RunsATeacher):
         self.weights = [w for w, _ in losses]
         self.label_weight = label_weight
         self.supervised = as_supervised(supervised)
+        fixed = [type(loss).__name__ for loss in self.losses if loss.cross_entropy_only]
+        if fixed and not self.supervised.is_default:
+            raise ConfigError(f"{', '.join(fixed)} train with their own cross-entropy on class scores, so they cannot "
+                              f"use your loss ({self.supervised.name}): distil with kd, outputs, fitnets, at or rkd")
         for loss in self.losses:
             loss.label_loss = self.supervised
         needing = [type(loss).__name__ for loss in self.losses if loss.needs_teacher]

@@ -59,6 +59,7 @@ class DML(DistillLoss):
         export: PeerChoice = PeerChoice.STUDENT
 
     uses_labels = True
+    cross_entropy_only = True
     needs_teacher = False
 
     def attach(self, student, teacher):
@@ -118,6 +119,7 @@ class BDKD(DistillLoss):
         online_teacher: OnlineTeacher = OnlineTeacher.FRESH
 
     uses_labels = True
+    cross_entropy_only = True
     needs_teacher = False
 
     def attach(self, student, teacher):

@@ -21,6 +21,7 @@ from edgekd.models import model_blocks
 
 class _SelfLoss(DistillLoss):
     uses_labels = True
+    cross_entropy_only = True
     needs_teacher = False
 
 
