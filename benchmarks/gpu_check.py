@@ -230,7 +230,9 @@ def compress(work: Path, sizes: Sizes, device: torch.device) -> dict:
               STAGES["prune"](reduction=0.3, recovery={"train": one}, sparse_recovery_epochs=0, report_batches=(1,),
                               latency_batch=1, round_to=sizes.compress_round_to),
               STAGES["quantize"](method="ptq", calibration_images=32, accuracy_control=False, report_batches=(1,)),
-              STAGES["export"](), STAGES["benchmark"](batch_sizes=(1,)))
+              # The generated labels do not depend on the images, so the model stays at chance and its near-equal
+              # scores flip under int8 on a few images: the 95% agreement bar would test luck, not quantization.
+              STAGES["export"](min_int8_agreement=0.5), STAGES["benchmark"](batch_sizes=(1,)))
     recipe = Recipe(name="gpu-check-224", stages=stages,
                     data=DataSpec(source=str(folder), image_size=(sizes.image, sizes.image), storage="stream",
                                    workers=sizes.compress_workers))

@@ -2,8 +2,8 @@
 
 For each recipe, the first target's run trains (or loads) the teacher and distils the student; every
 other target's run starts from those two stages (their results do not depend on the target, see
-``Stage.uses_target``) and runs the rest for its own target. The default recipe loads the committed
-teacher (``weights/cnn-fashion-mnist.safetensors``) instead of training one.
+``Stage.uses_target``) and runs the rest for its own target. The default recipe's teacher stage loads the
+teacher edgekd ships (``weights/cnn-fashion-mnist.safetensors``), as ``make demo`` does.
 
 Run: .venv/bin/python benchmarks/regenerate_examples.py [--recipes default fast] [--targets ...]
 (``make examples``). Runs go to a temporary folder; only the three report files are kept.
@@ -18,12 +18,10 @@ import tempfile
 from pathlib import Path
 
 import edgekd
-from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.pipeline import seed_run
 from edgekd.targets import list_targets
 
 ROOT = Path(__file__).resolve().parent.parent
-TEACHER = weights_dir() / DEFAULT_TEACHER
 REPORTS = ("report.md", "report.json", "report.html")
 TARGET_FREE_STAGES = 2  # teacher, distill: the same run for every target
 
@@ -35,9 +33,12 @@ def regenerate(recipe: str, targets: list[str], work: Path) -> None:
         out = work / recipe / target
         if first is not None:
             seed_run(first, out, TARGET_FREE_STAGES)
-        weights = str(TEACHER) if recipe == "default" else None
-        result = edgekd.compress(weights=weights, target=target, recipe=recipe, out=out, resume=first is not None,
-                                 progress=False)
+        result = edgekd.compress(target=target, recipe=recipe, out=out, resume=first is not None, progress=False)
+        if recipe == "default" and first is None:
+            source = result.report["stages"][0]["details"]["source"]
+            if not source.startswith("shipped weights"):
+                raise SystemExit(f"the default recipe's teacher was not the shipped one ({source}): "
+                                 "rerun benchmarks/teacher_fashion_mnist.py")
         first = first or out
         keep = ROOT / "examples" / recipe / target
         keep.mkdir(parents=True, exist_ok=True)

@@ -158,7 +158,7 @@ class NegativeMSE(Metric):
 
 
 METRICS: dict[str, Metric] = {
-    "top1": Top1("top1", "top-1 accuracy", points_per_unit=100.0, fraction=True),
+    "top1": Top1("top1", "accuracy", points_per_unit=100.0, fraction=True),  # as reports have always called it
     "miou": MeanIoU("miou", "mIoU", points_per_unit=100.0, fraction=True),
     "mse": NegativeMSE("mse", "−MSE"),
 }

@@ -81,7 +81,7 @@ class Report(BaseModel):
     @model_validator(mode="after")
     def _fractions_are_fractions(self) -> "Report":
         """A 0-1 metric (top-1, mIoU; every report without a metric) stays within 0-1."""
-        if (self.metric or {}).get("fraction", True):
+        if getattr(self.metric, "fraction", True):  # _Open keeps the metric's keys as attributes
             for stage in self.stages:
                 for figure in (stage.accuracy, stage.selection_accuracy):
                     if figure is not None and not 0 <= figure <= 1:
