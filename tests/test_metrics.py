@@ -210,3 +210,19 @@ def test_the_shapes_dataset_is_deterministic_and_has_every_class():
     share = torch.bincount(a.labels.flatten(), minlength=4).float() / a.labels.numel()
     assert a.images.dtype == torch.uint8 and a.labels.shape == (50, 32, 32)
     assert 0.7 < share[0] < 0.95 and (share[1:] > 0.02).all()  # measured: background 0.83, shapes 0.05-0.08 each
+
+
+def test_taylor_importance_on_a_two_headed_model_is_one_clear_error():
+    from edgekd.prune.importance import accumulate_gradients
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"classes": self.body(x), "box": self.body(x)[:, :2]}
+
+    batches = [(torch.randn(5, 4), torch.randn(5, 3))]
+    with pytest.raises(ConfigError, match="taylor importance .* prune it with importance l1 or l2"):
+        accumulate_gradients(TwoHeads(), batches, 1, device=torch.device("cpu"))

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edgekd import device as devices
+from edgekd.errors import ConfigError
 
 
 class Importance(str, enum.Enum):
@@ -58,7 +59,12 @@ def accumulate_gradients(model: nn.Module, loader: DataLoader, batches: int, *,
             if i == batches:
                 break
             images, labels = devices.to_device((images, labels), device, non_blocking=True)
-            F.cross_entropy(model(images), labels).backward()
+            outputs = model(images)
+            if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or labels.dim() != 1:
+                raise ConfigError("taylor importance scores channels by the gradient of cross-entropy on class "
+                                  "scores, and this model's outputs or targets are not (N, classes) and (N,): "
+                                  "prune it with importance l1 or l2")
+            F.cross_entropy(outputs, labels).backward()
     model.train(was_training)
 
 
