@@ -53,7 +53,8 @@ def test_other_settings_or_a_damaged_file_are_not_used(default_data, tmp_path, c
     assert sha256_of(tmp_path / DEFAULT_TEACHER) != sha256_of(weights_dir() / DEFAULT_TEACHER)
     found = shipped_teacher(stage.model, default_data.fingerprint(), stage.train.fingerprint(), folder=tmp_path)
     assert found is None
-    assert "do not match their recorded sha256" in capsys.readouterr().err + capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "do not match their recorded sha256" in said.err + said.out
 
 
 def test_weights_are_safetensors_of_the_models_shape(default_data):

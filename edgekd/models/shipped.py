@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd import console
@@ -35,6 +36,11 @@ class ShippedWeights(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     made_by: str = Field(description="the script that trained it; rerunning it remakes the file and this entry")
     report_accuracy: float | None = Field(None, description="on the report split, read once after training")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What a run must match to use the file: model, data fingerprint, settings fingerprint."""
+        return self.model, self.data, self.train
 
 
 class Manifest(BaseModel):
@@ -64,7 +70,7 @@ def shipped_teacher(model: str, data: str, train: str, *, folder: Path | None = 
     sha256; None when edgekd ships none (or the file does not match its recorded hash: then it says so)."""
     folder = folder or weights_dir()
     for entry in load_manifest(folder).teachers:
-        if (entry.model, entry.data, entry.train) != (model, data, train):
+        if entry.key != (model, data, train):
             continue
         path = folder / entry.file
         if path.is_file() and sha256_of(path) == entry.sha256:
@@ -76,11 +82,8 @@ def shipped_teacher(model: str, data: str, train: str, *, folder: Path | None = 
 
 def record_teacher(entry: ShippedWeights, *, folder: Path | None = None) -> None:
     """Add ``entry`` to the manifest, replacing one with the same model, data and settings (written atomically)."""
-    import yaml
-
     folder = folder or weights_dir()
-    kept = [e for e in load_manifest(folder).teachers if (e.model, e.data, e.train) != (entry.model, entry.data,
-                                                                                       entry.train)]
+    kept = [e for e in load_manifest(folder).teachers if e.key != entry.key]
     text = HEADER + yaml.safe_dump({"teachers": [e.model_dump() for e in [*kept, entry]]}, sort_keys=False)
     write_text(folder / MANIFEST, text)
 
