@@ -52,8 +52,8 @@ def progress_bar(description: str, *, total: int, enabled: bool = True) -> Itera
         yield _Bar(None, None)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}  {task.fields[ips]:.0f} img/s"),
+               TextColumn("loss {task.fields[loss]:.4f}  {task.fields[acc]}{task.fields[ips]:.0f} img/s"),
                TimeElapsedColumn())
     with Progress(*columns, console=_console, transient=True) as progress:
-        task = progress.add_task(description, total=total, loss=0.0, acc=0.0, ips=0.0)
+        task = progress.add_task(description, total=total, loss=0.0, acc="", ips=0.0)
         yield _Bar(progress, task)

@@ -161,7 +161,8 @@ def fit(model: nn.Module, data: DataBundle, config: TrainConfig, *, objective: n
         if checkpoint is not None:  # saved before the epoch is announced: what is printed is on disk
             save_checkpoint(checkpoint, config, model, objective, optimizer, scheduler, result, epoch + 1,
                             scaler=precision.scaler)
-        console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train acc {train_acc:.4f}, "
+        shown = "" if train_acc is None else f"train acc {train_acc:.4f}, "
+        console.info(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, {shown}"
                      f"selection {metric.name} {selection_acc:.4f}, {images / seconds:.0f} img/s")
     if config.epochs == 0 or math.isnan(result.accuracy):
         result.accuracy = judge(model, selection_loader, metric, device=device)
@@ -315,7 +316,7 @@ class Tally:
         self.finite = torch.ones((), device=device, dtype=torch.bool)
         self.first_bad = torch.zeros((), device=device)  # the first non-finite loss, and its step
         self.first_bad_step = torch.zeros((), device=device, dtype=torch.int64)
-        self.steps = self.seen = 0
+        self.steps = self.seen = self.counted = 0  # counted: images whose top-1 was scored (classification)
         self.t0 = time.perf_counter()
 
     def add(self, loss: torch.Tensor, logits, labels: torch.Tensor) -> None:
@@ -329,6 +330,7 @@ class Tally:
         self.steps += 1
         if is_classification(logits, labels):  # not block-wise objectives (LIT: no logits) nor dense outputs
             self.correct += (logits.detach().argmax(1) == labels).sum()
+            self.counted += n
         self.seen += n
 
     def check_finite(self, *, epoch: int, config: TrainConfig, checkpoint: Path | None) -> None:
@@ -344,11 +346,15 @@ class Tally:
     def loss(self) -> float:
         return self.loss_sum.item() / max(self.seen, 1)
 
-    def accuracy(self) -> float:
-        return self.correct.item() / max(self.seen, 1)
+    def accuracy(self) -> float | None:
+        """Training top-1 so far; None where no batch had class scores to count (dense outputs, LIT's blocks)."""
+        return self.correct.item() / self.counted if self.counted else None
 
     def read(self) -> dict:
-        return {"loss": self.loss(), "acc": self.accuracy(), "ips": self.seen / (time.perf_counter() - self.t0)}
+        """The progress bar's fields; ``acc`` is its text ("acc 0.912  ", or nothing without a top-1)."""
+        accuracy = self.accuracy()
+        return {"loss": self.loss(), "acc": "" if accuracy is None else f"acc {accuracy:.3f}  ",
+                "ips": self.seen / (time.perf_counter() - self.t0)}
 
 
 def is_classification(logits, labels: torch.Tensor) -> bool:

@@ -73,3 +73,14 @@ def test_accuracy_is_top1(small):
 
     loader = make_loader(small.selection, small.info, batch_size=100, train=False)
     assert accuracy(Always3(), loader) == pytest.approx((small.selection.labels == 3).float().mean().item())
+
+
+def test_training_top1_is_counted_for_class_scores_only():
+    from edgekd.train import Tally
+
+    tally = Tally(torch.device("cpu"))
+    tally.add(torch.tensor(1.0), torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), torch.tensor([0, 1, 1]))
+    assert tally.accuracy() == pytest.approx(2 / 3) and tally.read()["acc"] == "acc 0.667  "
+    dense = Tally(torch.device("cpu"))  # a segmenter's (N, C, H, W) scores against (N, H, W) masks: no top-1
+    dense.add(torch.tensor(1.0), torch.zeros(2, 4, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))
+    assert dense.accuracy() is None and dense.read()["acc"] == "" and dense.loss() == 1.0
