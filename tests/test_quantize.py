@@ -1,6 +1,7 @@
 """int8: the Q/DQ rules per runtime, both schemes on a real model, accuracy control, QAT, export, the recipe."""
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgekd.data import DataSpec, load_data
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import ExportError, QuantizeError
+from edgekd.metrics import resolve_metric
 from edgekd.models.loading import build_model
 from edgekd.quantize import compliance
 from edgekd.quantize.graph import float_layers, quantizers
@@ -143,15 +145,24 @@ def test_accuracy_control_keeps_a_planted_fragile_layer_float(trained, tmp_path)
     with pytest.raises(QuantizeError, match="PTQ loses"):  # without accuracy control the plant breaks int8
         run_stage(QuantizeStage(**PTQ, accuracy_control=False, max_accuracy_drop=budget),
                   stage_ctx(tmp_path / "plain", data), fragile)
-    ctx = stage_ctx(tmp_path / "controlled", data)
-    _, row = run_stage(QuantizeStage(**PTQ, max_accuracy_drop=budget), ctx, fragile)
+    # controlled, judged by the user's own metric in its own units: correct answers per thousand images
+    ctx = dataclasses.replace(stage_ctx(tmp_path / "controlled", data), metric=resolve_metric(per_mille))
+    _, row = run_stage(QuantizeStage(**PTQ, max_accuracy_drop=10 * budget), ctx, fragile)
     assert row.details["method"] == "ptq+accuracy-control"
     ranking = row.details["ptq"]["accuracy_control_ranking"]
-    assert max(ranking, key=ranking.get) == "block2.3" and ranking["block2.3"] > 10  # points regained alone
-    kept = {layer["layer"]: layer["why"] for layer in row.details["float_layers"]}
-    assert "block2.3" in kept and kept["block2.3"].startswith("accuracy control")
+    assert max(ranking, key=ranking.get) == "block2.3" and ranking["block2.3"] > 100  # per mille regained alone
+    kept = {layer["layer"]: layer for layer in row.details["float_layers"]}
+    assert "block2.3" in kept and kept["block2.3"]["why"].startswith("accuracy control")
+    assert f"cost {kept['block2.3']['regained_points']:g} points" in kept["block2.3"]["why"]
+    assert kept["block2.3"]["regained_points"] == ranking["block2.3"]  # the metric's units, not ×100 of them
     assert len(kept) <= 2  # the fragile layer, not the whole model
-    assert row.details["drop_points"] <= budget
+    assert row.details["drop_points"] <= 10 * budget
+
+
+def per_mille(outputs_batches, targets_batches):
+    """Top-1 as correct answers per thousand images: a user metric in its own units (one unit, one budget point)."""
+    right = sum(int((o.argmax(1) == t).sum()) for o, t in zip(outputs_batches, targets_batches))
+    return 1000 * right / sum(len(t) for t in targets_batches)
 
 
 def test_qat_with_kd_exports_signed_int8_with_int8_weights_and_no_batchnorm(trained, tmp_path):

@@ -20,6 +20,12 @@ from edgekd.quantize.graph import compute_nodes, module_name
 
 Quantize = Callable[[list[str]], onnx.ModelProto]  # ONNX nodes to keep float → int8 model
 Score = Callable[[onnx.ModelProto], float]  # model → accuracy on the scoring images
+Points = Callable[[float], float]  # a difference of two scores → budget points (the metric's own units)
+
+
+def percentage_points(difference: float) -> float:
+    """Top-1 and mIoU differences in percentage points."""
+    return round(100 * difference, 2)
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,12 @@ class FloatLayer:
 
     node: str
     layer: str
-    regained: float  # accuracy (fraction) regained on the scoring images by keeping only this layer float
+    regained: float  # the metric regained on the scoring images by keeping only this layer float
+    regained_points: float  # the same in budget points (percentage points of top-1 or mIoU)
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "layer": self.layer, "regained_points": round(100 * self.regained, 2),
-                "why": f"accuracy control: int8 here alone cost {100 * self.regained:.2f} points on the "
+        return {"node": self.node, "layer": self.layer, "regained_points": self.regained_points,
+                "why": f"accuracy control: int8 here alone cost {self.regained_points:g} points on the "
                        "scoring images"}
 
 
@@ -45,17 +52,18 @@ class ControlResult:
 
 
 def keep_sensitive_layers_float(float_model: onnx.ModelProto, quantize: Quantize, score: Score, *,
-                                reference: float, max_drop: float) -> ControlResult:
+                                reference: float, max_drop: float, points: Points = percentage_points) -> ControlResult:
     """The int8 model with the fewest most-sensitive layers in float whose drop is ≤ ``max_drop``.
 
-    ``reference`` is the float model's accuracy on the scoring images; drops are fractions.
+    ``reference`` is the float model's score on the scoring images; drops are in the metric's units (fractions
+    for top-1 and mIoU); ``points`` turns one into the budget points messages and reports show.
     """
     model = quantize([])
     accuracy = score(model)
     if reference - accuracy <= max_drop:
         return ControlResult(model, accuracy)
-    console.info(f"quantize: int8 drops {100 * (reference - accuracy):.2f} points on the scoring images "
-                 f"(budget {100 * max_drop:.2f}); ranking layers by sensitivity")
+    console.info(f"quantize: int8 drops {points(reference - accuracy):g} points on the scoring images "
+                 f"(budget {points(max_drop):g}); ranking layers by sensitivity")
     nodes = [n.name for n in compute_nodes(float_model)]
     ranking = {node: score(quantize([node])) - accuracy for node in nodes}
     kept: list[str] = []
@@ -63,10 +71,10 @@ def keep_sensitive_layers_float(float_model: onnx.ModelProto, quantize: Quantize
         kept.append(node)
         model = quantize(kept)
         accuracy = score(model)
-        console.info(f"quantize: {module_name(node)} kept float → drop {100 * (reference - accuracy):.2f} points")
+        console.info(f"quantize: {module_name(node)} kept float → drop {points(reference - accuracy):g} points")
         if reference - accuracy <= max_drop:
-            layers = [FloatLayer(n, module_name(n), ranking[n]) for n in kept]
+            layers = [FloatLayer(n, module_name(n), ranking[n], points(ranking[n])) for n in kept]
             return ControlResult(model, accuracy, layers, ranking)
-    raise QuantizeError(f"int8 stays {100 * (reference - accuracy):.2f} points below float even with every "
-                        f"conv/linear layer in float (budget {100 * max_drop:.2f}): the activations themselves do "
+    raise QuantizeError(f"int8 stays {points(reference - accuracy):g} points below float even with every "
+                        f"conv/linear layer in float (budget {points(max_drop):g}): the activations themselves do "
                         "not fit 8 bits; try method: qat, or raise max_accuracy_drop")

@@ -70,7 +70,7 @@ def quantize_model(model: nn.Module | onnx.ModelProto, calibration: DataLoader, 
         return Int8Result(int8, float_model, ControlResult(int8, float("nan")), tuple(fallbacks))
     score = lambda m: onnx_accuracy(m, scoring, threads=threads, metric=metric)  # noqa: E731
     control = keep_sensitive_layers_float(float_model, quantize, score, reference=score(float_model),
-                                          max_drop=max_accuracy_drop / metric.points_per_unit)
+                                          max_drop=max_accuracy_drop / metric.points_per_unit, points=metric.points)
     return Int8Result(control.model, float_model, control, tuple(fallbacks))
 
 

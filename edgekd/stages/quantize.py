@@ -174,7 +174,7 @@ class QuantizeStage(Stage):
             int8_accuracy = ctx.score(control.model)
             details["ptq"] = {"accuracy_int8": int8_accuracy,
                               "drop_points": ctx.metric.points(float_accuracy - int8_accuracy),
-                              "accuracy_control_ranking": {module_name(n): round(100 * r, 2)
+                              "accuracy_control_ranking": {module_name(n): ctx.metric.points(r)
                                                            for n, r in control.ranking.items()}}
             if not self.over_budget(float_accuracy, int8_accuracy, ctx):
                 return (control.model, int8_accuracy, "ptq+accuracy-control" if control.float_layers else "ptq",
