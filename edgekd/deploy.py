@@ -1,7 +1,7 @@
 """The run folder's ``deploy/``: everything to copy onto the device, and nothing else.
 
 * ``model.onnx``: the exported model (int8 Q/DQ after a quantize stage), as checked by the export stage.
-* ``preprocessing.json``: how to turn an image into the model's input, and the class names.
+* ``preprocessing.json``: how to turn an image into the model's input, its output names, and the class names.
 * ``infer.py``: a short inference example for the target's runtime (ONNX Runtime; on a Jetson
   it asks for ONNX Runtime's TensorRT and CUDA providers first).
 * ``build_engine.sh`` (TensorRT targets): the ``trtexec`` build and timing commands, to run on
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import onnx
 
 from edgekd.atomic import atomic_path, write_json, write_text
 from edgekd.targets import Runtime, TargetProfile
@@ -33,7 +35,9 @@ def write_bundle(out_dir: Path, onnx_path: Path, target: TargetProfile, preproce
     bundle.mkdir(parents=True, exist_ok=True)
     with atomic_path(bundle / "model.onnx") as tmp:
         shutil.copyfile(onnx_path, tmp)
-    write_json(bundle / "preprocessing.json", {**preprocessing, "input_name": "input", "output_name": "logits",
+    outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    write_json(bundle / "preprocessing.json", {**preprocessing, "input_name": "input", "output_name": outputs[0],
+                                               "output_names": outputs,
                                                "target": target.name, "runtime": target.runtime.value,
                                                "providers": PROVIDERS[target.runtime],
                                                "threads": target.threads})

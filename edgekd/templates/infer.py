@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""Classify images with the model in this folder (written by edgekd into RUN/deploy/).
+"""Run the model in this folder on images (written by edgekd into RUN/deploy/).
 
-    python infer.py IMAGE [IMAGE ...]      one line per image: file, class, probability
+    python infer.py IMAGE [IMAGE ...]      one line per image
+
+What a line says follows the model's outputs: a classifier's (N, classes) scores give the file, the class
+and its probability; a segmenter's (N, classes, H, W) scores give the file, a mask PNG (each pixel's class
+index, written to masks/ beside this script's working directory) and the classes present; any other
+outputs (a detector's heads, several named outputs) give the file and every output's values as JSON, to
+post-process as your model defines them.
 
 Needs numpy, pillow and onnxruntime (onnxruntime-gpu on a Jetson, where the TensorRT and CUDA
 execution providers are used when present). Preprocessing follows preprocessing.json exactly.
@@ -55,15 +61,41 @@ def main(paths: list[str]) -> int:
         print(f"preprocessing.json: {SPEC['note']}", file=sys.stderr)
         return 2
     batch = np.stack([load(p) for p in paths])
-    logits = session().run([SPEC["output_name"]], {SPEC["input_name"]: batch})[0]
+    names = SPEC.get("output_names") or [SPEC["output_name"]]
+    outputs = session().run(names, {SPEC["input_name"]: batch})
+    if len(outputs) == 1 and outputs[0].ndim == 2:
+        classify(paths, outputs[0])
+    elif len(outputs) == 1 and outputs[0].ndim == 4:
+        segment(paths, outputs[0])
+    else:
+        for i, path in enumerate(paths):
+            values = {name: np.round(out[i].astype(np.float64), 5).tolist() for name, out in zip(names, outputs)}
+            print(f"{path}\t{json.dumps(values)}")
+    return 0
+
+
+def class_name(index: int) -> str:
+    classes = SPEC.get("classes") or []
+    return classes[index] if index < len(classes) else str(index)
+
+
+def classify(paths: list[str], logits: np.ndarray) -> None:
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)
-    classes = SPEC.get("classes") or []
     for path, row in zip(paths, probabilities):
         best = int(row.argmax())
-        name = classes[best] if best < len(classes) else str(best)
-        print(f"{path}\t{name}\t{row[best]:.3f}")
-    return 0
+        print(f"{path}\t{class_name(best)}\t{row[best]:.3f}")
+
+
+def segment(paths: list[str], scores: np.ndarray) -> None:
+    folder = Path("masks")
+    folder.mkdir(exist_ok=True)
+    for i, (path, image_scores) in enumerate(zip(paths, scores)):
+        mask = image_scores.argmax(0).astype(np.uint8)
+        written = folder / f"{i:04d}-{Path(path).stem}.png"
+        Image.fromarray(mask).save(written)
+        present = ", ".join(class_name(int(c)) for c in np.unique(mask))
+        print(f"{path}\t{written}\t{present}")
 
 
 if __name__ == "__main__":
