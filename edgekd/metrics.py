@@ -24,6 +24,9 @@ A metric that raises, or returns something that is not a finite number, raises
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -65,6 +68,10 @@ class Metric:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
         return f"{value:.2%}" if self.fraction else f"{value:.4g}"
+
+    def fingerprint(self) -> str:
+        """What a run's results depend on of this metric (a resumed run with another is not the same run)."""
+        return self.name
 
     def describe(self) -> dict:
         return {"name": self.name, "label": self.label, "higher_is_better": True,
@@ -177,6 +184,9 @@ class UserMetric(Metric):
     def accumulator(self):
         return Collected(self)
 
+    def fingerprint(self) -> str:
+        return f"{callable_fingerprint(self.function)}|sign {self.sign:g}"
+
     def call(self, outputs: list, targets: list) -> Any:
         return self.function(outputs, targets)
 
@@ -240,6 +250,30 @@ def describe_value(value: Any) -> str:
 
 def callable_name(function: Callable) -> str:
     return getattr(function, "name", None) or getattr(function, "__name__", None) or type(function).__name__
+
+
+DECLARED = ("label", "fraction", "points_per_unit", "higher_is_better")  # what a user callable may declare
+
+
+def callable_fingerprint(function: Callable) -> str:
+    """The callable's name and a hash of its code and declared attributes, so that a run resumed with a changed
+    metric or loss of the same name is not taken for the same run.
+
+    The code is the source where Python finds it (files, notebook cells), else the bytecode and constants;
+    a ``functools.partial`` adds its arguments; a callable object, its class's source.
+    """
+    parts = [repr([(k, getattr(function, k)) for k in DECLARED if hasattr(function, k)])]
+    while isinstance(function, functools.partial):
+        parts.append(repr((function.args, sorted(function.keywords.items()))))
+        function = function.func
+    code_of = function if inspect.isfunction(function) or inspect.ismethod(function) else type(function)
+    try:
+        parts.append(inspect.getsource(code_of))
+    except (OSError, TypeError):
+        code = getattr(code_of, "__code__", None)
+        parts.append(repr((code.co_code, code.co_consts)) if code is not None else code_of.__qualname__)
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    return f"{callable_name(function)}:{digest}"
 
 
 def resolve_metric(metric: str | Callable | Metric | None = None) -> Metric:

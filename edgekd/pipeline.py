@@ -178,10 +178,10 @@ def seed_run(source: Path, out_dir: Path, stages: int) -> None:
 
 def run_inputs_key(ctx: RunContext) -> str:
     """What every stage's result depends on besides its settings: the data, the user's model, and the metric and loss
-    (by name: a changed callable of the same name is not noticed)."""
+    (a user's callable by its code, so a changed function of the same name is noticed)."""
     text = ctx.data.fingerprint() + (model_hash(ctx.user_model) if ctx.user_model is not None else "")
     if ctx.metric.name != "top1" or not ctx.loss.is_default:  # the keys of top-1, cross-entropy runs stay as they were
-        text += f"|metric {ctx.metric.name}|loss {ctx.loss.name}"
+        text += f"|metric {ctx.metric.fingerprint()}|loss {ctx.loss.fingerprint()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from edgekd.errors import ConfigError, UserFunctionError
-from edgekd.metrics import callable_name
+from edgekd.metrics import callable_fingerprint, callable_name
 
 
 class SupervisedLoss:
@@ -32,6 +32,10 @@ class SupervisedLoss:
     @property
     def is_default(self) -> bool:
         return self.loss is None
+
+    def fingerprint(self) -> str:
+        """The loss's name and a hash of its code: what a resumed run or a cached teacher must match."""
+        return self.name if self.loss is None else callable_fingerprint(self.loss)
 
     def __call__(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
         if self.loss is None:

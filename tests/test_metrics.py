@@ -226,3 +226,26 @@ def test_taylor_importance_on_a_two_headed_model_is_one_clear_error():
     batches = [(torch.randn(5, 4), torch.randn(5, 3))]
     with pytest.raises(ConfigError, match="taylor importance .* prune it with importance l1 or l2"):
         accumulate_gradients(TwoHeads(), batches, 1, device=torch.device("cpu"))
+
+
+def test_a_changed_user_callable_of_the_same_name_is_a_different_run():
+    import functools
+
+    from edgekd.metrics import callable_fingerprint
+    from edgekd.supervised import SupervisedLoss
+
+    namespace = {}
+    exec("def score(outputs, targets):\n    return 1.0\n", namespace)
+    first = namespace["score"]
+    exec("def score(outputs, targets):\n    return 2.0\n", namespace)  # the same name, edited (no source file)
+    second = namespace["score"]
+    assert callable_fingerprint(first) != callable_fingerprint(second)
+    assert callable_fingerprint(first).startswith("score:") and callable_fingerprint(first) == callable_fingerprint(first)
+    assert resolve_metric(first).fingerprint() != resolve_metric(second).fingerprint()
+    before = callable_fingerprint(first)
+    first.points_per_unit = 10.0  # a declared attribute changes what a budget means
+    assert callable_fingerprint(first) != before
+    weighted = lambda outputs, targets, w: w  # noqa: E731
+    assert callable_fingerprint(functools.partial(weighted, w=1)) != callable_fingerprint(functools.partial(weighted, w=2))
+    assert SupervisedLoss(None).fingerprint() == "cross-entropy"
+    assert SupervisedLoss(second).fingerprint() == callable_fingerprint(second)

@@ -94,10 +94,10 @@ class TeacherStage(Stage):
         return shipped_teacher(self.model, ctx.data.fingerprint(), self.train.fingerprint())
 
     def cache_file(self, ctx: RunContext) -> Path:
-        """Cache key: model, data contents, training settings, and the user's loss (by name) when there is one."""
+        """Cache key: model, data contents, training settings, and the user's loss (by its code) when there is one."""
         key = f"{self.model}|{ctx.data.fingerprint()}|{self.train.fingerprint()}"
         if not ctx.loss.is_default:
-            key += f"|loss:{ctx.loss.name}"
+            key += f"|loss:{ctx.loss.fingerprint()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return ctx.cache_dir / "teachers" / f"{self.model.replace(':', '_')}-{digest}.safetensors"
 
