@@ -320,6 +320,41 @@ def cuda_tests_result(tests: dict) -> str:
     return f"{tests['passed']} of {tests['tests']} passed ({', '.join(tests['files'])}){failed}"
 
 
+def segmentation(r: Mapping) -> str:
+    g = r[res("segmentation")]
+    t, d, c = g["teacher"], g["distillation"], g["chain"]
+    lat = g["latency"]
+    miou = lambda x: f"{x * 100:.1f}"  # noqa: E731 (mIoU in points, as segmentation papers write it)
+    alone, kd = d["alone"], d["outputs_kd"]
+    seeds = ", ".join(str(s) for s in d["seeds"])
+    rows = [("teacher", t["model"], t["params"], t["macs"], t["miou"]),
+            ("distilled student (seed {})".format(c["seed"]), d["student"], c["distilled_student"]["params"],
+             c["distilled_student"]["macs"], c["distilled_student"]["miou"]),
+            (f"pruned {c['pruned']['reduction']:.0%}", d["student"], c["pruned"]["params"], c["pruned"]["macs"],
+             c["pruned"]["miou"]),
+            ("int8", d["student"], c["pruned"]["params"], c["pruned"]["macs"], c["int8"]["miou"])]
+    keys = ("teacher", "student", "pruned", "int8")
+    b64 = lat["batch_64"]
+    int8_pace = f"{b64['int8']['speedup_vs_teacher'] / b64['pruned']['speedup_vs_teacher']:.2f}×"
+    wins = sum(k > a for k, a in zip(kd["runs"], alone["runs"]))
+    out = [f"{g['dataset']}; report split: {g['splits']['report']}; selection: {g['splits']['selection']}.", "",
+           "| model | zoo name | params | MACs | mIoU | host ms, batch 1 | host ms, batch 64 | speed-up at 64 |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {name} | `{zoo}` | {params:,} | {macs / 1e6:.1f} M | {miou(value)} | {lat['batch_1'][key]['ms']:.3f} | "
+            f"{lat['batch_64'][key]['ms']:.2f} | {lat['batch_64'][key]['speedup_vs_teacher']:.2f}× |"
+            for (name, zoo, params, macs, value), key in zip(rows, keys)]
+    out += ["", f"Distillation, seeds {seeds}: {d['student']} alone {miou(alone['mean'])} ± {alone['std'] * 100:.1f}, "
+            f"distilled from the teacher on its outputs (`outputs`: KL per pixel) {miou(kd['mean'])} ± "
+            f"{kd['std'] * 100:.1f} mIoU ({d['gain_points']:+.1f} points; every seed: alone "
+            f"{', '.join(miou(x) for x in alone['runs'])}, distilled {', '.join(miou(x) for x in kd['runs'])}). "
+            f"Distillation beat the student alone on {wins} of {len(kd['runs'])} seeds. int8 against the pruned "
+            f"float model on the report split: {miou(c['pruned']['miou'])} → {miou(c['int8']['miou'])} mIoU "
+            f"({gap(c['int8']['miou'], c['pruned']['miou'], 1)} points; the quantize stage's own check, on the selection "
+            f"split: {-c['int8']['drop_points']:+.2f}), at {int8_pace} the float model's speed at batch 64. Latency "
+            f"{lat['kind']}; speed-ups are medians of per-round ratios."]
+    return lines(out)
+
+
 # ---------------------------------------------------------------- the registry and the rewrite
 
 def table(fn: Callable[[dict], list[str]], name: str) -> Callable[[Mapping], str]:
@@ -353,6 +388,7 @@ BLOCKS: dict[str, Callable[[Mapping], str]] = {
     "scale": scale,
     "search": search,
     "gpu-check": gpu_check,
+    "segmentation": segmentation,
 }
 
 

@@ -175,7 +175,7 @@ def test_check_exits_1_and_names_the_block(tmp_path, capsys):
 def test_the_summary_quotes_the_search_median_and_says_when_the_pick_is_slower():
     real = rr.Results()
     names = ("distill_fashion_mnist", "prune_fashion_mnist", "factorize_fashion_mnist", "quantize_fashion_mnist",
-             "estimator_devices")
+             "estimator_devices", "segmentation")
     data = {p: real[p] for p in [rr.res(n) for n in names] +
             [f"examples/default/{t}/report.json" for t in ("jetson-orin", "host")]}
     rows = [search_row("host", s, a, x) for s, a, x in ((0, 0.9266, 0.9), (1, 0.9270, 1.2), (2, 0.9280, 1.4))]
