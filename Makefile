@@ -33,8 +33,9 @@ demo: setup
 demo-fast: setup
 	$(BIN)/edgekd compress --target $(TARGET) --recipe fast --overwrite
 
+# One pytest worker per core, each pinned to its own (tests/conftest.py), whole files per worker.
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The documentation site (MkDocs, Material theme) into site/; strict: a broken link or reference fails.
 docs: $(VENV)/.installed

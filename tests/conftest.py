@@ -18,6 +18,34 @@ sys.path.insert(0, str(Path(__file__).parent))  # so `user_code` imports as a us
 os.environ["EDGEKD_CACHE"] = tempfile.mkdtemp(prefix="edgekd-test-cache-")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs one worker per core), pin each worker and what it starts (CLI
+    subprocesses, ONNX Runtime sessions: the host profile reads the affinity) to its own cores, so two workers
+    never share a core: each test then sees a quiet machine of fewer cores rather than an oversubscribed one."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        mine = set(cores[int(worker.removeprefix("gw")) % count::count])
+        os.sched_setaffinity(0, mine)
+        import torch
+
+        torch.set_num_threads(len(mine))
+
+
+# The longest files (minutes each on one core, from `--durations`), handed out first: pytest-xdist's
+# --dist loadfile gives each worker whole files in collection order, and a long file dealt last would run
+# alone while the other worker idles. The rest follow in their usual order.
+LONGEST_FIRST = ("test_cli.py", "test_quantize.py", "test_distributed.py", "test_prune.py", "test_search.py",
+                 "test_distill_stage.py", "test_resume.py", "test_tasks.py", "test_factorize.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def fashion():
     return load_fashion_mnist()
