@@ -33,9 +33,10 @@ demo: setup
 demo-fast: setup
 	$(BIN)/edgekd compress --target $(TARGET) --recipe fast --overwrite
 
-# One pytest worker per core, each pinned to its own (tests/conftest.py), whole files per worker.
+# One pytest worker per usable core (nproc: the affinity, not the host's count), each pinned to its own
+# (tests/conftest.py), whole files per worker.
 test: setup browser
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n $$(nproc 2>/dev/null || echo 1) --dist loadfile
 
 # The documentation site (MkDocs, Material theme) into site/; strict: a broken link or reference fails.
 docs: $(VENV)/.installed
