@@ -34,7 +34,7 @@ from edgekd.factorize.layers import Method, full_rank, why_not
 from edgekd.models.loading import build_model
 from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.models.tracing import trace_layers
-from edgekd.onnx_export import check_parity
+from edgekd.onnx_export import check_parity, export_onnx
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.factorize import FactorizeStage
@@ -100,9 +100,11 @@ def run_row(name: str, model, data, workdir: Path, epochs: int, runs: int, repea
     stage_row = ReportRow()
     factorized = stage.apply(Handoff(model=copy.deepcopy(model)), ctx, stage_row).model
     d = stage_row.details
-    with HostComparer(model, ctx.input_shape, threads=ctx.target.threads, runs=runs) as timer:
-        (b1, b64), rounds = timer.compare_rounds(factorized, (1, 64), repeats)
-        parity = check_parity(factorized, timer.save(factorized, "parity"), make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False),
+    baseline = export_onnx(model, ctx.input_shape)
+    with HostComparer(baseline, ctx.input_shape, threads=ctx.target.threads, runs=runs) as timer:
+        exported = timer.save(export_onnx(factorized, ctx.input_shape), "factorized")
+        (b1, b64), rounds = timer.compare_rounds(exported, (1, 64), repeats)
+        parity = check_parity(factorized, exported, make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False),
                               threads=ctx.host_threads)
     row = {"name": name, "model": "cnn", "selection": selection, "conv_method": conv,
            "macs_before": d["macs_before"], "macs_after": d["macs_after"],

@@ -33,7 +33,7 @@ from edgekd.distill.recovery import RecoveryConfig
 from edgekd.measure import count_macs, count_params
 from edgekd.models.loading import build_model
 from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
-from edgekd.onnx_export import check_parity
+from edgekd.onnx_export import check_parity, export_onnx
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.prune import PruneStage
@@ -78,9 +78,11 @@ def run_row(name: str, data, workdir: Path, runs: int, repeats: int) -> dict:
     pruned = stage.apply(Handoff(model=copy.deepcopy(model)), ctx, stage_row).model
     prune_seconds = time.perf_counter() - t0
     step = stage_row.details["steps"][-1]
-    with HostComparer(model, ctx.input_shape, threads=target.threads, runs=runs) as timer:
-        (b1, b64), rounds = timer.compare_rounds(pruned, (1, 64), repeats)
-        parity = check_parity(pruned, timer.save(pruned, "parity"), make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False), threads=ctx.host_threads)
+    baseline = export_onnx(model, ctx.input_shape)
+    with HostComparer(baseline, ctx.input_shape, threads=target.threads, runs=runs) as timer:
+        exported = timer.save(export_onnx(pruned, ctx.input_shape), "pruned")
+        (b1, b64), rounds = timer.compare_rounds(exported, (1, 64), repeats)
+        parity = check_parity(pruned, exported, make_loader(ctx.data.report.unsealed(), ctx.data.info, batch_size=256, train=False), threads=ctx.host_threads)
     row = {"name": name, "model": model_name, "importance": stage.importance.value, "scope": stage.scope.value,
            "round_to": stage_row.details["round_to"], "train_images": len(data.train), "baseline_epochs": epochs,
            "recovery_epochs": recovery_epochs,

@@ -42,6 +42,7 @@ from edgekd.errors import QuantizeError
 from edgekd.models.loading import build_model, save_weights
 from edgekd.models.shipped import DEFAULT_TEACHER, weights_dir
 from edgekd.recipe import load_recipe
+from edgekd.onnx_export import export_onnx
 from edgekd.runtime.compare import HostComparer
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.quantize import QuantizeStage
@@ -130,7 +131,8 @@ def run_row(name: str, models: dict, data, workdir: Path, repeats: int) -> dict:
         return {"name": name, "model": model_name, "scheme": scheme, "error": str(exc)}
     seconds = time.perf_counter() - t0
     d = stage_row.details
-    with HostComparer(model, ctx.input_shape, threads=load_target("host").threads, runs=200) as timer:
+    baseline = export_onnx(model, ctx.input_shape)
+    with HostComparer(baseline, ctx.input_shape, threads=load_target("host").threads, runs=200) as timer:
         (b1, b64), rounds = timer.compare_rounds(out.int8.path, (1, 64), repeats)
     row = {"name": name, "model": model_name, "scheme": scheme, "method": d["method"],
            "bias_correction": stage.bias_correction, "budget_points": budget,

@@ -247,7 +247,8 @@ def test_a_pruned_model_slower_than_dense_is_refused(trained, tmp_path):
     data, model = trained
     ctx = stage_ctx(tmp_path, data)
     wide = build_model("cnn-wide", data.info)  # stands in for a pruned model that came out slower
-    with HostComparer(model, ctx.input_shape) as timer, pytest.raises(PruneError, match="slower than the unpruned"):
+    with HostComparer(export_onnx(model, ctx.input_shape), ctx.input_shape) as timer, \
+            pytest.raises(PruneError, match="slower than the unpruned"):
         PruneStage().check_not_slower(wide, timer, ctx, ReportRow())
 
 

@@ -1,7 +1,9 @@
-"""Side-by-side host latency of PyTorch models through ONNX Runtime, for before/after claims.
+"""Side-by-side host latency of ONNX models through ONNX Runtime, for before/after claims.
 
 A compression stage must show that its model is faster than the one it started from; on a
-shared machine only measurements interleaved in one run make such a ratio trustworthy.
+shared machine only measurements interleaved in one run make such a ratio trustworthy. The
+models come in as ONNX (a ``ModelProto`` or a file): exporting a PyTorch model is the caller's
+step (:func:`edgekd.onnx_export.export_onnx`), so nothing here reaches up to the exporter.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch import nn
+import onnx
 
 from edgekd.targets import available_cores
 
@@ -51,10 +53,13 @@ def slower_ones(comparisons: list[Comparison]) -> str:
     return ", ".join(f"{c.speedup:.2f}× at batch {c.batch}" for c in comparisons if c.slower)
 
 
-class HostComparer:
-    """Exports a baseline model once, then times candidates against it on this machine's CPU."""
+OnnxModel = onnx.ModelProto | Path  # in memory, or a file such as a stage's int8 model
 
-    def __init__(self, baseline: nn.Module, input_shape: tuple[int, ...], *, threads: int | None = None,
+
+class HostComparer:
+    """Holds a baseline ONNX model, then times candidates against it on this machine's CPU."""
+
+    def __init__(self, baseline: OnnxModel, input_shape: tuple[int, ...], *, threads: int | None = None,
                  runs: int = 100):
         self._dir = tempfile.TemporaryDirectory(prefix="edgekd-latency-")
         self.input_shape = input_shape
@@ -62,20 +67,19 @@ class HostComparer:
         self.runs = runs
         self.baseline_path = self.save(baseline, "baseline")
 
-    def save(self, model: nn.Module, name: str) -> Path:
-        import onnx
-
-        from edgekd.onnx_export import export_onnx
-
+    def save(self, model: OnnxModel, name: str) -> Path:
+        """``model`` as a file ONNX Runtime can open (a file is used where it is)."""
+        if isinstance(model, Path):
+            return model
         path = Path(self._dir.name) / f"{name}.onnx"
-        onnx.save(export_onnx(model, self.input_shape), str(path))
+        onnx.save(model, str(path))
         return path
 
-    def compare(self, candidate: nn.Module | Path, batch_sizes: tuple[int, ...]) -> list[Comparison]:
-        """Time ``candidate`` (a model, or an ONNX file such as an int8 model) against the baseline."""
+    def compare(self, candidate: OnnxModel, batch_sizes: tuple[int, ...]) -> list[Comparison]:
+        """Time ``candidate`` (an exported model, or an ONNX file such as an int8 model) against the baseline."""
         from edgekd.runtime.onnxruntime import compare_latency  # ONNX Runtime loads only when timing
 
-        path = candidate if isinstance(candidate, Path) else self.save(candidate, "candidate")
+        path = self.save(candidate, "candidate")
         out = []
         for batch in batch_sizes:
             base, cand = compare_latency([self.baseline_path, path], self.input_shape, batch,
@@ -83,7 +87,7 @@ class HostComparer:
             out.append(Comparison(batch, base, cand))
         return out
 
-    def compare_rounds(self, candidate: nn.Module | Path, batch_sizes: tuple[int, ...],
+    def compare_rounds(self, candidate: OnnxModel, batch_sizes: tuple[int, ...],
                        rounds: int) -> tuple[list[Comparison], list[list[Comparison]]]:
         """``rounds`` comparisons, each with fresh sessions: per batch size the median one, and all of them.
 

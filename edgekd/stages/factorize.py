@@ -28,6 +28,7 @@ from edgekd.distill.recovery import RecoveryConfig, recover
 from edgekd.factorize.layers import Method
 from edgekd.factorize.lowrank import CANDIDATES, Selection, factorize_model, rebuild
 from edgekd.models.loading import save_weights
+from edgekd.onnx_export import export_onnx
 from edgekd.runtime.compare import HostComparer, slower_ones
 from edgekd.stages.base import Handoff, ReportRow, Stage
 from edgekd.judge import judge
@@ -70,8 +71,8 @@ class FactorizeStage(Stage):
         recovered_by = recover(model, original, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-recovery.pt",
                                cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         recovered = recovered_by.accuracy if recovered_by else factorized_acc
-        with HostComparer(original, ctx.input_shape, threads=ctx.host_threads) as timer:
-            comparisons = timer.compare(model, self.report_batches)
+        with HostComparer(export_onnx(original, ctx.input_shape), ctx.input_shape, threads=ctx.host_threads) as timer:
+            comparisons = timer.compare(export_onnx(model, ctx.input_shape), self.report_batches)
         if slower_ones(comparisons):
             row.note("factorize", f"the factorized model runs slower than the original on this host "
                                   f"({slower_ones(comparisons)}): ranks that are not multiples of the runtime's "

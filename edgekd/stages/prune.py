@@ -38,6 +38,7 @@ from edgekd.prune import semistructured
 from edgekd.prune.architecture import layer_sizes, resize_like
 from edgekd.prune.goal import Metric, Scope, prune_model
 from edgekd.prune.importance import Importance
+from edgekd.onnx_export import export_onnx
 from edgekd.runtime.compare import HostComparer
 from edgekd.runtime.host import can_stand_for
 from edgekd.stages.base import Handoff, ReportRow, Stage
@@ -71,7 +72,7 @@ class PruneStage(Stage):
         dense = copy.deepcopy(model).eval()
         before = {"macs": measure.count_macs(dense, ctx.input_shape), "params": measure.count_params(dense)}
         rows, sparse = [], ()
-        with HostComparer(dense, ctx.input_shape, threads=ctx.host_threads) as timer:
+        with HostComparer(export_onnx(dense, ctx.input_shape), ctx.input_shape, threads=ctx.host_threads) as timer:
             for step in range(1, self.steps + 1):
                 model, step_row = self.prune_step(model, step, dense, before, timer, ctx, row)
                 rows.append(step_row)
@@ -110,7 +111,8 @@ class PruneStage(Stage):
         result = recover(model, dense, ctx.data, self.recovery, checkpoint=ctx.stage_dir / f"train-step{step}.pt",
                          cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         step_row["accuracy_recovered"] = result.accuracy if result else step_row["accuracy_pruned"]
-        step_row["host_latency"] = [c.to_dict() for c in timer.compare(model, self.report_batches)]
+        step_row["host_latency"] = [c.to_dict() for c in timer.compare(export_onnx(model, ctx.input_shape),
+                                                                       self.report_batches)]
         console.info(f"prune: step {step}/{self.steps}: MACs {step_row['macs']:,} "
                      f"({step_row['macs'] / before['macs']:.1%}), accuracy {step_row['accuracy_pruned']:.4f} → "
                      f"{step_row['accuracy_recovered']:.4f} after recovery")
@@ -125,7 +127,8 @@ class PruneStage(Stage):
                              metric=self.metric, importance=self.importance, scope=self.scope,
                              round_to=self.channel_multiple(ctx), protect=self.protect, tolerance=self.tolerance,
                              gradients=gradients, gradient_batches=self.taylor_batches,
-                             latency=lambda m: 1 / timer.compare(m, (self.latency_batch,))[0].speedup)
+                             latency=lambda m: 1 / timer.compare(export_onnx(m, ctx.input_shape),
+                                                                   (self.latency_batch,))[0].speedup)
         pruned = result.model
         for note in result.notes:
             row.note("prune", note)
@@ -152,7 +155,7 @@ class PruneStage(Stage):
             row.note("prune", f"this machine cannot stand for {ctx.target.name}, so the slower-than-dense check was "
                               "not made; measure on the device with `edgekd bench`")
             return
-        comparison = timer.compare(pruned, (self.latency_batch,))[0]
+        comparison = timer.compare(export_onnx(pruned, ctx.input_shape), (self.latency_batch,))[0]
         if comparison.slower:
             raise PruneError(
                 f"the pruned model is slower than the unpruned one on this machine ({comparison.candidate.median_ms:.3f} "

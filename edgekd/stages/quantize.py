@@ -96,7 +96,7 @@ class QuantizeStage(Stage):
         path = ctx.stage_dir / INT8_FILE
         with atomic_path(path) as tmp:
             onnx.save(int8, str(tmp))
-        with HostComparer(model, ctx.input_shape, threads=ctx.host_threads) as timer:
+        with HostComparer(float_model, ctx.input_shape, threads=ctx.host_threads) as timer:
             comparisons = timer.compare(path, self.report_batches)
         kept = [module_name(n) for n in float_layers(int8)]
         self.note_if_slower(comparisons, scheme, kept, row)
