@@ -24,6 +24,8 @@ EXPORTS = {
     "distill_model": "edgekd.distill.training", "recover": "edgekd.distill.recovery",
     "prune_model": "edgekd.prune.goal", "factorize_model": "edgekd.factorize.lowrank",
     "quantize_model": "edgekd.quantize.int8", "export_model": "edgekd.onnx_export",
+    "register_loss": "edgekd.distill", "register_stage": "edgekd.stages", "register_model": "edgekd.models",
+    "register_runtime": "edgekd.runtime",
 }
 
 __all__ = ["__version__", *EXPORTS]

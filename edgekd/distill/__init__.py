@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgekd.distill.losses import AT, DKD, KD, NKD, RKD, DistillLoss, FitNets, LossConfig, Outputs
@@ -10,7 +13,8 @@ from edgekd.distill.dense import OutputKD
 from edgekd.distill.online import BDKD, DML
 from edgekd.distill.selfkd import BYOT, USKD, LabelSmoothing, TfKDReg
 from edgekd.distill.taps import FeatureTaps, find_module
-from edgekd.errors import UnknownNameError
+from edgekd.errors import ConfigError, UnknownNameError
+from edgekd.registry import register
 
 
 class LITConfig(LossConfig):
@@ -22,6 +26,9 @@ class LITConfig(LossConfig):
     authors' (β = 0.75, inherited stem and classifier); ``kd_weight: 0, inherit: false`` is block training
     alone.
     """
+
+    is_phase: ClassVar[bool] = True
+    needs_teacher: ClassVar[bool] = True
 
     epochs: int = Field(3, ge=1)
     pairs: tuple[tuple[str, str], ...] | None = None
@@ -38,6 +45,9 @@ class GenerationsConfig(LossConfig):
     generation, or from the ensemble of all previous ones (``ensemble: true``). The last one is kept.
     """
 
+    is_phase: ClassVar[bool] = True
+    makes_teachers: ClassVar[bool] = True
+
     count: int = Field(1, ge=1, le=10)
     ensemble: bool = False
 
@@ -46,10 +56,32 @@ LOSSES: dict[str, type] = {"kd": KD, "dkd": DKD, "fitnets": FitNets, "at": AT, "
                           "label-smoothing": LabelSmoothing, "tfkd-reg": TfKDReg, "uskd": USKD, "byot": BYOT,
                           "dml": DML, "bdkd": BDKD, "lit": LITConfig, "generations": GenerationsConfig,
                           "outputs": OutputKD}
-"""Losses by name. ``lit`` and ``generations`` are training phases rather than weighted terms
-(distill/lit.py, distill/training.py)."""
+"""Losses by name: :class:`DistillLoss` classes, and the settings of training phases (``is_phase``: ``lit``,
+``generations``; distill/lit.py, distill/training.py) rather than weighted terms. Users add theirs with
+:func:`register_loss`."""
 
-PHASES = ("lit", "generations")
+
+def register_loss(name: str, *, override: bool = False) -> Callable[[type], type]:
+    """Decorator: make a :class:`DistillLoss` subclass available by ``name`` to ``Distill(losses=[...])`` and recipes.
+
+    The class takes its settings (a nested ``Config(LossConfig)``, default none) in ``__init__``, and its
+    ``forward(student, teacher, labels)`` returns the scalar term; ``student``/``teacher`` are
+    :class:`Outputs` (``logits``, and ``features`` of the layers ``student_layers``/``teacher_layers`` name).
+    Class attributes the stage reads: ``needs_teacher`` (default True), ``uses_labels`` (it includes the
+    label term itself), ``needs_indices``. Example::
+
+        @edgekd.register_loss("logit-mse")
+        class LogitMSE(DistillLoss):
+            def forward(self, student, teacher, labels):
+                return F.mse_loss(student.logits, teacher.logits)
+    """
+    def add(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, DistillLoss)):
+            raise ConfigError(f"register_loss('{name}') decorates a subclass of edgekd.distill.DistillLoss, "
+                              f"not {cls!r}")
+        register(LOSSES, "loss", name, cls, override=override)
+        return cls
+    return add
 
 
 def config_class(name: str) -> type[LossConfig]:
@@ -84,11 +116,16 @@ class LossSpec(BaseModel):
 
 
 def teacher_needed_by(specs: tuple[LossSpec, ...]) -> list[str]:
-    """The losses in ``specs`` that need a teacher none is given; ``generations`` makes its own teachers."""
-    if any(s.name == "generations" for s in specs):
+    """The losses in ``specs`` that need a teacher none is given; a phase that trains its own teachers
+    (``generations``) provides one for every other."""
+    if any(config_class(s.name).makes_teachers for s in specs):
         return []
-    return [s.name for s in specs if s.name == "lit" or getattr(LOSSES[s.name], "needs_teacher", False)]
+    return [s.name for s in specs if LOSSES[s.name].needs_teacher]
 
 
-__all__ = ["LOSSES", "PHASES", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
+def is_phase(spec: LossSpec) -> bool:
+    return config_class(spec.name).is_phase
+
+
+__all__ = ["LOSSES", "register_loss", "is_phase", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
            "find_module"]

@@ -31,7 +31,13 @@ class Outputs:
 
 
 class LossConfig(BaseModel):
+    """A loss's settings. The class attributes say what the distill stage must arrange for a *phase* (an entry
+    registered by its settings alone, run by the training loop itself rather than summed as a term)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    is_phase: ClassVar[bool] = False  # a training phase of its own (LIT's block training, generations)
+    needs_teacher: ClassVar[bool] = False  # the phase reads a teacher (LIT) ...
+    makes_teachers: ClassVar[bool] = False  # ... or trains its own teachers, so the stage needs none (generations)
 
 
 class DistillLoss(nn.Module):

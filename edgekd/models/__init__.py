@@ -8,19 +8,21 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from functools import partial
 
 from torch import nn
 
-from edgekd.errors import EdgekdError, UnknownNameError
+from edgekd.errors import ConfigError, EdgekdError, UnknownNameError
 from edgekd.models.cnn import PlainCNN
 from edgekd.models.imagenet import resnet_imagenet
 from edgekd.models.mobilenetv2 import MobileNetV2
 from edgekd.models.mobilenetv3 import MobileNetV3
 from edgekd.models.resnet import resnet
 from edgekd.models.unet import UNet
+from edgekd.registry import register
 
-MODELS: dict[str, partial] = {
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": partial(PlainCNN, width=32, depth=2, stem_depth=1),
     "cnn-small": partial(PlainCNN, width=16, depth=2, stem_depth=1),
     "cnn-tiny": partial(PlainCNN, width=8, depth=2, stem_depth=1),
@@ -47,6 +49,20 @@ MODELS: dict[str, partial] = {
     "unet-small": partial(UNet, width=16),
     "unet-tiny": partial(UNet, width=8),
 }
+
+
+def register_model(name: str, *, override: bool = False) -> Callable:
+    """Decorator: add a model factory to the zoo, so ``name`` works wherever a zoo name does (``--teacher``,
+    ``Distill(student=name)``, recipes). The factory is called as ``factory(in_channels=, num_classes=,
+    input_size=)`` with the data's shape and returns an ``nn.Module``; a ``blocks`` attribute (module names of
+    its stage boundaries) lets feature distillation pair its layers."""
+    def add(factory: Callable) -> Callable:
+        if not callable(factory):
+            raise ConfigError(f"register_model('{name}') decorates a class or function that builds a model, "
+                              f"not {factory!r}")
+        register(MODELS, "model", name, factory, override=override)
+        return factory
+    return add
 
 
 def model_task(model: nn.Module) -> str:

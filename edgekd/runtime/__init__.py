@@ -10,8 +10,15 @@ import importlib
 from types import ModuleType
 
 from edgekd.errors import UnknownNameError
+from edgekd.registry import register
 
 RUNTIMES = {"onnxruntime": "edgekd.runtime.onnxruntime", "tensorrt": "edgekd.runtime.tensorrt"}
+
+
+def register_runtime(name: str, module: str, *, override: bool = False) -> None:
+    """Add an inference backend: ``module`` (an import path, imported only when the runtime is used) offers
+    ``evaluate(onnx_path, loader, ...)`` and ``measure_latency(onnx_path, input_shape, batch, ...)``."""
+    register(RUNTIMES, "runtime", name, module, override=override)
 
 
 def get_runtime(name: str) -> ModuleType:

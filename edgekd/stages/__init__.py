@@ -1,8 +1,12 @@
-"""Pipeline stages by name. A new stage is one module here and one line in ``STAGES``."""
+"""Pipeline stages by name. A new built-in stage is one module here and one line in ``STAGES``; a user's stage
+is one class decorated with :func:`register_stage`."""
 
 from __future__ import annotations
 
-from edgekd.errors import UnknownNameError
+from collections.abc import Callable
+
+from edgekd.errors import ConfigError, UnknownNameError
+from edgekd.registry import register
 from edgekd.stages.base import Stage
 from edgekd.stages.benchmark import BenchmarkStage
 from edgekd.stages.distill import DistillStage
@@ -32,6 +36,27 @@ PUBLIC_STAGES: dict[str, type[Stage]] = {
     "Benchmark": BenchmarkStage,
 }
 """The names a Python user builds stages by: ``edgekd.Prune(reduction=0.5)``."""
+
+
+def register_stage(name: str, *, override: bool = False) -> Callable[[type], type]:
+    """Decorator: make a :class:`Stage` subclass usable as ``stage: NAME`` in recipes (objects of it go in
+    ``edgekd.compress(stages=[...])`` either way).
+
+    The class declares ``stage: Literal[NAME] = NAME``, its settings as fields, and ``apply(given, ctx, row)``
+    returning the next :class:`~edgekd.stages.base.Handoff`; ``needs``/``makes`` (class attributes) say what
+    must come before it (default: a model) and what it makes, so the recipe check places it; ``restore``
+    rebuilds its handoff when a resumed run skips it (default: hands on what it was given).
+    """
+    def add(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, Stage)):
+            raise ConfigError(f"register_stage('{name}') decorates a subclass of edgekd.stages.base.Stage, not {cls!r}")
+        field = cls.model_fields.get("stage")
+        if field is None or field.default != name:
+            raise ConfigError(f"stage '{name}': the class needs the field `stage: Literal['{name}'] = '{name}'` "
+                              f"(recipes and reports name it by that field)")
+        register(STAGES, "stage", name, cls, override=override)
+        return cls
+    return add
 
 
 def stage_class(name: str) -> type[Stage]:

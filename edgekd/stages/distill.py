@@ -38,7 +38,7 @@ from edgekd.train import TrainConfig
 class TeacherSource(str, enum.Enum):
     PREVIOUS = "previous"  # the model entering this stage
     ORIGINAL = "original"  # the run's teacher stage output
-    NONE = "none"  # no teacher: teacher-free losses (label-smoothing, tfkd-reg, uskd, byot, dml, bdkd, generations)
+    NONE = "none"  # no teacher: only losses whose class says needs_teacher = False, or a phase that makes teachers
 
 
 PREVIOUS_MODEL = "previous"  # ``student: previous``: the model entering the stage, trained further
