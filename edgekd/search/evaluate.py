@@ -27,6 +27,7 @@ from pathlib import Path
 
 import onnx
 from torch import nn
+from torch.utils.data import Dataset
 
 from edgekd import console
 from edgekd.context import RunContext
@@ -105,7 +106,7 @@ class Evaluator:
         self.original_accuracy = self.judged(self.original_onnx, self.scoring)
 
     @staticmethod
-    def split(data: DataBundle, budget: Budget) -> tuple:
+    def split(data: DataBundle, budget: Budget) -> tuple[Dataset, Dataset]:
         """Disjoint, seeded fine-tuning and scoring subsets of the training set (the proxy's train and selection)."""
         scoring, tune = seeded_parts(data.train, (min(budget.score_images, len(data.train) // 3), budget.proxy_images),
                                      seed=budget.seed)
