@@ -99,7 +99,7 @@ class Evaluator:
         proxy = dataclasses.replace(data, train=tune, selection=self.scoring)
         self.contexts = {phase: RunContext(out_dir=Path(self.folder.name) / phase, target=target, data=bundle,
                                            cache_dir=cache_dir, progress=progress, metric=self.metric,
-                                           loss=as_supervised(loss))
+                                           loss=as_supervised(loss), report_timings=False)
                          for phase, bundle in (("proxy", proxy), ("final", data))}
         self.original_onnx = export_onnx(self.original, self.shape)
         self.original_path = self.save(self.original_onnx, "original")
