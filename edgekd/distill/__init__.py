@@ -129,6 +129,13 @@ def teacher_needed_by(specs: tuple[LossSpec, ...]) -> list[str]:
     return [s.name for s in specs if loss_entry(s.name).needs_teacher]
 
 
+def teacher_free() -> tuple[list[str], list[str]]:
+    """What ``teacher: none`` can run, read off the registry (built-ins and the user's): the terms that need no
+    teacher, and the phases that train their own teachers (with which any term can run)."""
+    terms = [name for name, entry in LOSSES.items() if not (entry.needs_teacher or entry.is_phase)]
+    return terms, [name for name, entry in LOSSES.items() if entry.makes_teachers]
+
+
 def is_phase(spec: LossSpec) -> bool:
     """A training phase run by the loop itself (``lit``, ``generations``), not a term summed into the objective."""
     return loss_entry(spec.name).is_phase
@@ -139,5 +146,5 @@ def makes_teachers(spec: LossSpec) -> bool:
     return loss_entry(spec.name).makes_teachers
 
 
-__all__ = ["LOSSES", "register_loss", "loss_entry", "is_phase", "makes_teachers", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
+__all__ = ["LOSSES", "register_loss", "loss_entry", "is_phase", "makes_teachers", "teacher_free", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
            "find_module"]
