@@ -103,6 +103,8 @@ def test_registration_refuses_taken_names_and_wrong_kinds(registries):
         edgekd.register_loss("kd")(type("Mine", (DistillLoss,), {}))
     with pytest.raises(ConfigError, match="subclass of edgekd.distill.DistillLoss"):
         edgekd.register_loss("not-a-loss")(dict)
+    with pytest.raises(ConfigError, match="a registered loss is a term of the objective"):
+        edgekd.register_loss("test-phase")(type("Phase", (DistillLoss,), {"is_phase": True}))
 
     class Wrong(Stage):
         stage: Literal["other"] = "other"

@@ -79,6 +79,9 @@ def register_loss(name: str, *, override: bool = False) -> Callable[[type], type
         if not (isinstance(cls, type) and issubclass(cls, DistillLoss)):
             raise ConfigError(f"register_loss('{name}') decorates a subclass of edgekd.distill.DistillLoss, "
                               f"not {cls!r}")
+        if cls.is_phase or cls.makes_teachers:
+            raise ConfigError(f"loss '{name}': a registered loss is a term of the objective; is_phase and "
+                              f"makes_teachers describe the built-in phases (lit, generations) the training loop runs")
         register(LOSSES, "loss", name, cls, override=override)
         return cls
     return add

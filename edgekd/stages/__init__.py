@@ -38,7 +38,8 @@ def register_stage(name: str, *, override: bool = False) -> Callable[[type], typ
 
     The class declares ``stage: Literal[NAME] = NAME``, its settings as fields, and ``apply(given, ctx, row)``
     returning the next :class:`~edgekd.stages.base.Handoff`; ``needs``/``makes`` (class attributes) say what
-    must come before it (default: a model) and what it makes, so the recipe check places it; ``restore``
+    must come before it (default: a model) and what it makes, so the recipe check places it (needing nothing,
+    it can start a recipe, and the check suggests it wherever what it makes is missing); ``restore``
     rebuilds its handoff when a resumed run skips it (default: hands on what it was given).
     """
     def add(cls: type) -> type:
