@@ -75,8 +75,8 @@ def test_a_users_loss_and_stage_run_through_compress(registries, tmp_path):
     images = (val.images[:256].float() / 255 - 0.5) / 0.5
     gap_before = logit_gap(student, teacher, images)
     result = edgekd.compress(teacher, train, val, target="host", out=tmp_path, progress=False,
-                             stages=[edgekd.Distill(student=student, losses=[{"name": "test-logit-mse"}], label_weight=0,
-                                                    train={"epochs": 2, "lr": 0.03, "batch_size": 64}),
+                             stages=[edgekd.Distill(student=student, losses=[{"name": "test-logit-mse"}],
+                                                    label_weight=0, train={"epochs": 2, "lr": 0.03, "batch_size": 64}),
                                      stage(label="parameters")])
     assert loss.calls >= 2 * 1000 * 0.9 // 64  # every training step of both epochs (0.9: the selection hold-out)
     # it imitated the teacher's logits: mean squared gap 8.25 before, 0.076 after (measured, 30 steps)
@@ -124,7 +124,8 @@ def test_registration_refuses_taken_names_and_wrong_kinds(registries):
 def test_what_the_stage_reads_of_a_loss_is_its_class_not_its_name():
     from edgekd.distill import LossSpec, is_phase, teacher_needed_by
 
-    assert is_phase(LossSpec(name="lit")) and is_phase(LossSpec(name="generations")) and not is_phase(LossSpec(name="kd"))
+    assert is_phase(LossSpec(name="lit")) and is_phase(LossSpec(name="generations"))
+    assert not is_phase(LossSpec(name="kd"))
     assert teacher_needed_by((LossSpec(name="lit"), LossSpec(name="byot"))) == ["lit"]
     assert teacher_needed_by((LossSpec(name="generations"), LossSpec(name="kd"))) == []  # it trains its teachers
 

@@ -149,5 +149,5 @@ def makes_teachers(spec: LossSpec) -> bool:
     return loss_entry(spec.name).makes_teachers
 
 
-__all__ = ["LOSSES", "register_loss", "loss_entry", "is_phase", "makes_teachers", "teacher_free", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
-           "find_module"]
+__all__ = ["LOSSES", "register_loss", "loss_entry", "is_phase", "makes_teachers", "teacher_free", "teacher_needed_by",
+           "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs", "find_module"]
