@@ -79,6 +79,12 @@ def test_the_reference_pages_are_generated_from_the_registries(site):
                 assert f"<code>{field}</code>" in recipes, (stage, field)
     for name in ("edgekd.api.compress", "edgekd.prune.goal.prune_model", "edgekd.quantize.int8.quantize_model"):
         assert f'id="{name}"' in api
+    from edgekd.distill import LOSSES
+
+    distill = (site / "stages" / "distill" / "index.html").read_text()
+    assert "generated:" not in distill and "trains its own teachers" in distill
+    for name in LOSSES:
+        assert f"<code>{name}</code>" in distill, name
 
 
 def test_a_setting_lists_its_choices():

@@ -3,7 +3,8 @@
 A page line ``<!-- generated:NAME -->`` (or ``<!-- generated:NAME ARG -->``) is replaced by what
 ``GENERATED[NAME]()`` (or ``GENERATED[NAME](ARG)``) returns: the target profiles (``targets/*.yaml``, as
 ``edgekd targets`` loads them), the recipes (``recipes/*.yaml``, verbatim, with their stage chain), and each
-stage's settings (``STAGES``: field, default, choices, meaning). The pages are committed with the markers
+stage's settings (``STAGES``: field, default, choices, meaning), and what the distill stage reads of each loss
+(``LOSSES``: needs a teacher, is a phase, ...). The pages are committed with the markers
 only; ``make docs`` (or tests/test_docs.py) fills them. Results are not generated here: their numbers are
 rendered into the committed pages by ``benchmarks/render_readme.py``.
 """
@@ -106,11 +107,25 @@ def stage_settings(name: str | None = None) -> str:
     return "\n\n".join(out)
 
 
+def loss_properties() -> str:
+    """What the distill stage reads of each registered loss: its class attributes, never its name."""
+    from edgekd.distill import LOSSES
+
+    yes = lambda flag: "yes" if flag else ""  # noqa: E731
+    out = ["| loss | needs a teacher | a phase | trains its own teachers | includes the label term | "
+           "needs sample indices |", "|---|---|---|---|---|---|"]
+    for name, entry in LOSSES.items():
+        out.append(f"| `{name}` | {yes(entry.needs_teacher)} | {yes(entry.is_phase)} | {yes(entry.makes_teachers)} | "
+                   f"{yes(getattr(entry, 'uses_labels', False))} | {yes(getattr(entry, 'needs_indices', False))} |")
+    return "\n".join(out)
+
+
 GENERATED: dict[str, Callable[..., str]] = {
     "targets-table": targets_table,
     "targets-files": targets_files,
     "recipes": recipes,
     "stage-settings": stage_settings,
+    "loss-properties": loss_properties,
 }
 
 

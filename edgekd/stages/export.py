@@ -34,6 +34,7 @@ class ExportStage(Stage):
     """Export the current model to ``model.onnx`` in the run folder, after a parity check."""
 
     stage: Literal["export"] = "export"
+    public_name: ClassVar[str | None] = "Export"
     makes: ClassVar[tuple[str, ...]] = ("onnx",)
     opset: int = Field(OPSET, ge=17)
     simplify: bool = True
