@@ -45,7 +45,6 @@ class DistillLoss(nn.Module):
     ``need_teacher`` (self-distillation, online and mutual learning) are given ``teacher=None``."""
 
     Config: ClassVar[type[LossConfig]] = LossConfig
-    is_phase: ClassVar[bool] = False  # a weighted term (the phases, LIT and generations, are LossConfigs)
     uses_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_indices: ClassVar[bool] = False  # each batch must carry its samples' dataset indices
