@@ -210,3 +210,12 @@ def test_the_public_stage_names_are_the_lazy_exports():
     assert set(PUBLIC_STAGES) == {"Distill", "Prune", "Factorize", "Quantize", "Export", "Benchmark"}
     for name, cls in PUBLIC_STAGES.items():
         assert getattr(edgekd, name) is cls and STAGES[cls().stage] is cls
+
+
+def test_deriving_from_a_registered_factory_is_one_clear_error(registries):
+    from edgekd.errors import EdgekdError
+    from edgekd.models import derive_model
+
+    edgekd.register_model("test-plain")(lambda **shape: torch.nn.Linear(1, 1))
+    with pytest.raises(EdgekdError, match="cannot resize"):
+        derive_model("test-plain", width=0.5)

@@ -99,6 +99,9 @@ def derive_model(name: str, *, width: float = 1.0, depth: int | None = None, in_
     if name not in MODELS:
         raise UnknownNameError("model", name, MODELS)
     factory = MODELS[name]
+    if not isinstance(factory, partial):
+        raise EdgekdError(f"{name} is a registered factory edgekd cannot resize: derive works on the zoo's built-in "
+                          f"families; pass the student itself (Distill(student=...)) instead")
     kwargs = dict(factory.keywords)
     base = kwargs.get("width")
     kwargs["width"] = base * width if isinstance(base, float) else max(1, round((base or 16) * width))
