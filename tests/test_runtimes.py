@@ -11,6 +11,7 @@ import onnx
 import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from edgekd.builtin import descriptor_dir
 from edgekd.deploy import write_bundle
@@ -159,10 +160,12 @@ def test_a_tensorrt_target_is_not_measured_where_tensorrt_is_missing():
         check_can_stand_for(load_target("jetson-orin"))
 
 
-def test_the_host_comparer_times_onnx_models(tmp_path):
+def test_the_host_comparer_times_onnx_models_and_refuses_pytorch_ones(tmp_path):
     model = conv_model()
     onnx.save(model, tmp_path / "file.onnx")
     with HostComparer(model, (1, 8, 8), threads=1, runs=5) as timer:
-        for candidate in (model, tmp_path / "file.onnx"):
+        for candidate in (model, model.SerializeToString(), tmp_path / "file.onnx"):
             (comparison,) = timer.compare(candidate, (2,))
             assert comparison.batch == 2 and comparison.speedup > 0 and comparison.candidate.runs == 5
+        with pytest.raises(TypeError, match="export it first"):
+            timer.compare(nn.Conv2d(1, 4, 3), (1,))
