@@ -17,7 +17,7 @@ from edgekd.builtin import descriptor_dir
 from edgekd.deploy import write_bundle
 from edgekd.errors import ConfigError, EdgekdError, UnknownNameError
 from edgekd.quantize.scheme import Scheme
-from edgekd.runtime import get_runtime
+from edgekd.runtime import RUNTIMES, get_runtime
 from edgekd.runtime.compare import HostComparer
 from edgekd.runtime.descriptor import (Measure, RuntimeDescriptor, descriptor, descriptor_path, list_runtimes,
                                        load_descriptor, to_yaml)
@@ -71,6 +71,7 @@ def test_every_descriptor_names_a_backend_that_imports_where_its_runtime_is(name
         assert found.measure is Measure.HOST  # nothing of its own to measure with
         return
     assert importlib.util.find_spec(found.module) is not None
+    assert RUNTIMES[name] == found.module  # the backend registry is made from the descriptors
     if found.available():
         assert get_runtime(name) is importlib.import_module(found.module)
 

@@ -11,8 +11,10 @@ from types import ModuleType
 
 from edgekd.errors import ConfigError, UnknownNameError
 from edgekd.registry import register
+from edgekd.runtime.descriptor import descriptor, list_runtimes
 
-RUNTIMES = {"onnxruntime": "edgekd.runtime.onnxruntime", "tensorrt": "edgekd.runtime.tensorrt"}
+# The built-in backends are the modules their descriptors (edgekd/runtime/<name>.yaml) name.
+RUNTIMES = {d.name: d.module for d in map(descriptor, list_runtimes()) if d.module}
 
 
 def register_runtime(name: str, module: str, *, override: bool = False) -> None:
