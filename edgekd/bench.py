@@ -13,8 +13,9 @@ import onnx
 
 from edgekd.errors import EdgekdError
 from edgekd.records import LatencyKind, LatencyRecord
+from edgekd.runtime.descriptor import Measure, descriptor
 from edgekd.runtime.host import check_can_stand_for, measure_host_latency
-from edgekd.targets import Runtime, TargetProfile, load_target
+from edgekd.targets import TargetProfile, load_target
 
 
 def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ...] | None = None,
@@ -24,7 +25,7 @@ def bench_onnx(onnx_path: str | Path, target: str, *, batch_sizes: tuple[int, ..
     profile = load_target(target)
     check_can_stand_for(profile)
     shape = onnx_input_shape(onnx_path)
-    if profile.runtime is Runtime.TENSORRT:
+    if descriptor(profile.runtime).measure is Measure.ENGINE:  # TensorRT: the only engine-measured runtime so far
         return measure_tensorrt_latency(onnx_path, shape, batch_sizes or profile.batch_sizes, device=profile,
                                         runs=runs)
     return measure_host_latency(onnx_path, shape, batch_sizes or profile.batch_sizes, device=profile, runs=runs)

@@ -16,5 +16,10 @@ def builtin_dir(kind: str) -> Path:
     raise FileNotFoundError(f"edgekd's {kind}/ folder is missing from the installation; reinstall edgekd")
 
 
+def descriptor_dir() -> Path:
+    """The folder of the runtime descriptors: ``edgekd/runtime/*.yaml``, beside their backend modules."""
+    return _PACKAGE / "runtime"
+
+
 def builtin_names(kind: str) -> list[str]:
     return sorted(p.stem for p in builtin_dir(kind).glob("*.yaml"))

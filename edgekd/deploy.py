@@ -6,6 +6,9 @@
   it asks for ONNX Runtime's TensorRT and CUDA providers first).
 * ``build_engine.sh`` (TensorRT targets): the ``trtexec`` build and timing commands, to run on
   the device itself (engines do not carry over between GPUs or TensorRT versions).
+
+Which of these a runtime gets, and the providers ``infer.py`` asks for, are its descriptor's ``deploy``
+section (``edgekd/runtime/<name>.yaml``).
 """
 
 from __future__ import annotations
@@ -16,21 +19,16 @@ from pathlib import Path
 import onnx
 
 from edgekd.atomic import atomic_path, write_json, write_text
-from edgekd.targets import Runtime, TargetProfile
+from edgekd.runtime.descriptor import descriptor
+from edgekd.targets import TargetProfile
 
 INFER_TEMPLATE = Path(__file__).parent / "templates" / "infer.py"
-
-# ONNX Runtime execution providers to ask for, best first, per target runtime.
-PROVIDERS = {
-    Runtime.TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    Runtime.ONNXRUNTIME: ["CPUExecutionProvider"],
-    Runtime.OPENVINO: ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
-}
 
 
 def write_bundle(out_dir: Path, onnx_path: Path, target: TargetProfile, preprocessing: dict, *,
                  build_script: Path | None = None) -> Path:
     """Write ``out_dir/deploy`` for ``target``; returns its path."""
+    providers = list(descriptor(target.runtime).deploy.execution_providers)
     bundle = out_dir / "deploy"
     bundle.mkdir(parents=True, exist_ok=True)
     with atomic_path(bundle / "model.onnx") as tmp:
@@ -39,7 +37,7 @@ def write_bundle(out_dir: Path, onnx_path: Path, target: TargetProfile, preproce
     write_json(bundle / "preprocessing.json", {**preprocessing, "input_name": "input", "output_name": outputs[0],
                                                "output_names": outputs,
                                                "target": target.name, "runtime": target.runtime.value,
-                                               "providers": PROVIDERS[target.runtime],
+                                               "providers": providers,
                                                "threads": target.threads})
     write_text(bundle / "infer.py", INFER_TEMPLATE.read_text())
     (bundle / "infer.py").chmod(0o755)

@@ -30,7 +30,8 @@ from onnx import shape_inference
 
 from edgekd.fusion import Kernel, PlainGraph, fuse
 from edgekd.records import LatencyKind, LatencyRecord
-from edgekd.targets import Calibration, Precision, Runtime, TargetProfile, Validation
+from edgekd.runtime.descriptor import descriptor
+from edgekd.targets import Calibration, Precision, TargetProfile, Validation
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,8 @@ class ModelSummary:
     @classmethod
     def of(cls, costs: list[KernelCost], target: TargetProfile) -> "ModelSummary":
         kinds = {"depthwise" if c.depthwise else "grouped" if c.grouped else "dense" for c in costs if c.macs}
-        float_precision = "fp16" if float_element_bytes(target) == 2 else "fp32"
         return cls(sum(c.macs for c in costs), sum(c.params for c in costs), tuple(sorted(kinds)),
-                   "int8" if any(c.int8 and c.macs for c in costs) else float_precision)
+                   "int8" if any(c.int8 and c.macs for c in costs) else float_precision(target).value)
 
 
 def outside_validated_range(summary: ModelSummary, batch: int, validation: Validation | None) -> str:
@@ -263,21 +263,23 @@ def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibra
     return Estimate(batch, total * 1000, compute_bound, memory_bound, len(costs))
 
 
-def float_peak_tflops(target: TargetProfile) -> float:
-    """The peak float layers run at: fp16 on a TensorRT target built for fp16 or int8, else fp32.
+def float_precision(target: TargetProfile) -> Precision:
+    """The precision float layers run at, from the runtime's descriptor (``estimate.float_precision``).
 
-    ONNX Runtime on a CPU runs float layers in fp32 whatever the profile's int8 precision.
+    TensorRT runs them in fp16 in an engine built for fp16 or int8; ONNX Runtime on a CPU in fp32 whatever
+    the profile's precision.
     """
-    if target.runtime is Runtime.TENSORRT and target.precision in (Precision.FP16, Precision.INT8):
-        return target.peak.fp16_tflops
-    return target.peak.fp32_tflops
+    return descriptor(target.runtime).estimate.float_layers(target.precision)
+
+
+def float_peak_tflops(target: TargetProfile) -> float:
+    """The peak float layers run at: the profile's fp16 or fp32 peak, as :func:`float_precision` says."""
+    return target.peak.fp16_tflops if float_precision(target) is Precision.FP16 else target.peak.fp32_tflops
 
 
 def float_element_bytes(target: TargetProfile) -> int:
-    """Bytes per float value as the runtime stores activations: 2 where TensorRT runs fp16, else 4."""
-    if target.runtime is Runtime.TENSORRT and target.precision in (Precision.FP16, Precision.INT8):
-        return 2
-    return 4
+    """Bytes per float value as the runtime stores activations: 2 where it runs fp16, else 4."""
+    return 2 if float_precision(target) is Precision.FP16 else 4
 
 
 def constant_bytes(tensor: onnx.TensorProto, float_bytes: int) -> int:

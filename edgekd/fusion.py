@@ -19,7 +19,9 @@ estimate (:mod:`edgekd.estimate`) must cost what runs, not what was exported:
   ``QLinearAdd`` of its own (a ReLU after it folds into its output quantization); other
   point-wise nodes are one kernel each.
 
-Each :class:`Kernel` lists its nodes; the first is the one that does the arithmetic (the anchor).
+Which of these a runtime does is data: the ``fusion`` section of its descriptor
+(``edgekd/runtime/<name>.yaml``, :class:`~edgekd.runtime.descriptor.FusionRules`). Each :class:`Kernel` lists
+its nodes; the first is the one that does the arithmetic (the anchor).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from edgekd.runtime.descriptor import Epilogue, FusionRules, Residual, descriptor
 from edgekd.targets import Runtime
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 VIEWS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "Transpose", "Concat",
-         "Dropout")
-TENSORRT_VIEWS = VIEWS + ("Split", "Slice")  # a channel split of an NCHW tensor is an offset into it
+         "Dropout")  # free on every runtime; a descriptor's ``fusion.free`` adds its own (TensorRT: Split, Slice)
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
                "PRelu", "Softplus", "Gelu")
 POINTWISE = ACTIVATIONS + ("Add", "Sub", "Mul", "Div", "BatchNormalization", "Neg", "Abs", "Sqrt", "Exp", "Pow",
@@ -106,14 +108,16 @@ def plain_graph(model: onnx.ModelProto) -> PlainGraph:
 def fuse(model: onnx.ModelProto, runtime: Runtime) -> tuple[list[Kernel], PlainGraph]:
     """The kernels ``runtime`` runs for ``model``, in graph order (views and Q/DQ are in none)."""
     graph = plain_graph(model)
+    rules = descriptor(runtime).fusion
+    free = VIEWS + rules.free
     taken: set[int] = set()
     kernels = []
     for node in graph.nodes:
-        if id(node) in taken or node.op_type in (TENSORRT_VIEWS if runtime is Runtime.TENSORRT else VIEWS):
+        if id(node) in taken or node.op_type in free:
             continue
         if node.op_type in ANCHORS:
-            members = absorb(node, graph, runtime, taken)
-        elif node.op_type in POINTWISE and runtime is Runtime.TENSORRT:
+            members = absorb(node, graph, rules, taken)
+        elif node.op_type in POINTWISE and rules.pointwise_chains:
             members = pointwise_chain(node, graph, taken, POINTWISE)
         elif node.op_type in ("Add", "Sum") and node.input[0] in graph.int8:  # ORT: QLinearAdd, ReLU folded
             members = pointwise_chain(node, graph, taken, ("Relu",))
@@ -124,13 +128,13 @@ def fuse(model: onnx.ModelProto, runtime: Runtime) -> tuple[list[Kernel], PlainG
     return kernels, graph
 
 
-def absorb(anchor: onnx.NodeProto, graph: PlainGraph, runtime: Runtime, taken: set[int]) -> list[onnx.NodeProto]:
+def absorb(anchor: onnx.NodeProto, graph: PlainGraph, rules: FusionRules, taken: set[int]) -> list[onnx.NodeProto]:
     """The anchor plus the point-wise epilogue the runtime fuses into it (the longest valid prefix)."""
     members = [anchor]
     best = list(members)
     residual_used = False
     while True:
-        candidate = next_epilogue(members, graph, runtime, taken, residual_used)
+        candidate = next_epilogue(members, graph, rules, taken, residual_used)
         if candidate is None:
             break
         node, uses_residual = candidate
@@ -141,7 +145,7 @@ def absorb(anchor: onnx.NodeProto, graph: PlainGraph, runtime: Runtime, taken: s
     return best
 
 
-def next_epilogue(members: list[onnx.NodeProto], graph: PlainGraph, runtime: Runtime, taken: set[int],
+def next_epilogue(members: list[onnx.NodeProto], graph: PlainGraph, rules: FusionRules, taken: set[int],
                   residual_used: bool) -> tuple[onnx.NodeProto, bool] | None:
     """A consumer of the kernel's tensors that the runtime can fold into it, and whether it is the residual add."""
     inside = {out for n in members for out in n.output}
@@ -152,17 +156,17 @@ def next_epilogue(members: list[onnx.NodeProto], graph: PlainGraph, runtime: Run
                 continue
             external = [i for i in node.input if i and i not in inside and i not in graph.constants]
             if not external:
-                if allowed(node, runtime, members):
+                if allowed(node, rules, members):
                     return node, False
             elif (len(external) == 1 and node.op_type in ("Add", "Sum") and not residual_used
-                  and residual_allowed(runtime, members, graph)):
+                  and residual_allowed(rules, members, graph)):
                 return node, True
     return None
 
 
-def allowed(node: onnx.NodeProto, runtime: Runtime, members: list[onnx.NodeProto]) -> bool:
-    """Whether ``runtime`` folds this point-wise node (all its inputs from the kernel or constants) into it."""
-    if runtime is Runtime.TENSORRT:
+def allowed(node: onnx.NodeProto, rules: FusionRules, members: list[onnx.NodeProto]) -> bool:
+    """Whether the runtime folds this point-wise node (all its inputs from the kernel or constants) into it."""
+    if rules.epilogue is Epilogue.POINTWISE:
         return node.op_type in POINTWISE
     if members[0].op_type != "Conv" or any(m.op_type in ORT_CONV_ACTIVATIONS for m in members):
         return False  # FusedConv takes one activation, last
@@ -170,9 +174,9 @@ def allowed(node: onnx.NodeProto, runtime: Runtime, members: list[onnx.NodeProto
     return node.op_type in ORT_CONV_ACTIVATIONS + ("Add", "Mul", "BatchNormalization")
 
 
-def residual_allowed(runtime: Runtime, members: list[onnx.NodeProto], graph: PlainGraph) -> bool:
+def residual_allowed(rules: FusionRules, members: list[onnx.NodeProto], graph: PlainGraph) -> bool:
     """TensorRT fuses a residual Add into any conv; ONNX Runtime only into a float conv (NCHWc Conv+Add+Relu)."""
-    if runtime is Runtime.TENSORRT:
+    if rules.residual is Residual.ANY:
         return True
     anchor = members[0]
     return (anchor.op_type == "Conv" and anchor.input[0] not in graph.int8

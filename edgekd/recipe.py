@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edgekd.builtin import builtin_dir, builtin_names
 from edgekd.data import DataSpec
 from edgekd.errors import ConfigError, UnknownNameError
-from edgekd.stages import STAGES, Stage, stage_class
-from edgekd.stages.base import StageOrderError, check_order
+from edgekd.stages import STAGES, Stage, check_order, stage_class
+from edgekd.stages.base import StageOrderError
 from edgekd.yamlschema import Lines, line_of, load_yaml, validate
 
 

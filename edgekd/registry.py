@@ -11,6 +11,7 @@ training phase, what a stage needs before it) are the entry's own class attribut
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from edgekd.errors import ConfigError
@@ -32,11 +33,16 @@ def same_entry(old: Any, new: Any) -> bool:
     """The same object, or the same class or function defined again (a notebook cell run twice)."""
     if old is new:
         return True
+    if isinstance(old, partial) and isinstance(new, partial):  # register_model(name, partial(Net, width=16))
+        return same_entry(old.func, new.func) and old.args == new.args and old.keywords == new.keywords
     qualified = lambda x: (getattr(x, "__module__", None), getattr(x, "__qualname__", None))  # noqa: E731
     return qualified(old) == qualified(new) and qualified(old) != (None, None)
 
 
 def describe(entry: Any) -> str:
+    """Where an entry comes from, for the duplicate-name message: a module path, or module.qualname."""
+    if isinstance(entry, partial):
+        return f"{describe(entry.func)} with {entry.keywords or entry.args}"
     if isinstance(entry, str):
         return entry
     return ".".join(p for p in (getattr(entry, "__module__", ""), getattr(entry, "__qualname__", "")) if p) \

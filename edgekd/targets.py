@@ -14,15 +14,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgekd.builtin import builtin_dir, builtin_names
+from edgekd.builtin import builtin_dir, builtin_names, descriptor_dir
 from edgekd.errors import UnknownNameError
 from edgekd.yamlschema import load_yaml, validate
 
 
-class Runtime(str, enum.Enum):
-    TENSORRT = "tensorrt"
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
+# One member per runtime descriptor (edgekd/runtime/<name>.yaml; see edgekd.runtime.descriptor), so adding a
+# runtime needs no edit here: Runtime.TENSORRT, Runtime.ONNXRUNTIME, Runtime.OPENVINO, ...
+Runtime = enum.Enum("Runtime", {path.stem.upper().replace("-", "_"): path.stem
+                                for path in sorted(descriptor_dir().glob("*.yaml"))}, type=str, module=__name__)
+Runtime.__doc__ = "The inference runtime a target profile names; what edgekd knows of each is its descriptor."
 
 
 class Precision(str, enum.Enum):

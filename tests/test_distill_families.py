@@ -16,7 +16,7 @@ from torch import nn
 
 import edgekd
 from edgekd.data import DataInfo, DataSpec, load_data
-from edgekd.distill import LOSSES, PHASES, LossSpec, Outputs
+from edgekd.distill import LOSSES, LossSpec, Outputs
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.distill.training import distill_model
 from edgekd.errors import EdgekdError
@@ -65,7 +65,7 @@ def kl(p, q):
 
 
 def test_every_teacher_free_loss_is_covered():
-    assert {n for n, c in LOSSES.items() if n not in PHASES and not c.needs_teacher} == set(SELF_LOSSES)
+    assert {n for n, c in LOSSES.items() if not c.is_phase and not c.needs_teacher} == set(SELF_LOSSES)
 
 
 def test_label_smoothing_matches_szegedy():

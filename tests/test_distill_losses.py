@@ -9,7 +9,7 @@ import yaml
 from torch import nn
 
 from edgekd.data import DataInfo
-from edgekd.distill import LOSSES, PHASES, FeatureTaps, LossSpec, Outputs
+from edgekd.distill import LOSSES, FeatureTaps, LossSpec, Outputs
 from edgekd.distill.lit import LITObjective, pair_blocks
 from edgekd.distill.objective import DistillObjective, Ensemble
 from edgekd.errors import EdgekdError, UnknownNameError
@@ -53,7 +53,7 @@ def test_loss_is_minimal_when_student_equals_teacher_and_grows_otherwise(name):
     assert apart.item() > at_equal.item() + 1e-3
 
 
-TEACHER_LOSSES = {n for n, c in LOSSES.items() if n not in PHASES and c.needs_teacher and not c.needs_indices}
+TEACHER_LOSSES = {n for n, c in LOSSES.items() if not c.is_phase and c.needs_teacher and not c.needs_indices}
 """Teacher-based losses; the teacher-free and online ones, and CRD, are tested in test_distill_families.py."""
 
 

@@ -62,14 +62,19 @@ def test_strict_mode_fails_on_a_broken_link_or_anchor(tmp_path):
 
 def test_the_reference_pages_are_generated_from_the_registries(site):
     from edgekd.builtin import builtin_names
+    from edgekd.runtime.descriptor import list_runtimes
     from edgekd.stages import STAGES
 
     targets = (site / "reference" / "targets" / "index.html").read_text()
     recipes = (site / "reference" / "recipes" / "index.html").read_text()
     api = (site / "reference" / "api" / "index.html").read_text()
-    assert "generated:" not in targets + recipes
+    runtimes = (site / "reference" / "runtimes" / "index.html").read_text()
+    assert "generated:" not in targets + recipes + runtimes
     for name in builtin_names("targets"):
         assert f'id="{name}"' in targets
+    assert "<table>" in runtimes and "TensorrtExecutionProvider" in runtimes  # the table rendered
+    for name in list_runtimes():
+        assert f'id="{name}"' in runtimes
     for name in builtin_names("recipes"):
         assert f'id="{name}"' in recipes and f"edgekd compress --recipe {name}" in recipes
     for stage, cls in STAGES.items():
@@ -79,6 +84,12 @@ def test_the_reference_pages_are_generated_from_the_registries(site):
                 assert f"<code>{field}</code>" in recipes, (stage, field)
     for name in ("edgekd.api.compress", "edgekd.prune.goal.prune_model", "edgekd.quantize.int8.quantize_model"):
         assert f'id="{name}"' in api
+    from edgekd.distill import LOSSES
+
+    distill = (site / "stages" / "distill" / "index.html").read_text()
+    assert "generated:" not in distill and "trains its own teachers" in distill
+    for name in LOSSES:
+        assert f"<code>{name}</code>" in distill, name
 
 
 def test_a_setting_lists_its_choices():

@@ -2,9 +2,10 @@
 
 A page line ``<!-- generated:NAME -->`` (or ``<!-- generated:NAME ARG -->``) is replaced by what
 ``GENERATED[NAME]()`` (or ``GENERATED[NAME](ARG)``) returns: the target profiles (``targets/*.yaml``, as
-``edgekd targets`` loads them), the recipes (``recipes/*.yaml``, verbatim, with their stage chain), and each
-stage's settings (``STAGES``: field, default, choices, meaning). The pages are committed with the markers
-only; ``make docs`` (or tests/test_docs.py) fills them. Results are not generated here: their numbers are
+``edgekd targets`` loads them), the runtime descriptors (``edgekd/runtime/*.yaml``), the recipes
+(``recipes/*.yaml``, verbatim, with their stage chain), each stage's settings (``STAGES``: field, default,
+choices, meaning), and what the distill stage reads of each loss (``LOSSES``: needs a teacher, is a phase,
+...). The pages are committed with the markers only; ``make docs`` (or tests/test_docs.py) fills them. Results are not generated here: their numbers are
 rendered into the committed pages by ``benchmarks/render_readme.py``.
 """
 
@@ -46,6 +47,30 @@ def targets_files() -> str:
 
     return "\n\n".join(f"### {name}\n\n```yaml\n{(builtin_dir('targets') / f'{name}.yaml').read_text().rstrip()}\n```"
                        for name in list_targets())
+
+
+def runtimes_table() -> str:
+    """One row per runtime descriptor: what edgekd decides by runtime, as its descriptor says."""
+    from edgekd.runtime.descriptor import Measure, descriptor, list_runtimes
+
+    measured = {Measure.ENGINE: "on the device, with its own engine", Measure.HOST: "here, on a CPU of its kind"}
+    out = ["| runtime | backend | measured | int8 activations | Q/DQ types | deploy/ files | execution providers |",
+           "|---|---|---|---|---|---|---|"]
+    for name in list_runtimes():
+        d = descriptor(name)
+        backend = f"`{d.module}`" if d.module else "none (deploy only)"
+        out.append(f"| [`{name}`](#{name}) | {backend} | {measured[d.measure]} | "
+                   f"{', '.join(a.value for a in d.quantization.activations)} | "
+                   f"{', '.join(sorted(d.compliance.dtypes))} | {', '.join(d.deploy.files)} | "
+                   f"{', '.join(d.deploy.execution_providers)} |")
+    return "\n".join(out)
+
+
+def runtimes_files() -> str:
+    from edgekd.runtime.descriptor import descriptor_path, list_runtimes
+
+    return "\n\n".join(f"### {name}\n\n```yaml\n{descriptor_path(name).read_text().rstrip()}\n```"
+                       for name in list_runtimes())
 
 
 def recipes() -> str:
@@ -106,11 +131,27 @@ def stage_settings(name: str | None = None) -> str:
     return "\n\n".join(out)
 
 
+def loss_properties() -> str:
+    """What the distill stage reads of each registered loss: its class attributes, never its name."""
+    from edgekd.distill import LOSSES
+
+    yes = lambda flag: "yes" if flag else ""  # noqa: E731
+    out = ["| loss | needs a teacher | a phase | trains its own teachers | includes the label term | "
+           "needs sample indices |", "|---|---|---|---|---|---|"]
+    for name, entry in LOSSES.items():
+        out.append(f"| `{name}` | {yes(entry.needs_teacher)} | {yes(entry.is_phase)} | {yes(entry.makes_teachers)} | "
+                   f"{yes(getattr(entry, 'uses_labels', False))} | {yes(getattr(entry, 'needs_indices', False))} |")
+    return "\n".join(out)
+
+
 GENERATED: dict[str, Callable[..., str]] = {
     "targets-table": targets_table,
     "targets-files": targets_files,
+    "runtimes-table": runtimes_table,
+    "runtimes-files": runtimes_files,
     "recipes": recipes,
     "stage-settings": stage_settings,
+    "loss-properties": loss_properties,
 }
 
 

@@ -79,15 +79,24 @@ def register_loss(name: str, *, override: bool = False) -> Callable[[type], type
         if not (isinstance(cls, type) and issubclass(cls, DistillLoss)):
             raise ConfigError(f"register_loss('{name}') decorates a subclass of edgekd.distill.DistillLoss, "
                               f"not {cls!r}")
+        if cls.is_phase or cls.makes_teachers:
+            raise ConfigError(f"loss '{name}': a registered loss is a term of the objective; is_phase and "
+                              f"makes_teachers describe the built-in phases (lit, generations) the training loop runs")
         register(LOSSES, "loss", name, cls, override=override)
         return cls
     return add
 
 
-def config_class(name: str) -> type[LossConfig]:
+def loss_entry(name: str) -> type:
+    """The registered class of loss ``name``: a :class:`DistillLoss`, or a phase's :class:`LossConfig`. Both answer
+    ``needs_teacher``, ``is_phase`` and ``makes_teachers``, which is all the stage asks of an entry."""
     if name not in LOSSES:
         raise UnknownNameError("loss", name, LOSSES)
-    entry = LOSSES[name]
+    return LOSSES[name]
+
+
+def config_class(name: str) -> type[LossConfig]:
+    entry = loss_entry(name)
     return entry if isinstance(entry, type) and issubclass(entry, LossConfig) else entry.Config
 
 
@@ -118,14 +127,27 @@ class LossSpec(BaseModel):
 def teacher_needed_by(specs: tuple[LossSpec, ...]) -> list[str]:
     """The losses in ``specs`` that need a teacher none is given; a phase that trains its own teachers
     (``generations``) provides one for every other."""
-    if any(config_class(s.name).makes_teachers for s in specs):
+    if any(loss_entry(s.name).makes_teachers for s in specs):
         return []
-    return [s.name for s in specs if LOSSES[s.name].needs_teacher]
+    return [s.name for s in specs if loss_entry(s.name).needs_teacher]
+
+
+def teacher_free() -> tuple[list[str], list[str]]:
+    """What ``teacher: none`` can run, read off the registry (built-ins and the user's): the terms that need no
+    teacher, and the phases that train their own teachers (with which any term can run)."""
+    terms = [name for name, entry in LOSSES.items() if not (entry.needs_teacher or entry.is_phase)]
+    return terms, [name for name, entry in LOSSES.items() if entry.makes_teachers]
 
 
 def is_phase(spec: LossSpec) -> bool:
-    return config_class(spec.name).is_phase
+    """A training phase run by the loop itself (``lit``, ``generations``), not a term summed into the objective."""
+    return loss_entry(spec.name).is_phase
 
 
-__all__ = ["LOSSES", "register_loss", "is_phase", "teacher_needed_by", "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs",
-           "find_module"]
+def makes_teachers(spec: LossSpec) -> bool:
+    """A phase that trains its own teachers (``generations``), so the stage needs none."""
+    return loss_entry(spec.name).makes_teachers
+
+
+__all__ = ["LOSSES", "register_loss", "loss_entry", "is_phase", "makes_teachers", "teacher_free", "teacher_needed_by",
+           "DistillLoss", "FeatureTaps", "GenerationsConfig", "LITConfig", "LossSpec", "Outputs", "find_module"]

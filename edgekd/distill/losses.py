@@ -48,6 +48,8 @@ class DistillLoss(nn.Module):
     uses_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
     needs_indices: ClassVar[bool] = False  # each batch must carry its samples' dataset indices
+    is_phase: ClassVar[bool] = False  # a weighted term of the objective, not a phase of its own (LossConfig)
+    makes_teachers: ClassVar[bool] = False
     cross_entropy_only: ClassVar[bool] = False  # its label term is its own cross-entropy: it cannot take a run's loss=
     label_loss: SupervisedLoss = SupervisedLoss()  # the label term of uses_labels losses; the objective sets the run's
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgekd import console
 from edgekd.data import DataBundle, make_loader
 from edgekd.data.objects import as_bundle
-from edgekd.distill import GenerationsConfig, LITConfig, LossSpec, config_class, is_phase
+from edgekd.distill import GenerationsConfig, LITConfig, LossSpec, is_phase, makes_teachers
 from edgekd.distill.cache import with_cached_logits
 from edgekd.distill.crd import with_indices
 from edgekd.distill.lit import LITObjective, pair_blocks
@@ -63,8 +63,8 @@ def distill_model(teacher: nn.Module | None, student: nn.Module, data: DataBundl
             ``kd`` distils each output (:class:`edgekd.distill.dense.OutputKD`).
     """
     data = as_bundle(data, val)
-    generations = next((s.settings() for s in losses if config_class(s.name).makes_teachers), None)
-    terms = tuple(s for s in losses if not config_class(s.name).makes_teachers)
+    generations = next((s.settings() for s in losses if makes_teachers(s)), None)
+    terms = tuple(s for s in losses if not makes_teachers(s))
     run = dict(label_weight=label_weight, train=train, cache_dir=cache_dir, checkpoint_dir=checkpoint_dir,
                progress=progress, judging=Judging(resolve_metric(metric), as_supervised(loss)))
     if generations is not None:

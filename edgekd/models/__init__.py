@@ -51,18 +51,19 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def register_model(name: str, *, override: bool = False) -> Callable:
-    """Decorator: add a model factory to the zoo, so ``name`` works wherever a zoo name does (``--teacher``,
-    ``Distill(student=name)``, recipes). The factory is called as ``factory(in_channels=, num_classes=,
-    input_size=)`` with the data's shape and returns an ``nn.Module``; a ``blocks`` attribute (module names of
-    its stage boundaries) lets feature distillation pair its layers."""
+def register_model(name: str, factory: Callable[..., nn.Module] | None = None, *, override: bool = False) -> Callable:
+    """Add a model factory to the zoo, so ``name`` works wherever a zoo name does (``--teacher``,
+    ``Distill(student=name)``, recipes): as a decorator, ``@register_model(name)``, or called with the factory,
+    ``register_model(name, partial(MyNet, width=16))``. The factory is called as ``factory(in_channels=,
+    num_classes=, input_size=)`` with the data's shape and returns an ``nn.Module``; a ``blocks`` attribute
+    (module names of its stage boundaries) lets feature distillation pair its layers."""
     def add(factory: Callable) -> Callable:
         if not callable(factory):
-            raise ConfigError(f"register_model('{name}') decorates a class or function that builds a model, "
+            raise ConfigError(f"register_model('{name}') takes a class or function that builds a model, "
                               f"not {factory!r}")
         register(MODELS, "model", name, factory, override=override)
         return factory
-    return add
+    return add if factory is None else add(factory)
 
 
 def model_task(model: nn.Module) -> str:
@@ -98,6 +99,9 @@ def derive_model(name: str, *, width: float = 1.0, depth: int | None = None, in_
     if name not in MODELS:
         raise UnknownNameError("model", name, MODELS)
     factory = MODELS[name]
+    if not isinstance(factory, partial):
+        raise EdgekdError(f"{name} is a registered factory edgekd cannot resize: derive works on the zoo's built-in "
+                          f"families; pass the student itself (Distill(student=...)) instead")
     kwargs = dict(factory.keywords)
     base = kwargs.get("width")
     kwargs["width"] = base * width if isinstance(base, float) else max(1, round((base or 16) * width))

@@ -2,7 +2,8 @@
 
 A quantized model that the device runtime rejects (or silently runs in float) is the most
 common int8 deployment failure, so the export stage runs :func:`check` for its target and
-refuses to hand over a violating artifact. Rules per runtime are data in ``RULES``:
+refuses to hand over a violating artifact. Rules per runtime are data: the ``compliance`` section of
+the runtime's descriptor (``edgekd/runtime/<name>.yaml``, :mod:`edgekd.runtime.descriptor`):
 
 * TensorRT (explicit quantization, TensorRT 8.0+ Q/DQ rules): signed int8 only, zero-point 0,
   scales that are build-time constants, per-channel scales only on weights and only on their
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import onnx
 
 from edgekd.quantize.graph import GraphView, quantizers
+from edgekd.runtime.descriptor import descriptor
 from edgekd.targets import Runtime
 
 # ONNX Runtime's "QOperator" format: integer ops in place of Q/DQ around float ops.
@@ -27,29 +29,6 @@ QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMu
 
 # Which weight axis is the output channel, per consumer op: TensorRT scales per output channel only.
 OUTPUT_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}
-
-
-@dataclass(frozen=True)
-class QdqRules:
-    """What a runtime accepts in a quantized ONNX model."""
-
-    dtypes: frozenset[str]
-    zero_point_zero: bool
-    per_axis_on_activations: bool
-    per_axis_output_channel_only: bool
-    qoperator_ops: bool
-
-
-RULES: dict[Runtime, QdqRules] = {
-    Runtime.TENSORRT: QdqRules(dtypes=frozenset({"int8"}), zero_point_zero=True, per_axis_on_activations=False,
-                               per_axis_output_channel_only=True, qoperator_ops=False),
-    Runtime.ONNXRUNTIME: QdqRules(dtypes=frozenset({"int8", "uint8"}), zero_point_zero=False,
-                                  per_axis_on_activations=False, per_axis_output_channel_only=False,
-                                  qoperator_ops=True),
-    Runtime.OPENVINO: QdqRules(dtypes=frozenset({"int8", "uint8"}), zero_point_zero=False,
-                               per_axis_on_activations=False, per_axis_output_channel_only=False,
-                               qoperator_ops=False),
-}
 
 
 @dataclass(frozen=True)
@@ -63,8 +42,8 @@ class Violation:
 
 def check(model: onnx.ModelProto, runtime: Runtime) -> list[Violation]:
     """Every node of ``model`` that ``runtime`` would reject as int8 (empty: compliant)."""
-    rules = RULES[runtime]
-    name = runtime.value
+    described = descriptor(runtime)
+    rules, name = described.compliance, described.name
     found: list[Violation] = []
     if not rules.qoperator_ops:
         found += [Violation(n.name or n.output[0], f"{n.op_type} is ONNX Runtime's QOperator format; {name} takes "
@@ -81,11 +60,11 @@ def check(model: onnx.ModelProto, runtime: Runtime) -> list[Violation]:
             found.append(Violation(q.node, f"per-channel scale on an activation ({name} takes per-tensor "
                                    "activation scales)"))
     if rules.per_axis_output_channel_only:
-        found += wrong_weight_axes(model)
+        found += wrong_weight_axes(model, name)
     return found
 
 
-def wrong_weight_axes(model: onnx.ModelProto) -> list[Violation]:
+def wrong_weight_axes(model: onnx.ModelProto, name: str) -> list[Violation]:
     """Per-channel weight quantizers whose axis is not the consuming layer's output channels."""
     view = GraphView(model)
     found = []
@@ -103,7 +82,7 @@ def wrong_weight_axes(model: onnx.ModelProto) -> list[Violation]:
                 expected = 0 if next((a.i for a in consumer.attribute if a.name == "transB"), 0) else 1
             if expected is not None and axis != expected:
                 found.append(Violation(node.name or node.output[0],
-                                       f"per-channel axis {axis} for {consumer.op_type} weights; TensorRT needs "
+                                       f"per-channel axis {axis} for {consumer.op_type} weights; {name} needs "
                                        f"the output-channel axis {expected}"))
     return found
 

@@ -1,6 +1,7 @@
 """The int8 scheme a target needs, and turning NNCF's output into it.
 
-The scheme comes from the target profile's ``quantization`` field:
+The scheme comes from the target profile's ``quantization`` field, which must be one its runtime runs
+(the ``quantization`` section of the runtime's descriptor, ``edgekd/runtime/<name>.yaml``):
 
 * ``int8-symmetric`` activations (TensorRT): signed int8, zero-point 0 everywhere.
 * ``uint8-asymmetric`` activations (ONNX Runtime on CPU): NNCF's *mixed* preset, asymmetric
@@ -24,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgekd.runtime.descriptor import descriptor
 from edgekd.targets import ActivationScheme, TargetProfile
 
 UINT8_TO_INT8_SCALE = 255.0 / 127.0
@@ -37,6 +39,8 @@ class Scheme(str, enum.Enum):
 
     @classmethod
     def for_target(cls, target: TargetProfile) -> "Scheme":
+        """The scheme ``target`` asks for; a :class:`~edgekd.errors.ConfigError` if its runtime does not run it."""
+        descriptor(target.runtime).check_target(target)
         symmetric = target.quantization.activations is ActivationScheme.INT8_SYMMETRIC
         return cls.TENSORRT if symmetric else cls.CPU
 

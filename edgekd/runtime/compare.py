@@ -53,7 +53,7 @@ def slower_ones(comparisons: list[Comparison]) -> str:
     return ", ".join(f"{c.speedup:.2f}× at batch {c.batch}" for c in comparisons if c.slower)
 
 
-OnnxModel = onnx.ModelProto | Path  # in memory, or a file such as a stage's int8 model
+OnnxModel = onnx.ModelProto | bytes | Path  # in memory (a proto or its bytes), or a file such as an int8 model
 
 
 class HostComparer:
@@ -71,8 +71,11 @@ class HostComparer:
         """``model`` as a file ONNX Runtime can open (a file is used where it is)."""
         if isinstance(model, Path):
             return model
+        if not isinstance(model, (onnx.ModelProto, bytes)):
+            raise TypeError(f"the host comparer times ONNX models, not a {type(model).__name__}: export it first "
+                            "(edgekd.onnx_export.export_onnx)")
         path = Path(self._dir.name) / f"{name}.onnx"
-        onnx.save(model, str(path))
+        path.write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
         return path
 
     def compare(self, candidate: OnnxModel, batch_sizes: tuple[int, ...]) -> list[Comparison]:

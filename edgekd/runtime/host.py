@@ -1,8 +1,10 @@
 """This machine as a measuring device: ONNX Runtime latency here, and whether here can stand for a target.
 
 A latency figure is labelled with the device it was measured on. Measuring "for" a target is only
-honest where this machine is that kind of device (same ISA family and features, TensorRT present
-for TensorRT targets); :func:`check_can_stand_for` refuses otherwise, with what to do instead.
+honest where this machine is that kind of device: for a runtime measured on the host (its descriptor's
+``measure: host``), the same ISA family and features; for one measured with its own engine (``measure:
+engine``: TensorRT), that runtime installed here. :func:`check_can_stand_for` refuses otherwise, with what
+to do instead.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from edgekd.errors import EdgekdError
 from edgekd.records import LatencyKind, LatencyRecord
-from edgekd.targets import Runtime, TargetProfile, available_cores, read_cpuinfo
+from edgekd.runtime.descriptor import Measure, descriptor
+from edgekd.targets import TargetProfile, available_cores, read_cpuinfo
 
 ARM_FLAGS = {"neon", "dotprod", "i8mm"}
 
@@ -49,12 +52,11 @@ def check_can_stand_for(profile: TargetProfile) -> None:
     """Raise an :class:`EdgekdError` saying why this machine cannot be measured as ``profile``'s device."""
     if profile.is_host:
         return
-    if profile.runtime is Runtime.TENSORRT:
-        from edgekd.runtime import tensorrt
-
-        if not tensorrt.available():
-            raise EdgekdError(f"TensorRT is not installed here, so {profile.name} cannot be measured on this machine; "
-                              f"run `edgekd bench` on the {profile.name} itself (JetPack ships TensorRT)")
+    runtime = descriptor(profile.runtime)
+    if runtime.measure is Measure.ENGINE:
+        if not runtime.available():
+            raise EdgekdError(f"{runtime.title} is not installed here, so {profile.name} cannot be measured on this "
+                              f"machine; run `edgekd bench` on the {profile.name} itself ({runtime.install_hint})")
         return
     machine = platform.machine().lower()
     _, flags, _ = read_cpuinfo()

@@ -17,6 +17,7 @@ from edgekd.atomic import write_text
 from edgekd.targets import TargetProfile
 
 TRTEXEC = "${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}"  # where JetPack installs it
+BUILD_SCRIPT = "build_engine.sh"  # a deploy file of the runtimes whose descriptor lists it
 
 
 def has_qdq(onnx_path: Path) -> bool:
@@ -61,7 +62,7 @@ cd "$(dirname "$0")"
 {command}
 {timing}
 """
-    path = out_dir / "build_engine.sh"
+    path = out_dir / BUILD_SCRIPT
     write_text(path, script)
     path.chmod(0o755)
     return path, command

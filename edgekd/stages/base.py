@@ -85,7 +85,8 @@ class Stage(BaseModel):
 
     stage: str
     needs: ClassVar[tuple[str, ...]] = ("model",)  # what an earlier stage must have made: "model", "onnx"
-    makes: ClassVar[tuple[str, ...]] = ()
+    makes: ClassVar[tuple[str, ...]] = ()  # what it hands on for later stages; needing nothing, it can start a recipe
+    public_name: ClassVar[str | None] = None  # the name a Python user builds it by: ``edgekd.Prune``
     uses_target: ClassVar[bool] = True  # False: its result is the same for every target (reusable across them)
 
     @model_validator(mode="before")
@@ -122,7 +123,8 @@ def merge_into(default: BaseModel, changes: dict) -> dict:
     return merged
 
 
-NEEDS = {"model": ("a model", "a teacher stage"), "onnx": ("an exported model", "an export stage")}
+NEEDS = {"model": "a model", "onnx": "an exported model"}
+"""What a stage's ``needs``/``makes`` entries are called in messages; a user's stage may name others."""
 
 
 class StageOrderError(ValueError):
@@ -131,15 +133,3 @@ class StageOrderError(ValueError):
     def __init__(self, message: str, index: int):
         super().__init__(message)
         self.index = index
-
-
-def check_order(stages) -> None:
-    """Refuse, before anything runs, a chain in which a stage comes before what it needs is made."""
-    made: set[str] = set()
-    for index, stage in enumerate(stages):
-        missing = [need for need in stage.needs if need not in made]
-        if missing:
-            what, maker = NEEDS[missing[0]]
-            raise StageOrderError(f"stages[{index}] ({stage.stage}) needs {what}, which no stage before it makes: "
-                                  f"put {maker} before it", index)
-        made.update(stage.makes)

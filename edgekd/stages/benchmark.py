@@ -28,6 +28,7 @@ class BenchmarkStage(Stage):
     """Measure host latency of ``model.onnx`` at the profile's batch sizes (plus ``batch_sizes``)."""
 
     stage: Literal["benchmark"] = "benchmark"
+    public_name: ClassVar[str | None] = "Benchmark"
     needs: ClassVar[tuple[str, ...]] = ("onnx",)
     warmup: int = Field(20, ge=0)
     runs: int = Field(200, ge=200)

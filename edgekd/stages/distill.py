@@ -23,7 +23,7 @@ from torch import nn
 
 from edgekd.atomic import write_json
 from edgekd.context import RunContext
-from edgekd.distill import LossSpec, teacher_needed_by
+from edgekd.distill import LossSpec, teacher_free, teacher_needed_by
 from edgekd.distill.cache import model_hash
 from edgekd.distill.objective import Ensemble
 from edgekd.distill.training import distill_model
@@ -70,6 +70,7 @@ class DistillStage(Stage):
     uses_target: ClassVar[bool] = False
 
     stage: Literal["distill"] = "distill"
+    public_name: ClassVar[str | None] = "Distill"
     student: str | nn.Module = "cnn-small"
     derive: Derive | None = None
     teacher: TeacherSource = TeacherSource.PREVIOUS
@@ -84,8 +85,9 @@ class DistillStage(Stage):
         if self.teacher is TeacherSource.NONE:
             needing = teacher_needed_by(self.losses)
             if needing:
-                raise ValueError(f"teacher: none, but {', '.join(needing)} need a teacher: use teacher-free losses "
-                                 "(label-smoothing, tfkd-reg, uskd, byot, dml, bdkd) or add {name: generations}")
+                terms, makers = teacher_free()
+                raise ValueError(f"teacher: none, but {', '.join(needing)} need a teacher: use losses that need none "
+                                 f"({', '.join(terms)}) or add {' or '.join(f'{{name: {m}}}' for m in makers)}")
             if self.ensemble:
                 raise ValueError("teacher: none has no teacher to ensemble with: remove ensemble")
         return self

@@ -23,9 +23,9 @@ from edgekd.deploy import write_bundle
 from edgekd.errors import ExportError
 from edgekd.onnx_export import OPSET, Parity, check_float_parity, check_parity, export_onnx
 from edgekd.quantize import compliance
-from edgekd.runtime.trtexec import write_build_script
+from edgekd.runtime.descriptor import descriptor
+from edgekd.runtime.trtexec import BUILD_SCRIPT, write_build_script
 from edgekd.stages.base import Artifact, Handoff, ReportRow, Stage
-from edgekd.targets import Runtime
 
 MODEL_FILE = "model.onnx"
 
@@ -34,6 +34,7 @@ class ExportStage(Stage):
     """Export the current model to ``model.onnx`` in the run folder, after a parity check."""
 
     stage: Literal["export"] = "export"
+    public_name: ClassVar[str | None] = "Export"
     makes: ClassVar[tuple[str, ...]] = ("onnx",)
     opset: int = Field(OPSET, ge=17)
     simplify: bool = True
@@ -81,7 +82,7 @@ class ExportStage(Stage):
     def write_deploy(self, path, given: Handoff, ctx: RunContext, row: ReportRow) -> None:
         """``deploy/``: the model, how to feed it, an inference script, the TensorRT build script."""
         script = None
-        if ctx.target.runtime is Runtime.TENSORRT:
+        if BUILD_SCRIPT in descriptor(ctx.target.runtime).deploy.files:
             script, command = write_build_script(ctx.out_dir, path, ctx.target, ctx.input_shape,
                                                  sparse=bool(given.sparse_layers) and ctx.target.sparsity_2_4)
             row.details["tensorrt"] = {"build_script": script.name, "command": command,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -39,6 +39,7 @@ class FactorizeStage(Stage):
     """Low-rank factorization to a MAC target with per-layer rank selection, then KD recovery."""
 
     stage: Literal["factorize"] = "factorize"
+    public_name: ClassVar[str | None] = "Factorize"
     conv: Literal["spatial-svd", "tucker2"] = "spatial-svd"
     linear: bool = Field(True, description="also factorize Linear layers by SVD")
     selection: Selection = Selection.GREEDY

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -48,6 +48,7 @@ class PruneStage(Stage):
     """Structured channel pruning to a goal, KD recovery, and 2:4 sparsity where the target uses it."""
 
     stage: Literal["prune"] = "prune"
+    public_name: ClassVar[str | None] = "Prune"
     metric: Metric = Metric.MACS
     reduction: float = Field(0.5, gt=0, lt=1, description="fraction of the metric to remove")
     importance: Importance = Importance.L2

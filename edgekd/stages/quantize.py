@@ -22,7 +22,7 @@ int8 file, with the settings that made it.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 import onnx
 from pydantic import Field
@@ -60,6 +60,7 @@ class QuantizeStage(Stage):
     """int8 PTQ with accuracy control, or QAT with KD, in the target profile's Q/DQ scheme."""
 
     stage: Literal["quantize"] = "quantize"
+    public_name: ClassVar[str | None] = "Quantize"
     method: Literal["auto", "ptq", "qat"] = Field(
         "auto", description="auto: PTQ with accuracy control, QAT+KD only if the budget still fails")
     calibration_images: int = Field(512, ge=32, description="training images that calibrate activation ranges")
