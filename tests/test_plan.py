@@ -6,6 +6,7 @@ import pytest
 import edgekd
 from edgekd.api import plan_recipe
 from edgekd.data import DataSpec, load_data
+from edgekd.errors import ConfigError
 from edgekd.models.loading import build_model
 from edgekd.pipeline import run_pipeline
 from edgekd.plan import Plan
@@ -33,10 +34,17 @@ def test_the_same_plan_has_the_same_settings_hash_and_the_picked_recipe_is_that_
     others = [Candidate("cnn-tiny", 0.5, False, "global"), Candidate("cnn-tiny", 0.3, True, "global"),
               Candidate("cnn-tiny", 0.5, True, "uniform"), Candidate("cnn-tiny", 0.0, True, "uniform", 0.5)]
     assert len({compression_plan(c, budget).settings_hash for c in others} - {plan.settings_hash}) == len(others)
-    proxy = proxy_plan(plan, 1)  # the cheap stand-in differs in its recovery epochs only
-    assert proxy.settings_hash != plan.settings_hash and proxy.stages[1] == plan.stages[1]
+    proxy = proxy_plan(plan, 1, 20000)  # the cheap stand-in differs in its fine-tunes' epochs only
+    assert proxy.settings_hash != plan.settings_hash
     assert proxy.stages[0].recovery.train.epochs == 1 and plan.stages[0].recovery.train.epochs == 2
     assert proxy.stages[0].model_copy(update={"recovery": plan.stages[0].recovery}) == plan.stages[0]
+    assert proxy.stages[1].qat.train.epochs == 1 and plan.stages[1].qat.train.epochs == 2
+    assert proxy.stages[1].model_copy(update={"qat": plan.stages[1].qat}) == plan.stages[1]
+    few = proxy_plan(plan, 1, 300).stages[1]  # on few proxy images, calibration leaves accuracy control its 100
+    assert (few.calibration_images, plan.stages[1].calibration_images) == (200, 512)
+    with pytest.raises(ConfigError, match="proxy_images of at least 132"):
+        edgekd.Budget(max_accuracy_drop=1.0, proxy_images=131)
+    assert edgekd.Budget(max_accuracy_drop=1.0, proxy_images=131, precisions=("float",)).proxy_images == 131
 
     students = {"cnn-tiny": edgekd.Distill(student="cnn-tiny")}
     recipe = picked_recipe(plan_recipe(None, stages=None, recipe="default", weights=None, data=None), pick, budget,

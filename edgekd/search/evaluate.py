@@ -127,7 +127,7 @@ class Evaluator:
     def plan(self, candidate: Candidate, phase: str) -> Plan:
         """What ``phase`` builds of ``candidate``: its exact plan (``final``) or that plan's proxy."""
         plan = compression_plan(candidate, self.budget)
-        return plan if phase == "final" else proxy_plan(plan, self.budget.proxy_epochs)
+        return plan if phase == "final" else proxy_plan(plan, self.budget.proxy_epochs, self.budget.proxy_images)
 
     def built(self, candidate: Candidate, phase: str) -> Handoff:
         """``candidate``'s plan built on its base in ``phase``'s context. The stages before quantize are built

@@ -17,6 +17,7 @@ from edgekd.plan import Plan
 from edgekd.recipe import Recipe
 from edgekd.search.space import Budget, Candidate
 from edgekd.stages import STAGES
+from edgekd.stages.quantize import SCORING_IMAGES as QUANTIZE_SCORING_IMAGES
 from edgekd.stages.base import Stage
 
 
@@ -35,17 +36,22 @@ def compression_plan(candidate: Candidate, budget: Budget) -> Plan:
     return Plan(tuple(stages))
 
 
-def proxy_plan(plan: Plan, epochs: int) -> Plan:
-    """``plan`` with every recovery shortened to ``epochs``: the search's cheap stand-in for it (its other
-    settings unchanged, so a short recovery is the only way the proxy differs from what ships)."""
-    def shortened(stage: Stage) -> Stage:
-        recovery = getattr(stage, "recovery", None)
-        if not isinstance(recovery, RecoveryConfig):
-            return stage
-        train = recovery.train.model_copy(update={"epochs": epochs})
-        return stage.model_copy(update={"recovery": recovery.model_copy(update={"train": train})})
+def proxy_plan(plan: Plan, epochs: int, images: int) -> Plan:
+    """``plan`` as the search's cheap stand-in, built on ``images`` training images: every recovery (and the
+    quantize stage's QAT fallback) shortened to ``epochs``, and quantization calibrated on what those images
+    leave after the 100 its accuracy control scores on. Its other settings are unchanged, so a short fine-tune
+    on fewer images is the only way the proxy differs from what ships."""
+    def shortened(config: RecoveryConfig) -> RecoveryConfig:
+        return config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
 
-    return Plan(tuple(shortened(stage) for stage in plan.stages))
+    def proxied(stage: Stage) -> Stage:
+        update = {name: shortened(value) for name in ("recovery", "qat")
+                  if isinstance(value := getattr(stage, name, None), RecoveryConfig)}
+        if stage.stage == "quantize":
+            update["calibration_images"] = min(stage.calibration_images, images - QUANTIZE_SCORING_IMAGES)
+        return stage.model_copy(update=update)
+
+    return Plan(tuple(proxied(stage) for stage in plan.stages))
 
 
 def student_stages(plan: Recipe, budget: Budget, *, user_model: nn.Module | None) -> dict[str, Stage]:

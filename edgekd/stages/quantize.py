@@ -53,6 +53,7 @@ from edgekd.train import Schedule, TrainConfig
 INT8_FILE = "model.int8.onnx"
 PRODUCED_FILE = "int8.json"  # the settings (and method) that produced the int8 file
 UNPLACED = "NNCF placed no quantizer on its input (its placement rules, not accuracy control)"
+SCORING_IMAGES = 100  # the fewest training images accuracy control scores on, besides calibration
 QAT_DEFAULT = RecoveryConfig(train=TrainConfig(epochs=2, lr=0.001, schedule=Schedule.COSINE, augment=None))
 
 
@@ -199,9 +200,10 @@ class QuantizeStage(Stage):
     def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
         """Calibration and scoring images: disjoint, shuffled, from the training set (never the selection or report split)."""
         train = ctx.data.train
-        if len(train) < self.calibration_images + 100:
+        if len(train) < self.calibration_images + SCORING_IMAGES:
             raise QuantizeError(f"the training set has {len(train)} images; calibration_images is "
-                                f"{self.calibration_images} and scoring needs 100 more: lower calibration_images")
+                                f"{self.calibration_images} and scoring needs {SCORING_IMAGES} more: "
+                                "lower calibration_images")
         parts = seeded_parts(train, (self.calibration_images, self.score_images), seed=0)
         return tuple(make_loader(part, ctx.data.info, batch_size=32, train=False) for part in parts)
 
