@@ -6,31 +6,23 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import ValidationError
 from torch import nn
 
-import yaml
-
-from edgekd import console
 from edgekd import device as devices
-from edgekd.atomic import write_text
 from edgekd.data import DataBundle, DataSpec, load_data, make_loader
 from edgekd.errors import ConfigError
 from edgekd.metrics import resolve_metric
 from edgekd.supervised import as_supervised
 from edgekd.recipe import Recipe, load_recipe
-from edgekd.search.space import ORIGINAL, Budget
+from edgekd.search.space import Budget
 from edgekd.stages import PUBLIC_STAGES
 from edgekd.stages.base import Stage
-from edgekd.targets import TargetProfile, load_target
+from edgekd.targets import load_target
 from edgekd.train import TrainConfig, TrainResult, accuracy, fit
-
-if TYPE_CHECKING:
-    from edgekd.pipeline import RunResult
-    from edgekd.search.evaluate import Scored
 
 
 def cache_dir() -> Path:
@@ -118,7 +110,7 @@ def compress(model: nn.Module | str | None = None, train: Any = None, val: Any =
         budget: search for the stages instead of running the recipe's:
             ``edgekd.Budget(max_accuracy_drop=1.0)`` (the fastest model within 1 point) or
             ``edgekd.Budget(latency_ms=2.0, batch=1)`` (the most accurate within 2 ms); the recipe then
-            gives the teacher, the data and the distill student (see :func:`compress_within_budget`);
+            gives the teacher, the data and the distill student (see :func:`edgekd.search.run.compress_within_budget`);
             ``max_accuracy_drop`` is then in points of ``metric``.
         metric: what judges every model, on PyTorch and ONNX outputs alike: ``top1`` (default), ``miou``, ``mse``
             (reported as −MSE), or ``metric(outputs_batches, targets_batches) -> float``, higher is better
@@ -147,6 +139,8 @@ def compress_on_device(model, train, val, *, test=None, target, stages, recipe, 
     out = Path(out) if out is not None else default_run_dir(profile.name, "search" if budget else plan.name)
     user_model = model if isinstance(model, nn.Module) else None
     if budget is not None:
+        from edgekd.search.run import compress_within_budget
+
         run = compress_within_budget(plan, profile, out, budget, data=data, user_model=user_model, resume=resume,
                                      overwrite=overwrite, cache_dir=cache_dir(), trust_checkpoint=trust_checkpoint,
                                      progress=progress, metric=metric, loss=loss)
@@ -271,117 +265,3 @@ def train_on_device(model, data, *, config: TrainConfig, out) -> tuple[nn.Module
         save_weights(net, out)
         checkpoint.unlink(missing_ok=True)
     return net, result
-
-
-# --- a compress run driven by a budget instead of a recipe ---------------------------------------
-#
-# 1. the recipe's teacher stage alone (OUT/search/original): the model the budget is relative to;
-# 2. each student distilled from it (OUT/search/students/NAME), the recipe's distill stage for each;
-# 3. the search (edgekd.search): candidates.json, finalists.json in OUT/search, resumable;
-# 4. the pick written as OUT/search/recipe.yaml (rerun with --recipe to rebuild the model);
-# 5. that recipe run into OUT; its report gains a `search` section.
-
-
-def compress_within_budget(plan: Recipe, target: TargetProfile, out: Path, budget: Budget, *,
-                           data: DataBundle | None, user_model, resume: bool, overwrite: bool, cache_dir: Path,
-                           trust_checkpoint: bool, progress: bool, metric=None, loss=None) -> RunResult:
-    """Search ``budget`` from the plan's teacher (and its students), then run the picked recipe into ``out``."""
-    from edgekd.pipeline import MANIFEST, RunResult, open_run_folder, run_pipeline, seed_run
-    from edgekd.report import write_report
-    from edgekd.search.driver import search_compression
-
-    open_run_folder(out, resume=resume, overwrite=overwrite)  # refuse an occupied folder before searching
-    used = {"teacher", "distill", "export", "benchmark"}
-    if any(s.stage not in used for s in plan.stages):
-        console.info(f"search: the budget chooses the stages; the recipe's "
-                     f"{', '.join(s.stage for s in plan.stages if s.stage not in used)} stages are not used")
-    bundle = data if data is not None else load_data(plan.data)
-    common = dict(data=bundle, user_model=user_model, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint,
-                  progress=progress, metric=metric, loss=loss)
-
-    def trained(stages: tuple[Stage, ...], folder: Path) -> nn.Module:
-        recipe = Recipe(name=f"{plan.name}-{folder.name}", data=plan.data, stages=stages)
-        return run_pipeline(recipe, target, folder, resume=resume, overwrite=True, report=False, **common).handoff.model
-
-    distills = student_stages(plan, budget, user_model=user_model)
-    runs = {ORIGINAL: out / "search" / "original",
-            **{name: out / "search" / "students" / folder_name(name) for name in distills}}
-    original = trained(plan.stages[:1], runs[ORIGINAL])
-    students = {name: trained((plan.stages[0], stage), runs[name]) for name, stage in distills.items()}
-    console.info(f"search: {budget.describe()} on {target.name}"
-                 + (f", from the model and {', '.join(students)}" if students else ""))
-    outcome = search_compression(original, bundle, target, budget, folder=out / "search", students=students,
-                                 resume=resume, progress=progress, metric=metric, loss=loss)
-    recipe_path = out / "search" / "recipe.yaml"
-    write_text(recipe_path, recipe_yaml(picked_recipe(plan, outcome.pick, budget, distills)))
-    console.info(f"search: picked {outcome.pick.key}; its recipe is {recipe_path}")
-    if not (resume and (out / MANIFEST).exists()):  # the teacher and student trained above are not trained again
-        seed_run(runs[outcome.pick.base], out, 2 if outcome.pick.base in distills else 1)
-    run = run_pipeline(load_recipe(recipe_path), target, out, resume=True, overwrite=False, **common)
-    report = {**run.report, "search": {**outcome.to_dict(), "recipe": "search/recipe.yaml",
-                                       "report_split": graded_pick(run.report)}}
-    write_report(out, report)
-    return RunResult(report=report, handoff=run.handoff)
-
-
-def graded_pick(report: dict) -> dict:
-    """The pick and the original on the report split, read once the pick was final: the drop a user can trust."""
-    original, pick = report["stages"][0]["accuracy"], report["summary"]["accuracy"]
-    per_unit = report.get("metric", {}).get("points_per_unit", 100.0)
-    return {"original_accuracy": original, "pick_accuracy": pick, "drop_points": round(per_unit * (original - pick), 4),
-            "note": "the search chose on the selection split; these figures were read after its pick was final"}
-
-
-def student_stages(plan: Recipe, budget: Budget, *, user_model: nn.Module | None) -> dict[str, Stage]:
-    """The distill stage that makes each of the search's students, by student name.
-
-    ``budget.students`` given: each with the recipe's distill settings (or the defaults). Not given:
-    the recipe's own distill student, unless the model is the user's and the recipe the built-in
-    default (whose small Fashion-MNIST student would not suit an arbitrary model).
-    """
-    from edgekd.stages import STAGES
-
-    distill = next((s for s in plan.stages if s.stage == "distill"), None)
-    if budget.students is None:
-        if distill is None or (user_model is not None and plan.name == "default"):
-            return {}
-        return {distill.student_name(): distill}
-    template = distill if distill is not None else STAGES["distill"]()
-    return {name: template.model_copy(update={"student": name, "derive": None}) for name in budget.students}
-
-
-def folder_name(name: str) -> str:
-    """A student's name as one folder name (import paths and derived names hold ':', '/', spaces)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def picked_recipe(plan: Recipe, pick: Scored, budget: Budget, students: dict[str, Stage]) -> Recipe:
-    """The recipe that rebuilds ``pick``: the plan's teacher, the pick's student, then prune / factorize /
-    quantize as picked, export, benchmark."""
-    from edgekd.stages import STAGES
-
-    stages = [plan.stages[0]]
-    recovery = {"train": {"epochs": budget.recovery_epochs, "seed": budget.seed}}
-    if pick.base in students:
-        stages.append(students[pick.base])
-    if pick.reduction > 0:
-        stages.append(STAGES["prune"](reduction=pick.reduction, scope=pick.allocation, recovery=recovery))
-    if pick.factorize > 0:
-        stages.append(STAGES["factorize"](reduction=pick.factorize, recovery=recovery))
-    if pick.int8:
-        drop = budget.max_accuracy_drop if budget.max_accuracy_drop is not None else 1.0
-        # int8 against float, and which layers stay float, judged at the budget's batch as the search did
-        stages.append(STAGES["quantize"](max_accuracy_drop=drop, report_batches=(budget.batch,)))
-    stages += [STAGES["export"](), STAGES["benchmark"](batch_sizes=tuple(sorted({1, budget.batch, 64})))]
-    return Recipe(name="search-pick", data=plan.data, stages=tuple(stages),
-                  description=f"{budget.describe()}: {pick.key} (found by edgekd's budget search)")
-
-
-def recipe_yaml(recipe: Recipe) -> str:
-    """The recipe as YAML a person can read: the settings each stage was given (the rest are defaults)."""
-    document = {"name": recipe.name, "description": recipe.description,
-                "data": recipe.data.model_dump(mode="json", exclude_defaults=True),
-                "stages": [{"stage": s.stage, **s.model_dump(mode="json", exclude_unset=True, exclude={"stage"})}
-                           for s in recipe.stages]}
-    return ("# Written by edgekd's budget search; `edgekd compress --recipe THIS_FILE` rebuilds the pick.\n"
-            + yaml.safe_dump(document, sort_keys=False))

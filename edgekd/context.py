@@ -29,6 +29,7 @@ class RunContext:
     stage_dir: Path | None = None  # the folder of the stage running now (set by the pipeline)
     metric: Metric = field(default_factory=resolve_metric)  # what every choice and the report score (top-1)
     loss: SupervisedLoss = field(default_factory=SupervisedLoss)  # the supervised term of every training (CE)
+    report_timings: bool = True  # False: stages skip host timings only their report row shows (search builds)
 
     def score(self, model) -> float:
         """The run's metric of ``model`` (an ``nn.Module`` or an ONNX model) on the selection split."""

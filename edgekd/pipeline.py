@@ -1,5 +1,8 @@
 """Run a recipe's stages in order, record each one, checkpoint after each, resume a stopped run.
 
+Each stage's work is :func:`edgekd.plan.build_stage`, the step the budget search builds its candidates with;
+this module adds what a run keeps: report rows, the manifest, checkpoints and resume.
+
 The run folder::
 
     OUT/model.onnx               the exported model (once an export stage ran)
@@ -34,6 +37,7 @@ from edgekd.recipe import Recipe
 from edgekd.records import StageRecord
 from edgekd.report import build_report, write_report
 from edgekd.stages import Stage
+from edgekd.plan import build_stage, stage_folder
 from edgekd.stages.base import Handoff, ReportRow
 from edgekd.targets import TargetProfile
 from edgekd.judge import judge
@@ -71,7 +75,7 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: 
     handoff = Handoff()
     reusable, ran = resume, False
     for index, stage in enumerate(recipe.stages):
-        stage_dir = out_dir / "stages" / f"{index:02d}-{stage.stage}"
+        stage_dir = stage_folder(out_dir, index, stage)
         ctx.stage_dir = stage_dir
         entry = manifest["stages"][index] if index < len(manifest["stages"]) else None
         key = stage_key(stage, inputs_key, target)
@@ -88,9 +92,8 @@ def run_pipeline(recipe: Recipe, target: TargetProfile, out_dir: Path, *, data: 
         console.info(f"[{index + 1}/{len(recipe.stages)}] {stage.stage}")
         started = now()
         t0 = time.perf_counter()
-        row = ReportRow()
         previous, ran = handoff, True
-        handoff = stage.apply(handoff, ctx, row)
+        handoff, row = build_stage(stage, handoff, ctx)  # the stage's work, as the budget search builds it
         record = make_record(stage, handoff.model, previous.model, records, row, ctx,
                              seconds=time.perf_counter() - t0)
         records.append(record)

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekd"
-UPPER = ("edgekd.cli", "edgekd.api", "edgekd.pipeline", "edgekd.recipe", "edgekd.stages", "edgekd.bench")
+UPPER = ("edgekd.cli", "edgekd.api", "edgekd.pipeline", "edgekd.recipe", "edgekd.stages", "edgekd.bench", "edgekd.plan",
+         "edgekd.search")  # the budget search builds and runs plans of stages: it sits beside the pipeline
 
 
 def module_name(path: Path) -> str:

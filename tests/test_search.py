@@ -116,7 +116,8 @@ def test_the_written_recipe_rebuilds_the_pick(searched):
 
 
 def test_a_student_pick_becomes_a_recipe_that_distils_it_then_compresses_it(tmp_path):
-    from edgekd.api import picked_recipe, plan_recipe, recipe_yaml, student_stages
+    from edgekd.api import plan_recipe
+    from edgekd.search.plans import picked_recipe, recipe_yaml, student_stages
     from edgekd.search.evaluate import Scored
 
     budget = edgekd.Budget(max_accuracy_drop=1.0, batch=64, recovery_epochs=2, students=("cnn-tiny", "resnet8"))
@@ -127,7 +128,7 @@ def test_a_student_pick_becomes_a_recipe_that_distils_it_then_compresses_it(tmp_
                   latency_kind="measured", speedup=2.0, macs=1, params=1, seconds=1.0, base="cnn-tiny",
                   allocation="global")
     path = tmp_path / "recipe.yaml"
-    path.write_text(recipe_yaml(picked_recipe(plan, pick, budget, students)))
+    path.write_text(recipe_yaml(picked_recipe(plan, pick.candidate, budget, students)))
     recipe = load_recipe(path)
     assert [s.stage for s in recipe.stages] == ["teacher", "distill", "prune", "quantize", "export", "benchmark"]
     distill, prune = recipe.stages[1], recipe.stages[2]

@@ -74,8 +74,20 @@ def hold_out(dataset: Dataset, size: float | int, *, seed: int = 0) -> tuple[Dat
         raise DataError(f"the training data has {total} items, too few to hold out {count} for the selection "
                         "split; give more training data, a smaller data.selection, or val and test data "
                         "(val then selects)")
-    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
-    return take(dataset, order[count:]), take(dataset, order[:count])
+    held, rest = seeded_parts(dataset, (count, total - count), seed=seed)
+    return rest, held
+
+
+def seeded_parts(dataset: Dataset, sizes: tuple[int, ...], *, seed: int = 0) -> list[Dataset]:
+    """Disjoint parts of ``dataset`` of ``sizes`` items (fewer where it runs out): consecutive runs of one
+    seeded permutation. The one way edgekd holds items out: the selection split, the budget search's proxy
+    scoring and fine-tuning images, quantization's calibration and accuracy-control images."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(take(dataset, order[start:start + size]))
+        start += size
+    return parts
 
 
 def take(dataset: Dataset, indices: list[int]) -> Dataset:

@@ -22,8 +22,13 @@ from pathlib import Path
 
 import onnx
 
+from torch.utils.data import DataLoader
+
 from edgekd.estimate import kernel_costs, roofline
 from edgekd.quantize.graph import COMPUTE_OPS, module_name
+from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
+from edgekd.quantize.scheme import Scheme
+from edgekd.runtime.host import can_stand_for
 from edgekd.targets import TargetProfile
 
 RAN_DEQUANTIZED = ("ONNX Runtime on this machine has no int8 kernel for it: it runs as a float conv on "
@@ -114,3 +119,20 @@ def without_slow_layers(int8_model: onnx.ModelProto, quantize, find_slow, *, kee
         slow += found
         int8_model = quantize(keep + [s.node for s in slow])
     return int8_model, slow
+
+
+def float_where_slow(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, calibration: DataLoader,
+                     scheme: Scheme, target: TargetProfile, *, batches: tuple[int, ...], threads: int | None = None,
+                     bias_correction: BiasCorrection = BiasCorrection.FULL,
+                     keep: tuple[str, ...] | list[str] = ()) -> tuple[onnx.ModelProto, list[SlowLayer]]:
+    """``int8_model`` (PTQ of ``float_model`` on ``calibration`` in ``scheme``) requantized with the layers int8 makes
+    slower on ``target`` kept float, besides ``keep`` (layers already float for accuracy); and those slow layers.
+
+    Where this machine stands for the target, slow layers are read off ONNX Runtime's optimized graph; elsewhere
+    they are estimated at ``batches``. The quantize stage's step 5, callable alone.
+    """
+    here = can_stand_for(target)
+    requantize = lambda nodes: quantize_onnx(float_model, calibration, scheme, keep_float=nodes,  # noqa: E731
+                                             bias_correction=bias_correction).model
+    return without_slow_layers(int8_model, requantize, lambda m: slow_int8_layers(
+        float_model, m, target, here=here, batches=batches, threads=threads), keep=list(keep))

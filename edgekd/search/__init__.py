@@ -8,11 +8,13 @@ factorized; int8 with slow int8 layers float, or float), scores each with a chea
 fine-tune scored on held-out *training* images) and its latency on the target (measured side by
 side where this machine stands for it, estimated from the profile elsewhere), keeps the Pareto
 front, fully recovers only the finalists and checks them on the selection split (held out of the
-training data). The pick comes back as plain settings; the API turns it into a recipe that
+training data). A candidate is a plan of stage objects (:mod:`edgekd.search.plans`) built by
+:func:`edgekd.plan.build`, the pipeline's own step; the pick's plan is written out as the recipe that
 reproduces the model, and only that run reads the report split, to grade the pick once.
 
-The loop is :func:`edgekd.search.driver.search_compression`; :class:`~edgekd.search.space.Budget`
-says what is asked for (this package's import loads neither ONNX Runtime, NNCF nor torch-pruning).
+A budget run is :func:`edgekd.search.run.compress_within_budget`; the loop
+:func:`edgekd.search.driver.search_compression`; :class:`~edgekd.search.space.Budget` says what is asked for
+(this package's import loads neither ONNX Runtime, NNCF nor torch-pruning).
 """
 
 from edgekd.search.space import Budget, Candidate

@@ -45,14 +45,15 @@ class SearchOutcome:
 
 def search_compression(original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
                        folder: Path, students: dict[str, nn.Module] | None = None, resume: bool = False,
-                       progress: bool = False, metric=None, loss=None) -> SearchOutcome:
+                       progress: bool = False, metric=None, loss=None, cache_dir: Path | None = None) -> SearchOutcome:
     """Search ``budget``'s space for ``original`` (and the trained ``students``, by name) on ``target``;
     see :mod:`edgekd.search`. ``metric`` (default top-1) is what accuracy means; the budget's
-    ``max_accuracy_drop`` is in its points; ``loss`` replaces cross-entropy in the recoveries."""
+    ``max_accuracy_drop`` is in its points; ``loss`` replaces cross-entropy in the recoveries; ``cache_dir``
+    is where recoveries cache their teacher's logits (None: not cached)."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator(original, data, target, budget, students=students, progress=progress, metric=metric,
-                          loss=loss)
+                          loss=loss, cache_dir=cache_dir)
     try:
         scored = score_candidates(evaluator, budget, folder / "candidates.json", resume=resume)
         original_row = {"proxy_accuracy": evaluator.original_accuracy,

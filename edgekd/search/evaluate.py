@@ -1,11 +1,16 @@
-"""Score one candidate: build it from its base model, fine-tune briefly, time it on the target.
+"""Score one candidate: build its plan of stages on its base, time the result on the target.
 
-Accuracy is a proxy: ``proxy_epochs`` of KD from the original on ``proxy_images`` training
-images, scored (in ONNX Runtime, int8 where the candidate is int8) on ``score_images`` other
-training images; the original is scored on the same images, so the drop compares like with
-like. Training images flatter every model a little (the original has seen them): the finalists
-are therefore checked again on the selection split (held out of training) after a full recovery.
-Nothing here reads the report split: the pick is graded on it only after the search.
+A candidate is a plan (:func:`edgekd.search.plans.compression_plan`): the prune / factorize / quantize stage
+objects the picked recipe will hold. Scoring builds that plan with :func:`edgekd.plan.build`, the stages' own
+work, so the model scored is the model the picked recipe ships.
+
+Accuracy is a proxy: the plan with its recovery shortened to ``proxy_epochs``
+(:func:`~edgekd.search.plans.proxy_plan`), trained on ``proxy_images`` training images, its stages' own choices
+scored on ``score_images`` other training images, and the result scored there too (in ONNX Runtime, the int8
+model where the quantize stage ships one); the original is scored on the same images, so the drop compares like
+with like. Training images flatter every model a little (the original has seen them): the finalists are
+therefore built again from the exact plan on the whole training set and checked on the selection split (held
+out of training). Nothing here reads the report split: the pick is graded on it only after the search.
 
 Latency is measured side by side with the original (ONNX Runtime, median of 200 runs) where
 this machine stands for the target, and estimated from the target profile otherwise.
@@ -15,34 +20,32 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import onnx
-import torch
 from torch import nn
-from torch.utils.data import Subset
+from torch.utils.data import Dataset
 
 from edgekd import console
+from edgekd.context import RunContext
 from edgekd.data import DataBundle, make_loader
-from edgekd.distill.recovery import RecoveryConfig, recover
+from edgekd.data.splits import seeded_parts
 from edgekd.errors import EdgekdError
 from edgekd.estimate import estimate_latency
-from edgekd.factorize.lowrank import factorize_model
-from edgekd.measure import count_macs, count_params
-from edgekd.onnx_export import export_onnx
-from edgekd.prune.goal import Scope, prune_model
 from edgekd.judge import judge
+from edgekd.measure import count_macs, count_params
 from edgekd.metrics import resolve_metric
-from edgekd.quantize.int8 import quantize_model
-from edgekd.quantize.scheme import Scheme
-from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
-from edgekd.quantize.ptq import quantize_onnx
+from edgekd.onnx_export import export_onnx
+from edgekd.plan import Plan, build
 from edgekd.runtime.host import can_stand_for
+from edgekd.search.plans import compression_plan, proxy_plan
 from edgekd.search.space import ORIGINAL, Budget, Candidate
+from edgekd.stages.base import Handoff
+from edgekd.supervised import as_supervised
 from edgekd.targets import TargetProfile
-from edgekd.train import Schedule, TrainConfig
 
 
 @dataclasses.dataclass
@@ -63,6 +66,7 @@ class Scored:
     base: str = ORIGINAL
     allocation: str = "uniform"
     factorize: float = 0.0
+    plan: str = ""  # the settings hash of the candidate's plan (Plan.settings_hash), as the picked recipe holds it
 
     @classmethod
     def of(cls, candidate: Candidate, **scores) -> Scored:
@@ -82,30 +86,31 @@ class Evaluator:
     target and budget; ``students`` maps each student's name to the trained student."""
 
     def __init__(self, original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
-                 students: dict[str, nn.Module] | None = None, progress: bool = False, metric=None, loss=None):
+                 students: dict[str, nn.Module] | None = None, progress: bool = False, metric=None, loss=None,
+                 cache_dir: Path | None = None):
         self.original, self.data, self.target, self.budget = original.eval(), data, target, budget
-        self.metric, self.loss = resolve_metric(metric), loss  # what accuracy means here; the supervised loss
-        self.progress = progress
+        self.metric = resolve_metric(metric)  # what accuracy means here
         self.bases = {ORIGINAL: self.original, **{name: m.eval() for name, m in (students or {}).items()}}
-        self.teacher = copy.deepcopy(self.original)  # KD freezes its teacher; the original stays as given
-        self.last_built: tuple[tuple | None, nn.Module | EdgekdError | None] = (None, None)
+        self.last_built: tuple[tuple | None, Handoff | EdgekdError | None] = (None, None)
         self.shape = (data.info.channels, *data.info.image_size)
         self.here = can_stand_for(target)
-        self.scheme = Scheme.for_target(target)
-        self.tune, self.scoring = self.split(data, budget)
-        self.calibration = make_loader(Subset(data.train, self.tune.indices[:512]), data.info, batch_size=64,
-                                       train=False)
         self.folder = tempfile.TemporaryDirectory(prefix="edgekd-search-")
+        tune, self.scoring = self.split(data, budget)
+        proxy = dataclasses.replace(data, train=tune, selection=self.scoring)
+        self.contexts = {phase: RunContext(out_dir=Path(self.folder.name) / phase, target=target, data=bundle,
+                                           cache_dir=cache_dir, progress=progress, metric=self.metric,
+                                           loss=as_supervised(loss), report_timings=False)
+                         for phase, bundle in (("proxy", proxy), ("final", data))}
         self.original_onnx = export_onnx(self.original, self.shape)
         self.original_path = self.save(self.original_onnx, "original")
         self.original_accuracy = self.judged(self.original_onnx, self.scoring)
 
     @staticmethod
-    def split(data: DataBundle, budget: Budget) -> tuple[Subset, Subset]:
-        """Disjoint, seeded fine-tuning and scoring subsets of the training set."""
-        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(budget.seed)).tolist()
-        scoring = min(budget.score_images, len(order) // 3)
-        return Subset(data.train, order[scoring:scoring + budget.proxy_images]), Subset(data.train, order[:scoring])
+    def split(data: DataBundle, budget: Budget) -> tuple[Dataset, Dataset]:
+        """Disjoint, seeded fine-tuning and scoring subsets of the training set (the proxy's train and selection)."""
+        scoring, tune = seeded_parts(data.train, (min(budget.score_images, len(data.train) // 3), budget.proxy_images),
+                                     seed=budget.seed)
+        return tune, scoring
 
     def loader(self, dataset):
         return make_loader(dataset, self.data.info, batch_size=256, train=False)
@@ -119,57 +124,37 @@ class Evaluator:
         onnx.save(model, str(path))
         return path
 
-    def built(self, candidate: Candidate, phase: str) -> nn.Module:
-        """:meth:`build` for the ``proxy`` or ``final`` phase, shared by the precisions of one compression
-        (they come one after the other): int8 and float of it cost one fine-tune, or one refusal."""
-        key = (phase, dataclasses.replace(candidate, int8=False))
+    def plan(self, candidate: Candidate, phase: str) -> Plan:
+        """What ``phase`` builds of ``candidate``: its exact plan (``final``) or that plan's proxy."""
+        plan = compression_plan(candidate, self.budget)
+        return plan if phase == "final" else proxy_plan(plan, self.budget.proxy_epochs, self.budget.proxy_images)
+
+    def built(self, candidate: Candidate, phase: str) -> Handoff:
+        """``candidate``'s plan built on its base in ``phase``'s context. The stages before quantize are built
+        once for the precisions of one compression (they come one after the other): int8 and float of it cost
+        one fine-tune, or one refusal."""
+        compress, quantize = self.plan(candidate, phase).split_before("quantize")
+        key = (phase, candidate.base, compress.settings_hash)
         if self.last_built[0] != key:
-            proxy = dataclasses.replace(self.data, train=self.tune, selection=self.scoring)
-            data, epochs = (proxy, self.budget.proxy_epochs) if phase == "proxy" else \
-                (self.data, self.budget.recovery_epochs)
+            base = Handoff(model=copy.deepcopy(self.bases[candidate.base]).requires_grad_(True),
+                           teacher=self.original)  # a base used as a KD teacher elsewhere may be frozen
             try:
-                self.last_built = (key, self.build(candidate, data, epochs))
+                self.last_built = (key, self.build(compress, base, phase, "compress"))
             except EdgekdError as error:
                 self.last_built = (key, error)
         if isinstance(self.last_built[1], EdgekdError):
             raise self.last_built[1]
-        return self.last_built[1]
+        return self.build(quantize, self.last_built[1], phase, "quantize") if quantize.stages else self.last_built[1]
 
-    def build(self, candidate: Candidate, data: DataBundle, epochs: int) -> nn.Module:
-        """The candidate's base pruned or factorized as the candidate says, then KD-recovered from the
-        original for ``epochs`` on ``data`` (an uncompressed base is used as it is)."""
-        model = copy.deepcopy(self.bases[candidate.base])
-        example = torch.zeros(1, *self.shape)
-        if candidate.reduction > 0:
-            model = prune_model(model, example, reduction=candidate.reduction, scope=Scope(candidate.allocation),
-                                round_to=self.target.channel_multiple).model
-        if candidate.factorize > 0:
-            model = factorize_model(model, example, reduction=candidate.factorize, score=self.rank_scorer(),
-                                    round_to=self.target.channel_multiple).model
-        if candidate.compressed:
-            config = RecoveryConfig(train=TrainConfig(epochs=epochs, lr=0.01, schedule=Schedule.COSINE, augment=None,
-                                                      seed=self.budget.seed))
-            recover(model.requires_grad_(True), self.teacher, data, config, progress=self.progress,
-                    metric=self.metric, loss=self.loss)
-        return model.eval()
+    def build(self, plan: Plan, given: Handoff, phase: str, part: str) -> Handoff:
+        """:func:`edgekd.plan.build` into a fresh scratch folder (no stale training checkpoint is resumed)."""
+        root = Path(self.folder.name) / phase / part
+        shutil.rmtree(root, ignore_errors=True)
+        return build(plan, given, self.contexts[phase], root=root).handoff
 
-    def rank_scorer(self):
-        """Greedy rank selection's score: the metric on 1,000 fine-tuning images (not the scoring ones)."""
-        loader = make_loader(Subset(self.data.train, self.tune.indices[:1000]), self.data.info, batch_size=500,
-                             train=False)
-        return lambda model: judge(model, loader, self.metric)
-
-    def deployable(self, model: nn.Module, int8: bool) -> onnx.ModelProto:
-        """The ONNX model that would ship: float, or int8 in the target's scheme (slow layers float on CPUs)."""
-        float_model = export_onnx(model, self.shape)
-        if not int8:
-            return float_model
-        quantized = quantize_model(float_model, self.calibration, scheme=self.scheme).model
-        if self.scheme is Scheme.TENSORRT:
-            return quantized
-        requantize = lambda keep: quantize_onnx(float_model, self.calibration, self.scheme, keep_float=keep).model  # noqa: E731
-        return without_slow_layers(quantized, requantize, lambda m: slow_int8_layers(
-            float_model, m, self.target, here=self.here, batches=(self.budget.batch,)), keep=[])[0]
+    def shipped(self, handoff: Handoff) -> onnx.ModelProto:
+        """The ONNX model the plan ships: the quantize stage's int8 file, else the float model exported."""
+        return onnx.load(str(handoff.int8.path)) if handoff.int8 is not None else export_onnx(handoff.model, self.shape)
 
     def latency(self, deployable: onnx.ModelProto) -> tuple[float, str, float]:
         """(ms at the budget's batch, measured|estimated, speed-up over the original)."""
@@ -184,30 +169,29 @@ class Evaluator:
         ms = estimate_latency(deployable, self.target, batch).ms
         return ms, "estimated", estimate_latency(self.original_onnx, self.target, batch).ms / ms
 
+    def measured(self, candidate: Candidate, phase: str, dataset) -> tuple[Scored, onnx.ModelProto]:
+        """``candidate`` built for ``phase``, what it ships scored on ``dataset`` and timed; and that ONNX model."""
+        start = time.perf_counter()
+        handoff = self.built(candidate, phase)
+        shipped = self.shipped(handoff)
+        ms, kind, speedup = self.latency(shipped)
+        scored = Scored.of(candidate, accuracy=self.judged(shipped, dataset), latency_ms=ms, latency_kind=kind,
+                           speedup=speedup, macs=count_macs(handoff.model, self.shape),
+                           params=count_params(handoff.model), seconds=time.perf_counter() - start,
+                           plan=compression_plan(candidate, self.budget).settings_hash)
+        return scored, shipped
+
     def score(self, candidate: Candidate) -> Scored:
         """Proxy accuracy and target latency of ``candidate``."""
-        start = time.perf_counter()
-        model = self.built(candidate, "proxy")
-        shipped = self.deployable(model, candidate.int8)
-        ms, kind, speedup = self.latency(shipped)
-        proxy_accuracy = self.judged(shipped, self.scoring)
-        scored = Scored.of(candidate, accuracy=proxy_accuracy, latency_ms=ms, latency_kind=kind, speedup=speedup,
-                           macs=count_macs(model, self.shape), params=count_params(model),
-                           seconds=time.perf_counter() - start)
-        console.info(f"search: {candidate.describe()}: proxy accuracy {proxy_accuracy:.4f} "
-                     f"(original {self.original_accuracy:.4f}), {ms:.3f} ms {kind} ({speedup:.2f}×)")
+        scored, _ = self.measured(candidate, "proxy", self.scoring)
+        console.info(f"search: {candidate.describe()}: proxy accuracy {scored.accuracy:.4f} "
+                     f"(original {self.original_accuracy:.4f}), {scored.latency_ms:.3f} ms {scored.latency_kind} "
+                     f"({scored.speedup:.2f}×)")
         return scored
 
     def finalize(self, candidate: Candidate) -> Scored:
-        """A finalist: full recovery on the training set, accuracy on the selection split."""
-        start = time.perf_counter()
-        model = self.built(candidate, "final")
-        shipped = self.deployable(model, candidate.int8)
-        ms, kind, speedup = self.latency(shipped)
-        selection = self.judged(shipped, self.data.selection)
-        return Scored.of(candidate, accuracy=selection, latency_ms=ms, latency_kind=kind, speedup=speedup,
-                         macs=count_macs(model, self.shape), params=count_params(model),
-                         seconds=time.perf_counter() - start)
+        """A finalist: its exact plan built on the whole training set, accuracy on the selection split."""
+        return self.measured(candidate, "final", self.data.selection)[0]
 
     def original_selection_accuracy(self) -> float:
         return self.judged(self.original_onnx, self.data.selection)

@@ -7,9 +7,11 @@ import itertools
 from dataclasses import dataclass
 
 from edgekd.errors import ConfigError
+from edgekd.stages.quantize import SCORING_IMAGES
 
 ORIGINAL = "original"  # the base that is the user's (or the recipe's teacher) model itself
 ALLOCATIONS = ("uniform", "global")  # the prune stage's scopes: per-layer allocation of a reduction
+INT8_PROXY_IMAGES = 32 + SCORING_IMAGES  # the fewest proxy images the quantize stage can calibrate and score on
 
 
 class Goal(str, enum.Enum):
@@ -87,6 +89,9 @@ class Budget:
                 or self.near_misses < 0:
             raise ConfigError("batch, proxy_images, score_images and finalists must be at least 1, near_misses at "
                               "least 0, seconds above 0")
+        if "int8" in self.precisions and self.proxy_images < INT8_PROXY_IMAGES:
+            raise ConfigError(f"int8 candidates need proxy_images of at least {INT8_PROXY_IMAGES} (32 calibrate, "
+                              f"{SCORING_IMAGES} score accuracy control), got {self.proxy_images}")
 
     @property
     def goal(self) -> Goal:

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 from safetensors.torch import load_file
+from torch import nn
 from torch.utils.data import Subset
 
 from edgekd import console, measure
@@ -72,8 +73,7 @@ class FactorizeStage(Stage):
         recovered_by = recover(model, original, ctx.data, self.recovery, checkpoint=ctx.stage_dir / "train-recovery.pt",
                                cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         recovered = recovered_by.accuracy if recovered_by else factorized_acc
-        with HostComparer(export_onnx(original, ctx.input_shape), ctx.input_shape, threads=ctx.host_threads) as timer:
-            comparisons = timer.compare(export_onnx(model, ctx.input_shape), self.report_batches)
+        comparisons = self.host_comparisons(original, model, ctx)
         if slower_ones(comparisons):
             row.note("factorize", f"the factorized model runs slower than the original on this host "
                                   f"({slower_ones(comparisons)}): ranks that are not multiples of the runtime's "
@@ -90,6 +90,13 @@ class FactorizeStage(Stage):
         save_weights(model, ctx.stage_dir / "model.safetensors")
         write_json(ctx.stage_dir / "factorized.json", result.plan)
         return given.with_model(model)
+
+    def host_comparisons(self, original: nn.Module, model: nn.Module, ctx: RunContext) -> list:
+        """The factorized model timed against the original on this host, for the report row (not in search builds)."""
+        if not ctx.report_timings:
+            return []
+        with HostComparer(export_onnx(original, ctx.input_shape), ctx.input_shape, threads=ctx.host_threads) as timer:
+            return timer.compare(export_onnx(model, ctx.input_shape), self.report_batches)
 
     def restore(self, given: Handoff, ctx: RunContext) -> Handoff:
         plan = json.loads((ctx.stage_dir / "factorized.json").read_text())

@@ -112,8 +112,9 @@ class PruneStage(Stage):
         result = recover(model, dense, ctx.data, self.recovery, checkpoint=ctx.stage_dir / f"train-step{step}.pt",
                          cache_dir=ctx.cache_dir, progress=ctx.progress, metric=ctx.metric, loss=ctx.loss)
         step_row["accuracy_recovered"] = result.accuracy if result else step_row["accuracy_pruned"]
-        step_row["host_latency"] = [c.to_dict() for c in timer.compare(export_onnx(model, ctx.input_shape),
-                                                                       self.report_batches)]
+        if ctx.report_timings:
+            step_row["host_latency"] = [c.to_dict() for c in timer.compare(export_onnx(model, ctx.input_shape),
+                                                                           self.report_batches)]
         console.info(f"prune: step {step}/{self.steps}: MACs {step_row['macs']:,} "
                      f"({step_row['macs'] / before['macs']:.1%}), accuracy {step_row['accuracy_pruned']:.4f} → "
                      f"{step_row['accuracy_recovered']:.4f} after recovery")

@@ -25,25 +25,25 @@ import json
 from typing import ClassVar, Literal
 
 import onnx
-import torch
 from pydantic import Field
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from edgekd import console
 from edgekd.atomic import atomic_path, write_json
 from edgekd.context import RunContext
 from edgekd.data import make_loader
+from edgekd.data.splits import seeded_parts
 from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import QuantizeError
 from edgekd.quantize import compliance
 from edgekd.onnx_export import export_onnx
 from edgekd.quantize.graph import float_layers, module_name, quantizers
 from edgekd.quantize.int8 import quantize_model
-from edgekd.quantize.ptq import BiasCorrection, quantize_onnx
+from edgekd.quantize.ptq import BiasCorrection
 from edgekd.quantize.qat import export_qdq, quantization_aware_training
 from edgekd.quantize.scheme import Scheme
-from edgekd.quantize.speed import slow_int8_layers, without_slow_layers
+from edgekd.quantize.speed import float_where_slow
 from edgekd.estimate import estimate_latency
 from edgekd.runtime.compare import Comparison, HostComparer, slower_ones
 from edgekd.runtime.host import can_stand_for
@@ -53,6 +53,7 @@ from edgekd.train import Schedule, TrainConfig
 INT8_FILE = "model.int8.onnx"
 PRODUCED_FILE = "int8.json"  # the settings (and method) that produced the int8 file
 UNPLACED = "NNCF placed no quantizer on its input (its placement rules, not accuracy control)"
+SCORING_IMAGES = 100  # the fewest training images accuracy control scores on, besides calibration
 QAT_DEFAULT = RecoveryConfig(train=TrainConfig(epochs=2, lr=0.001, schedule=Schedule.COSINE, augment=None))
 
 
@@ -127,13 +128,9 @@ class QuantizeStage(Stage):
     def keep_slow_layers_float(self, float_model: onnx.ModelProto, int8: onnx.ModelProto, calibration: DataLoader,
                                scheme: Scheme, ctx: RunContext, chosen: dict) -> tuple[onnx.ModelProto, list]:
         """Requantize with the layers int8 makes slower on the target kept float (see :mod:`edgekd.quantize.speed`)."""
-        here = can_stand_for(ctx.target)
-        return without_slow_layers(
-            int8, lambda keep: quantize_onnx(float_model, calibration, scheme, keep_float=keep,
-                                             bias_correction=self.bias_correction).model,
-            lambda m: slow_int8_layers(float_model, m, ctx.target, here=here, batches=self.report_batches,
-                                       threads=ctx.host_threads),
-            keep=[layer["node"] for layer in chosen.values() if "node" in layer])
+        return float_where_slow(float_model, int8, calibration, scheme, ctx.target, batches=self.report_batches,
+                                threads=ctx.host_threads, bias_correction=self.bias_correction,
+                                keep=[layer["node"] for layer in chosen.values() if "node" in layer])
 
     def why_int8_does_not_pay(self, comparisons: list[Comparison], float_model: onnx.ModelProto,
                               int8: onnx.ModelProto, scheme: Scheme, ctx: RunContext) -> str | None:
@@ -203,14 +200,12 @@ class QuantizeStage(Stage):
     def held_out_loaders(self, ctx: RunContext) -> tuple[DataLoader, DataLoader]:
         """Calibration and scoring images: disjoint, shuffled, from the training set (never the selection or report split)."""
         train = ctx.data.train
-        if len(train) < self.calibration_images + 100:
+        if len(train) < self.calibration_images + SCORING_IMAGES:
             raise QuantizeError(f"the training set has {len(train)} images; calibration_images is "
-                                f"{self.calibration_images} and scoring needs 100 more: lower calibration_images")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
-        end = min(len(train), self.calibration_images + self.score_images)
-        make = lambda indices: make_loader(Subset(train, indices), ctx.data.info, batch_size=32,  # noqa: E731
-                                           train=False)
-        return make(order[:self.calibration_images]), make(order[self.calibration_images:end])
+                                f"{self.calibration_images} and scoring needs {SCORING_IMAGES} more: "
+                                "lower calibration_images")
+        parts = seeded_parts(train, (self.calibration_images, self.score_images), seed=0)
+        return tuple(make_loader(part, ctx.data.info, batch_size=32, train=False) for part in parts)
 
     def quantization_aware(self, model: nn.Module, calibration: DataLoader, scheme: Scheme,
                            ctx: RunContext) -> tuple[onnx.ModelProto, list]:
