@@ -48,7 +48,8 @@ def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_
 def test_compress_with_two_processes_runs_the_fast_recipe(tmp_path):
     out = tmp_path / "run"
     result = run_cli("compress", "--nproc", "2", "--recipe", "fast", "--target", "host", "--device", "cpu",
-                     "--out", str(out), env={"EDGEKD_CACHE": str(tmp_path / "cache")})  # the teacher trains in DDP too
+                     "--out", str(out))  # its teacher may be one test_cli cached (the suite's cache is shared):
+    # the distill and quantize stages run in two processes either way; DDP training itself is the test above
     assert_every_process_exited_0(result)
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "quantize", "export", "benchmark"]
