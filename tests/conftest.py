@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,9 +14,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # so `user_code` imports as a user's module
 
 
-# Never read or write the user's ~/.cache/edgekd: one throwaway cache for the whole session,
-# set before any fixture runs (module-scoped fixtures start CLI subprocesses that inherit it).
-os.environ["EDGEKD_CACHE"] = tempfile.mkdtemp(prefix="edgekd-test-cache-")
+# Never read or write the user's ~/.cache/edgekd: one throwaway cache for the whole session, set before any
+# fixture runs (module-scoped fixtures start CLI subprocesses that inherit it). Under pytest-xdist the workers
+# share one, named after the controller (their parent process), so a teacher that several files train with the
+# same settings and data is trained once (cache files are written by rename: a worker reads a whole file or
+# none); the controller removes it when the session ends.
+def shared_cache(controller: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"edgekd-test-cache-{controller}"
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    shared_cache(os.getppid()).mkdir(exist_ok=True)
+    os.environ["EDGEKD_CACHE"] = str(shared_cache(os.getppid()))
+else:
+    os.environ["EDGEKD_CACHE"] = tempfile.mkdtemp(prefix="edgekd-test-cache-")
 
 
 def pytest_configure(config):
@@ -32,6 +44,11 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(len(mine))
+
+
+def pytest_sessionfinish(session):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller, once every worker is done
+        shutil.rmtree(shared_cache(os.getpid()), ignore_errors=True)
 
 
 # The longest files (minutes each on one core, from `--durations`), handed out first: pytest-xdist's

@@ -152,10 +152,15 @@ def test_users_own_model_and_weights_by_import_path(tmp_path):
     from user_code import tiny_net
 
     save_file(tiny_net(10, 1).state_dict(), tmp_path / "mine.safetensors")
-    result = run_cli("compress", "--target", "raspberry-pi-5", "--recipe", "fast", "--teacher", "user_code:tiny_net",
-                     "--weights", str(tmp_path / "mine.safetensors"), "--out", str(tmp_path / "run"))
+    recipe = tmp_path / "small.yaml"  # the recipe's own teacher is replaced; its student distils from the user's
+    recipe.write_text("data: {train_subset: 2000, val_subset: 1000}\nstages:\n  - stage: teacher\n    model: cnn-small\n"
+                      "  - stage: distill\n    student: cnn-tiny\n    train: {epochs: 1, augment: null}\n"
+                      "  - stage: export\n")
+    result = run_cli("compress", "--target", "raspberry-pi-5", "--recipe", str(recipe), "--teacher",
+                     "user_code:tiny_net", "--weights", str(tmp_path / "mine.safetensors"), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "export"]
     assert report["stages"][0]["details"]["source"].startswith("weights file")
     assert report["stages"][0]["params"] == sum(p.numel() for p in tiny_net(10, 1).parameters())
 

@@ -16,9 +16,30 @@ def start_cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([str(exe), *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
 
 
+# Every stage a run has, on a subset (an epoch of distillation lasts seconds, so the kill lands inside the second).
+SMALL_RUN = """data: {source: fashion-mnist, train_subset: 5000, val_subset: 1000}
+stages:
+  - stage: teacher
+    model: cnn-small
+    train: {epochs: 1, lr: 0.05}
+  - stage: distill
+    student: cnn-tiny
+    train: {epochs: 2, lr: 0.1, augment: null}
+  - stage: quantize
+    calibration_images: 256
+    score_images: 500
+    max_accuracy_drop: 2.0
+  - stage: export
+  - stage: benchmark
+    batch_sizes: [1]
+"""
+
+
 def test_sigkill_mid_stage_then_resume(tmp_path):
     out = tmp_path / "run"
-    args = ("compress", "--target", "host", "--recipe", "fast", "--out", str(out))
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RUN)
+    args = ("compress", "--target", "host", "--recipe", str(recipe), "--out", str(out))
     proc = start_cli(*args)
     seen = []
     for line in proc.stderr:  # kill right after the distill stage's first epoch checkpoint

@@ -84,6 +84,8 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_selection_spl
     assert built["cnn-tiny/prune-0.00-float"]["macs"] < built["prune-0.50-global-float"]["macs"] \
         < built["prune-0.00-float"]["macs"]  # the student, pruned and factorized bases are what they say
     assert built["lowrank-0.40-float"]["macs"] < built["prune-0.00-float"]["macs"]
+    assert all(c["ships"] == "float" for k, c in built.items() if k.endswith("-float"))  # what each plan shipped
+    assert {c["ships"] for k, c in built.items() if k.endswith("-int8")} <= {"int8", "float"}
     assert set(search["pareto"]) <= set(keys) and search["pareto"]
     assert [f["won"] for f in search["finalists"]].count(True) == 1 and len(search["finalists"]) >= 2
     winner = next(f for f in search["finalists"] if f["won"])

@@ -67,6 +67,7 @@ class Scored:
     allocation: str = "uniform"
     factorize: float = 0.0
     plan: str = ""  # the settings hash of the candidate's plan (Plan.settings_hash), as the picked recipe holds it
+    ships: str = ""  # int8 | float: what its plan ships (an int8 candidate ships float where int8 does not pay)
 
     @classmethod
     def of(cls, candidate: Candidate, **scores) -> Scored:
@@ -178,13 +179,16 @@ class Evaluator:
         scored = Scored.of(candidate, accuracy=self.judged(shipped, dataset), latency_ms=ms, latency_kind=kind,
                            speedup=speedup, macs=count_macs(handoff.model, self.shape),
                            params=count_params(handoff.model), seconds=time.perf_counter() - start,
-                           plan=compression_plan(candidate, self.budget).settings_hash)
+                           plan=compression_plan(candidate, self.budget).settings_hash,
+                           ships="int8" if handoff.int8 is not None else "float")
         return scored, shipped
 
     def score(self, candidate: Candidate) -> Scored:
         """Proxy accuracy and target latency of ``candidate``."""
         scored, _ = self.measured(candidate, "proxy", self.scoring)
-        console.info(f"search: {candidate.describe()}: proxy accuracy {scored.accuracy:.4f} "
+        ships = " (ships float: the quantize stage found int8 does not pay)" if candidate.int8 and scored.ships == "float" \
+            else ""
+        console.info(f"search: {candidate.describe()}{ships}: proxy accuracy {scored.accuracy:.4f} "
                      f"(original {self.original_accuracy:.4f}), {scored.latency_ms:.3f} ms {scored.latency_kind} "
                      f"({scored.speedup:.2f}×)")
         return scored
