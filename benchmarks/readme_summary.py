@@ -75,11 +75,13 @@ def search_rows(r: Mapping) -> list[str]:
     for target, t in s.get("summary", {}).items():
         runs = f"{t['runs']} run{'s' if t['runs'] != 1 else ''}"
         acc, speed = t["pick_accuracy"], t["speedup_vs_default"]
+        kinds = {(x.get("latency") or "estimated").split()[0] for x in s.get("rows", []) if x["target"] == target}
+        kind = "measured" if kinds == {"measured"} else "estimated"  # the Jetson rows are the estimator's
         out.append(
             f"| [budget search](docs/results/search.md), ≤ {s.get('max_accuracy_drop_points', 1):g} point, `{target}` "
             f"| its pick ({runs}{'; median' if t['runs'] > 1 else ''}) | {acc['median']:.2%} "
             f"(−{t['drop_points']['median']:.2f}) | {speed['median']:.2f}× the speed of the default recipe's student "
-            f"(b{s.get('batch', 64)}){': slower' if speed['median'] < 1 else ''}, measured |")
+            f"(b{s.get('batch', 64)}){': slower' if speed['median'] < 1 else ''}, {kind} |")
     return out
 
 

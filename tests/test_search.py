@@ -226,3 +226,35 @@ def test_a_drop_of_exactly_the_budget_is_within_it():
     assert 100 * (0.9361 - 0.9261) > 1.0  # floating point, as the first benchmark run met it
     assert feasible(exactly, edgekd.Budget(max_accuracy_drop=1.0), reference=0.9361)
     assert not feasible(exactly, edgekd.Budget(max_accuracy_drop=0.99), reference=0.9361)
+
+
+def test_a_finalist_of_exactly_the_budget_stays_within_it_when_read_back_from_disk():
+    from edgekd.search.driver import feasible
+    from edgekd.search.evaluate import Scored
+
+    reference, accuracy = 5594 / 6000, 5534 / 6000  # 60 of 6,000 selection images: exactly 1 point, as seed 0 met it
+    scored = Scored(key="k", reduction=0.5, int8=False, accuracy=accuracy, latency_ms=1.0, latency_kind="measured",
+                    speedup=2.0, macs=1, params=1, seconds=1.0)
+    read_back = Scored(**json.loads(json.dumps(scored.to_dict())))
+    assert feasible(read_back, edgekd.Budget(max_accuracy_drop=1.0), reference)
+    assert read_back.latency_ms == 1.0 and Scored(**{**scored.to_dict(), "seconds": 1.234567}).to_dict()["seconds"] == 1.23457
+
+
+def test_an_int8_candidate_that_ships_float_yields_to_its_float_twin():
+    from edgekd.search.driver import ranked, why
+    from edgekd.search.evaluate import Scored
+
+    def scored(key, int8, ships, speedup, reduction=0.0):
+        return Scored(key=key, reduction=reduction, int8=int8, accuracy=0.93, latency_ms=1 / speedup,
+                      latency_kind="measured", speedup=speedup, macs=1, params=1, seconds=1.0, ships=ships)
+
+    budget = edgekd.Budget(max_accuracy_drop=1.0)
+    shipped_float = scored("prune-0.00-int8", True, "float", 3.13)  # timing noise made it look faster
+    twin = scored("prune-0.00-float", False, "float", 3.12)
+    real_int8 = scored("prune-0.30-int8", True, "int8", 2.0, reduction=0.3)
+    assert [s.key for s in ranked([shipped_float, twin, real_int8], budget, 0.935)] == \
+        ["prune-0.00-float", "prune-0.30-int8"]
+    assert [s.key for s in ranked([shipped_float, real_int8], budget, 0.935)] == \
+        ["prune-0.00-int8", "prune-0.30-int8"]  # without its twin it stands for itself
+    said = why(shipped_float, twin, budget, 0.935)
+    assert said.startswith("lost:") and "the same model as prune-0.00-float" in said

@@ -112,6 +112,7 @@ def feasible(scored: Scored, budget: Budget, reference: float, per_unit: float =
 def ranked(scored: list[Scored], budget: Budget, reference: float, per_unit: float = 100.0) -> list[Scored]:
     """Feasible candidates, best first by the budget's objective (speed-up, or accuracy)."""
     ok = [s for s in scored if feasible(s, budget, reference, per_unit)]
+    ok = [s for s in ok if twin_of(s, ok) is None]  # its float twin is the same model with a simpler plan
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
         return sorted(ok, key=lambda s: (-s.speedup, -s.accuracy))
     return sorted(ok, key=lambda s: (-s.accuracy, s.latency_ms))
@@ -152,6 +153,12 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
     return rows
 
 
+def twin_of(scored: Scored, others: list[Scored]) -> Scored | None:
+    """The float candidate among ``others`` that ships what ``scored`` ships (an int8 candidate that ships float)."""
+    twin = scored.float_twin
+    return next((o for o in others if twin is not None and o.candidate == twin and not o.error), None)
+
+
 def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_than: float, *,
                 per_unit: float = 100.0) -> list[Scored]:
     """The fastest ``budget.near_misses`` candidates faster than ``faster_than`` that miss the accuracy budget
@@ -160,6 +167,7 @@ def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_t
     close = [s for s in scored if not s.error and s.speedup > faster_than
              and not feasible(s, budget, reference, per_unit)
              and drop_points(reference, s.accuracy, per_unit) <= 2 * budget.max_accuracy_drop]
+    close = [s for s in close if twin_of(s, close) is None]
     return sorted(close, key=lambda s: (-s.speedup, -s.accuracy))[:budget.near_misses]
 
 
@@ -173,6 +181,10 @@ def why(final: Scored, best: Scored | None, budget: Budget, reference: float, pe
         return f"lost: {said} misses {limit}"
     if best is not None and final.key == best.key:
         return f"won: {said}"
+    twin = twin_of(final, [best] if best is not None else [])
+    if twin is not None:
+        return (f"lost: {said}; its quantize stage ships float (int8 does not pay on this target): the same model "
+                f"as {twin.key}, whose plan has no quantize stage")
     better = "faster" if budget.goal is Goal.FASTEST_WITHIN_DROP else "more accurate"
     return f"lost: {said}; {best.key} is {better} within the budget"
 

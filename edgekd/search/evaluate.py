@@ -78,8 +78,18 @@ class Scored:
     def candidate(self) -> Candidate:
         return Candidate(self.base, self.reduction, self.int8, self.allocation, self.factorize)
 
+    @property
+    def float_twin(self) -> Candidate | None:
+        """The float candidate that ships the same model, for an int8 candidate whose quantize stage shipped float."""
+        if not (self.int8 and self.ships == "float"):
+            return None
+        return dataclasses.replace(self.candidate, int8=False)
+
     def to_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+        """For JSON: timings rounded, the accuracy exact (it decides against an unrounded reference, and a
+        finalist read back from disk must fall on the same side of the budget as when it was scored)."""
+        return {k: (round(v, 5) if isinstance(v, float) and k != "accuracy" else v)
+                for k, v in dataclasses.asdict(self).items()}
 
 
 class Evaluator:
