@@ -6,8 +6,8 @@ searches from the default teacher edgekd ships (``weights/``, trained without th
 the default recipe's student distilled from it (``cnn-small``, the default recipe's distill stage, trained
 inside the search and counted in ``search_seconds``). That same student, the one the default recipe would
 ship, goes through the default recipe's quantize stage for the same target twice: int8 required
-(``default_*``: the default recipe's int8 student the issue compares against) and as the recipe runs (``default_recipe_ships``: float where int8 does not pay at
-batch 1 or 64). The search chooses on the selection split (6,000 training images held out, seed 0); everything here
+(``default_*``: the default recipe's int8 student the issue compares against) and as the recipe runs
+(``default_recipe_ships``: float where int8 does not pay at batch 1 or 64). The search chooses on the selection split (6,000 training images held out, seed 0); everything here
 is then scored once with ONNX Runtime on the full test set (the report split); on the host the models
 are timed side by side with the pick (``--repeats`` rounds of 200 runs at batch 64; speed-ups are the
 median of the per-round ratios, every round's ratio is kept), for Jetson they are estimated. Each seed

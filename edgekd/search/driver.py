@@ -156,7 +156,9 @@ def check_finalists(evaluator: Evaluator, budget: Budget, scored: list[Scored], 
 def twin_of(scored: Scored, others: list[Scored]) -> Scored | None:
     """The float candidate among ``others`` that ships what ``scored`` ships (an int8 candidate that ships float)."""
     twin = scored.float_twin
-    return next((o for o in others if twin is not None and o.candidate == twin and not o.error), None)
+    if twin is None:
+        return None
+    return next((o for o in others if o.candidate == twin and not o.error), None)
 
 
 def near_misses(scored: list[Scored], budget: Budget, reference: float, faster_than: float, *,
