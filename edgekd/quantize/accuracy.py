@@ -18,6 +18,8 @@ from edgekd import console
 from edgekd.errors import QuantizeError
 from edgekd.quantize.graph import compute_nodes, module_name
 
+SCORING_IMAGES = 100  # the fewest training images accuracy control scores on, besides calibration
+
 Quantize = Callable[[list[str]], onnx.ModelProto]  # ONNX nodes to keep float → int8 model
 Score = Callable[[onnx.ModelProto], float]  # model → accuracy on the scoring images
 Points = Callable[[float], float]  # a difference of two scores → budget points (the metric's own units)

@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass
 
 from edgekd.errors import ConfigError
-from edgekd.stages.quantize import SCORING_IMAGES
+from edgekd.quantize.accuracy import SCORING_IMAGES
 
 ORIGINAL = "original"  # the base that is the user's (or the recipe's teacher) model itself
 ALLOCATIONS = ("uniform", "global")  # the prune stage's scopes: per-layer allocation of a reduction

@@ -38,6 +38,7 @@ from edgekd.distill.recovery import RecoveryConfig
 from edgekd.errors import QuantizeError
 from edgekd.quantize import compliance
 from edgekd.onnx_export import export_onnx
+from edgekd.quantize.accuracy import SCORING_IMAGES
 from edgekd.quantize.graph import float_layers, module_name, quantizers
 from edgekd.quantize.int8 import quantize_model
 from edgekd.quantize.ptq import BiasCorrection
@@ -53,7 +54,6 @@ from edgekd.train import Schedule, TrainConfig
 INT8_FILE = "model.int8.onnx"
 PRODUCED_FILE = "int8.json"  # the settings (and method) that produced the int8 file
 UNPLACED = "NNCF placed no quantizer on its input (its placement rules, not accuracy control)"
-SCORING_IMAGES = 100  # the fewest training images accuracy control scores on, besides calibration
 QAT_DEFAULT = RecoveryConfig(train=TrainConfig(epochs=2, lr=0.001, schedule=Schedule.COSINE, augment=None))
 
 
