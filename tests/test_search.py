@@ -5,6 +5,7 @@ import re
 import shutil
 
 import pytest
+import torch
 from conftest import run_cli
 
 import edgekd
@@ -47,6 +48,7 @@ class ReadLog(Dataset):
 def searched(tmp_path_factory):
     data = load_data(DataSpec(source="fashion-mnist", train_subset=3000, val_subset=1000))
     data.report = ReportSplit(ReadLog(data.report.unsealed()))
+    torch.manual_seed(0)  # the teacher's start, whatever this worker ran before
     teacher = build_model("cnn-small", data.info)
     fit(teacher, data, TrainConfig(epochs=3, lr=0.05), progress=False)
     out = tmp_path_factory.mktemp("search") / "run"
@@ -87,7 +89,15 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_selection_spl
     assert all(c["ships"] == "float" for k, c in built.items() if k.endswith("-float"))  # what each plan shipped
     assert {c["ships"] for k, c in built.items() if k.endswith("-int8")} <= {"int8", "float"}
     assert set(search["pareto"]) <= set(keys) and search["pareto"]
-    assert [f["won"] for f in search["finalists"]].count(True) == 1 and len(search["finalists"]) >= 2
+    # finalists: the best two distinct candidates within the budget on the proxy (an int8 candidate whose
+    # quantize stage ships float is its float twin: how many are distinct depends on whether int8 pays on
+    # this machine's timings), then near misses
+    within = [c for c in built.values() if 100 * (search["original"]["proxy_accuracy"] - c["accuracy"]) <= DROP
+              and c["ships"] == ("int8" if c["int8"] else "float")]
+    finalists = [f["scored"]["key"] for f in search["finalists"]]
+    assert len(within) >= 1 and len(finalists) >= min(2, len(within)) and len(set(finalists)) == len(finalists)
+    assert all(f["near_miss"] or f["scored"]["key"] in {c["key"] for c in within} for f in search["finalists"])
+    assert [f["won"] for f in search["finalists"]].count(True) == 1
     winner = next(f for f in search["finalists"] if f["won"])
     assert winner["scored"]["key"] == search["pick"] and winner["why"].startswith("won:")
     assert 100 * (search["original"]["accuracy"] - winner["scored"]["accuracy"]) <= DROP
