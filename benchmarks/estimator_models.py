@@ -10,11 +10,16 @@ no loss, no post-processing beyond what the published engine runs on the GPU):
 * :class:`SSDResNet34`, :class:`SSDMobileNetV1`: MLPerf Inference v2.0's detectors (1200×1200 and 300×300).
 * :class:`YoloV8`: Ultralytics YOLOv8 (``yolov8n.yaml``: depth 0.33, width 0.25): Conv-BN-SiLU,
   C2f, SPPF, PAN neck, decoupled head with DFL, 640×640 input; 8.7 GFLOPs as Ultralytics counts.
+* :class:`Yolo11`: Ultralytics YOLO11 n/s/m/l/x (``ultralytics/cfg/models/11/yolo11.yaml``): C3k2, SPPF,
+  C2PSA, PAN neck, Detect head (DFL, depthwise class branch) with its box decoding, 640×640 input;
+  parameter counts equal the yaml's summary lines.
 
 Not zoo models (they do not classify): :mod:`benchmarks.estimator_devices` exports them.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -84,16 +89,19 @@ def head(outputs: int) -> nn.Sequential:
 
 
 class Conv(nn.Sequential):
-    """Ultralytics' Conv: conv (no bias) → BatchNorm → SiLU."""
+    """Ultralytics' Conv: conv (no bias, ``g`` groups) → BatchNorm → SiLU (none when ``act`` is False)."""
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1):
-        super().__init__(nn.Conv2d(c1, c2, k, s, k // 2, bias=False), nn.BatchNorm2d(c2), nn.SiLU())
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1, act: bool = True):
+        super().__init__(nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c2),
+                         nn.SiLU() if act else nn.Identity())
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, c: int, shortcut: bool):
+    """Two 3×3 Convs (hidden width ``e`` × c), the input added back when ``shortcut``."""
+
+    def __init__(self, c: int, shortcut: bool, e: float = 1.0):
         super().__init__()
-        self.cv1, self.cv2, self.add = Conv(c, c, 3), Conv(c, c, 3), shortcut
+        self.cv1, self.cv2, self.add = Conv(c, int(c * e), 3), Conv(int(c * e), c, 3), shortcut
 
     def forward(self, x):
         y = self.cv2(self.cv1(x))
@@ -103,9 +111,9 @@ class Bottleneck(nn.Module):
 class C2f(nn.Module):
     """CSP bottleneck with two convs: split in two, n bottlenecks on one half, concat all, 1×1 conv."""
 
-    def __init__(self, c1: int, c2: int, n: int, shortcut: bool):
+    def __init__(self, c1: int, c2: int, n: int, shortcut: bool, e: float = 0.5):
         super().__init__()
-        self.c = c2 // 2
+        self.c = int(c2 * e)
         self.cv1 = Conv(c1, 2 * self.c)
         self.cv2 = Conv((2 + n) * self.c, c2)
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
@@ -166,6 +174,163 @@ class YoloV8(nn.Module):
         b, _, a = box.shape
         dist = self.dfl(box.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
         return torch.cat([dist, torch.cat(scores, 2).sigmoid()], 1)
+
+
+class C3k(nn.Module):
+    """CSP bottleneck with three convs: n 3×3 bottlenecks on one half-width branch, concat with the other, 1×1."""
+
+    def __init__(self, c1: int, c2: int, n: int = 2, shortcut: bool = True):
+        super().__init__()
+        c_ = c2 // 2
+        self.cv1, self.cv2, self.cv3 = Conv(c1, c_), Conv(c1, c_), Conv(2 * c_, c2)
+        self.m = nn.Sequential(*(Bottleneck(c_, shortcut) for _ in range(n)))
+
+    def forward(self, x):
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class C3k2(C2f):
+    """C2f whose blocks are C3k (``c3k``) or bottlenecks of half width; YOLO11 passes shortcut=True everywhere."""
+
+    def __init__(self, c1: int, c2: int, n: int, c3k: bool, e: float = 0.5, shortcut: bool = True):
+        super().__init__(c1, c2, n, shortcut, e)
+        self.m = nn.ModuleList(C3k(self.c, self.c, 2, shortcut) if c3k else Bottleneck(self.c, shortcut, e=0.5)
+                               for _ in range(n))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H×W positions: 1×1 qkv (key dim = head dim / 2), softmax(qᵀk·scale),
+    plus a depthwise 3×3 positional conv on v, then a 1×1 projection (convs without activation)."""
+
+    def __init__(self, dim: int, num_heads: int, attn_ratio: float = 0.5):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.key_dim = int(self.head_dim * attn_ratio)
+        self.scale = self.key_dim ** -0.5
+        self.qkv = Conv(dim, dim + 2 * self.key_dim * num_heads, act=False)
+        self.proj = Conv(dim, dim, act=False)
+        self.pe = Conv(dim, dim, 3, g=dim, act=False)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, self.num_heads, self.key_dim * 2 + self.head_dim, h * w).split(
+            [self.key_dim, self.key_dim, self.head_dim], dim=2)
+        attn = ((q.transpose(-2, -1) @ k) * self.scale).softmax(dim=-1)
+        x = (v @ attn.transpose(-2, -1)).view(b, c, h, w) + self.pe(v.reshape(b, c, h, w))
+        return self.proj(x)
+
+
+class PSABlock(nn.Module):
+    """Attention then a 1×1 feed-forward (2× expansion, the second conv without activation), both residual."""
+
+    def __init__(self, c: int, num_heads: int):
+        super().__init__()
+        self.attn = Attention(c, num_heads, attn_ratio=0.5)
+        self.ffn = nn.Sequential(Conv(c, c * 2), Conv(c * 2, c, act=False))
+
+    def forward(self, x):
+        x = x + self.attn(x)
+        return x + self.ffn(x)
+
+
+class C2PSA(nn.Module):
+    """Split in two halves, n PSABlocks (c // 64 heads) on one, concat, 1×1 conv."""
+
+    def __init__(self, c1: int, n: int):
+        super().__init__()
+        self.c = c1 // 2
+        self.cv1, self.cv2 = Conv(c1, 2 * self.c), Conv(2 * self.c, c1)
+        self.m = nn.Sequential(*(PSABlock(self.c, num_heads=self.c // 64) for _ in range(n)))
+
+    def forward(self, x):
+        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        return self.cv2(torch.cat((a, self.m(b)), 1))
+
+
+class DWConv(Conv):
+    """Depthwise Conv (groups = gcd(c1, c2)) → BatchNorm → SiLU."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1):
+        super().__init__(c1, c2, k, g=math.gcd(c1, c2))
+
+
+class Yolo11(nn.Module):
+    """Ultralytics YOLO11 detector, ``size`` n/s/m/l/x, as exported (Detect in export mode, legacy=False).
+
+    From ultralytics/ultralytics ``ultralytics/cfg/models/11/yolo11.yaml`` (read at commit 0a2ae50b) and
+    ``ultralytics/nn/{modules/block.py,modules/head.py,tasks.py}`` (8.3-era C3k2/C3k/C2PSA/Attention, Detect's
+    legacy=False class branch; the Jetson guide at 75231dff benchmarks these models with 8.3.51/8.3.133): widths
+    ``ceil(min(c, max_channels) · width / 8) · 8``, repeats ``max(round(2 · depth), 1)``, C3k2 uses C3k where
+    the yaml says True, and everywhere for m/l/x (``parse_model``). Output (N, 4 + classes, 8400): xywh boxes
+    in pixels (DFL expectation, anchor decoding, × stride) and sigmoid scores, as the TensorRT engine computes.
+    Parameters: n 2,624,080; s 9,458,752; m 20,114,688; l 25,372,160; x 56,966,176 (the yaml's summary lines,
+    the DFL conv's 16 fixed weights included).
+    """
+
+    SCALES = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512), "l": (1.00, 1.00, 512),
+              "x": (1.00, 1.50, 512)}  # depth, width, max_channels
+
+    def __init__(self, size: str = "n", num_classes: int = 80, reg_max: int = 16, imgsz: int = 640):
+        super().__init__()
+        depth, width, max_channels = self.SCALES[size]
+        c = {v: math.ceil(min(v, max_channels) * width / 8) * 8 for v in (64, 128, 256, 512, 1024)}
+        n = max(round(2 * depth), 1)
+        k = size in "mlx"  # parse_model sets every C3k2's c3k for m/l/x
+        self.b1 = nn.Sequential(Conv(3, c[64], 3, 2), Conv(c[64], c[128], 3, 2), C3k2(c[128], c[256], n, k, 0.25),
+                                Conv(c[256], c[256], 3, 2), C3k2(c[256], c[512], n, k, 0.25))  # P3/8
+        self.b2 = nn.Sequential(Conv(c[512], c[512], 3, 2), C3k2(c[512], c[512], n, True))  # P4/16
+        self.b3 = nn.Sequential(Conv(c[512], c[1024], 3, 2), C3k2(c[1024], c[1024], n, True), SPPF(c[1024], c[1024]),
+                                C2PSA(c[1024], n))  # P5/32
+        self.up1 = C3k2(c[1024] + c[512], c[512], n, k)
+        self.up2 = C3k2(c[512] + c[512], c[256], n, k)
+        self.down1, self.down2 = Conv(c[256], c[256], 3, 2), Conv(c[512], c[512], 3, 2)
+        self.pan1 = C3k2(c[256] + c[512], c[512], n, k)
+        self.pan2 = C3k2(c[512] + c[1024], c[1024], n, True)
+        chans = (c[256], c[512], c[1024])
+        c2, c3 = max(16, chans[0] // 4, reg_max * 4), max(chans[0], min(num_classes, 100))
+        self.box = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
+                                 for x in chans)
+        self.cls = nn.ModuleList(nn.Sequential(nn.Sequential(DWConv(x, x, 3), Conv(x, c3)),
+                                               nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3)),
+                                               nn.Conv2d(c3, num_classes, 1)) for x in chans)
+        self.dfl = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)  # fixed: the bins' expectation
+        self.dfl.weight.data[:] = torch.arange(reg_max, dtype=torch.float).view(1, reg_max, 1, 1)
+        self.reg_max, self.num_classes, self.strides = reg_max, num_classes, (8, 16, 32)
+        anchors, strides = make_anchors([(imgsz // s, imgsz // s) for s in self.strides], self.strides)
+        self.register_buffer("anchors", anchors, persistent=False)
+        self.register_buffer("stride_of", strides, persistent=False)
+
+    def forward(self, x):
+        p3 = self.b1(x)
+        p4 = self.b2(p3)
+        p5 = self.b3(p4)
+        u4 = self.up1(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
+        o3 = self.up2(torch.cat([F.interpolate(u4, scale_factor=2.0, mode="nearest"), p3], 1))
+        o4 = self.pan1(torch.cat([self.down1(o3), u4], 1))
+        o5 = self.pan2(torch.cat([self.down2(o4), p5], 1))
+        levels = [torch.cat((box(o), cls(o)), 1) for o, box, cls in zip((o3, o4, o5), self.box, self.cls)]
+        b = o3.shape[0]
+        anchors, strides = self.anchors, self.stride_of
+        if anchors.shape[1] != sum(o.shape[2] * o.shape[3] for o in levels):  # another input size
+            anchors, strides = make_anchors([tuple(o.shape[2:]) for o in levels], self.strides)
+        box, cls = torch.cat([o.view(b, 4 * self.reg_max + self.num_classes, -1) for o in levels], 2).split(
+            (4 * self.reg_max, self.num_classes), 1)
+        a = box.shape[2]  # DFL: softmax over the bins, expectation by the fixed 1×1 conv
+        dist = self.dfl(box.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
+        lt, rb = dist.chunk(2, 1)  # dist2bbox, xywh
+        x1y1, x2y2 = anchors.unsqueeze(0) - lt, anchors.unsqueeze(0) + rb
+        boxes = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
+        return torch.cat((boxes, cls.sigmoid()), 1)
+
+
+def make_anchors(sizes: list[tuple[int, int]], strides: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell centres (2, anchors) in grid units and each anchor's stride (1, anchors), level by level."""
+    points, stride = [], []
+    for (h, w), s in zip(sizes, strides):
+        sy, sx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        points.append(torch.stack((sx, sy), -1).view(-1, 2))
+        stride.append(torch.full((h * w, 1), float(s)))
+    return torch.cat(points).T.contiguous(), torch.cat(stride).T.contiguous()
 
 
 class SSDResNet34(nn.Module):

@@ -184,18 +184,39 @@ def estimator_devices(r: Mapping) -> str:
                         for name, d in sorted(e["per_device"].items()))
     return lines(
         f"Leave-one-model-out median absolute error: **{e['lomo_median_abs_rel_error']:.1%} over {e['row_count']} rows, "
-        f"{len(e['models'])} models ({', '.join(e['models'])}), {len(e['devices'])} devices** "
+        f"{len(e['models'])} models ({', '.join(e['models'])}"
+        + (f"; {len(e['per_family'])} families" if e.get("per_family") else "") + f"), {len(e['devices'])} devices** "
         f"({', '.join(e['devices'])}); the target was {e['lomo_target']:.0%}: "
         + ("**met**." if met else "**not met**.")
         + f" Per device (written into each profile): {devices}. Worst row: {w['model']} {w['precision']} batch "
         f"{w['batch']} on {w['device']}, published {w['published_ms']:.3f} ms, estimated {w['lomo_estimated_ms']:.3f} ms "
         f"({w['lomo_abs_rel_error']:.0%} off; {w['cited_as']}). With every row fitted: "
         f"{e['fit_median_abs_rel_error']:.1%} ({e['free_parameters']} free parameters).", "",
+        estimator_context(e),
         "| model | device | precision | batch | published ms | LOMO estimated ms | error | source |",
         "|---|---|---|---:|---:|---:|---:|---|",
         [f"| {x['model']} | {x['device']} | {x['precision']} | {x['batch']} | {x['published_ms']:.3f} | "
          f"{x['lomo_estimated_ms']:.3f} | {x['lomo_abs_rel_error']:.0%} | {x['cited_as']} |" for x in e["rows"]],
         [""] + [f"Revision: {x}" for x in e.get("revisions", [])] if e.get("revisions") else [])
+
+
+def estimator_context(e: Mapping) -> list[str]:
+    """Per family, the first look at rows added after a fit, and the spread between published runs."""
+    out = []
+    if e.get("per_family"):
+        out.append("Per model family (held out together): " + ", ".join(
+            f"{name} {f['lomo_median_abs_rel_error']:.0%} on {f['rows']} rows" for name, f in e["per_family"].items())
+            + ".")
+    for look in e.get("first_looks", []):
+        out.append(f"First look at the {look['rows']} {look['batch']} rows, predicted by the calibration committed "
+                   f"before they were added ({look['calibration_from']}): **{look['median_abs_rel_error']:.1%} "
+                   f"median**, worst {look['max_abs_rel_error']:.0%}.")
+    if e.get("repeat_spread"):
+        spread = e["repeat_spread"]
+        out.append(f"Measurement floor: the same boards, models and precisions re-published in a later run differ by "
+                   f"{spread['median_abs_rel_difference']:.1%} (median; worst {spread['max_abs_rel_difference']:.0%}, "
+                   f"{spread['pairs']} pairs).")
+    return [" ".join(out), ""] if out else []
 
 
 def estimator_host(r: Mapping) -> str:

@@ -47,6 +47,11 @@ class KernelCost:
     macs: float = 0.0  # multiply-accumulates of its conv / matmul (0 for the rest)
     params: int = 0  # weights and biases of its conv / matmul
     depthwise: bool = False  # a grouped conv with one input channel per group
+    activations: tuple[float, ...] = ()  # bytes of each activation in ``bytes`` (read or written; not weights)
+
+    def dram_bytes(self, on_chip_bytes: float) -> float:
+        """``bytes`` less the activations small enough to stay in on-chip cache between kernels."""
+        return self.bytes - sum(a for a in self.activations if a <= on_chip_bytes)
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ def cost_of(kernel: Kernel, graph: PlainGraph, shapes: dict[str, tuple[int, ...]
 
     flops = sum(node_flops(n, [shapes.get(i, ()) for i in n.input if i], shapes.get(n.output[0], ()),
                            constant_shape(n, weights)) for n in kernel.nodes)
-    moved = 0.0
+    moved, activations = 0.0, []
     read: set[str] = set()
     for node in kernel.nodes:
         for name in node.input:
@@ -201,8 +206,9 @@ def cost_of(kernel: Kernel, graph: PlainGraph, shapes: dict[str, tuple[int, ...]
                 per = 1 if name in graph.int8 else constant_bytes(weights[name], float_bytes)
                 moved += size(shapes.get(name, ())) * per
             elif name not in graph.constants:
-                moved += size(shapes.get(name, ())) * element(name)
-    moved += sum(size(shapes.get(t, ())) * element(t) for t in kernel.outputs)
+                activations.append(size(shapes.get(name, ())) * element(name))
+    activations += [size(shapes.get(t, ())) * element(t) for t in kernel.outputs]
+    moved += sum(activations)
     group = next((a.i for a in anchor.attribute if a.name == "group"), 1) if anchor.op_type == "Conv" else 1
     int8 = bool(anchor.input) and anchor.input[0] in graph.int8
     weight = constant_shape(anchor, weights)
@@ -212,7 +218,7 @@ def cost_of(kernel: Kernel, graph: PlainGraph, shapes: dict[str, tuple[int, ...]
                           weight) / 2
         params = sum(size(shapes.get(name, ())) for name in anchor.input[1:3] if name in weights)
     return KernelCost(kernel.name, kernel.ops, flops, moved, int8, grouped=group > 1, macs=macs, params=params,
-                      depthwise=group > 1 and bool(weight) and weight[1] == 1)
+                      depthwise=group > 1 and bool(weight) and weight[1] == 1, activations=tuple(activations))
 
 
 def node_flops(node: onnx.NodeProto, ins: list[tuple], out: tuple, weight: tuple | None) -> float:
@@ -238,7 +244,8 @@ def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibra
     """Sum over kernels of max(compute time, memory time) + overhead, at the profile's attainable peaks.
 
     Without a CUDA graph the CPU enqueues each kernel (``launch_overhead_us``) while the GPU runs the
-    ones before it, so a kernel takes at least its launch time.
+    ones before it, so a kernel takes at least its launch time. An activation of at most
+    ``on_chip_bytes`` passes from kernel to kernel through the on-chip cache and costs no DRAM traffic.
     """
     if target.peak is None or target.memory_bandwidth_gbs is None:
         raise ValueError(f"target {target.name} has no peak numbers to estimate from")
@@ -255,7 +262,7 @@ def roofline(costs: list[KernelCost], target: TargetProfile, batch: int, calibra
             efficiency = (calibration.grouped_efficiency if cost.grouped else None) or calibration.compute_efficiency
             attainable = float_peak * efficiency
         compute = cost.flops / attainable
-        memory = cost.bytes / bandwidth
+        memory = cost.dram_bytes(calibration.on_chip_bytes) / bandwidth
         compute_bound += compute >= memory
         memory_bound += compute < memory
         kernel = max(compute, memory) + calibration.kernel_overhead_us * 1e-6

@@ -108,6 +108,7 @@ class Calibration(_Strict):
     kernel_overhead_us: float = Field(5.0, ge=0)
     inference_overhead_us: float = Field(0.0, ge=0)  # once per inference: launch, synchronization
     launch_overhead_us: float = Field(0.0, ge=0)  # per kernel enqueued without a CUDA graph (a kernel takes the longer)
+    on_chip_bytes: float = Field(0.0, ge=0)  # activations this small stay in on-chip cache: no DRAM traffic
     validation: Validation | None = None
 
     def describe(self) -> str:

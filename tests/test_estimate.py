@@ -251,19 +251,38 @@ def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
         assert r["source"] and r["published_ms"] > 0 and r["lomo_estimated_ms"] > 0 and r["precision"] and r["batch"]
         assert r["lomo_abs_rel_error"] == pytest.approx(abs(r["lomo_estimated_ms"] / r["published_ms"] - 1), abs=1e-3)
     errors = [r["lomo_abs_rel_error"] for r in rows]
-    assert result["lomo_median_abs_rel_error"] == pytest.approx(statistics.median(errors), abs=1e-9)
+    assert result["lomo_median_abs_rel_error"] == pytest.approx(statistics.median(errors), abs=1e-4)
     worst = result["lomo_worst_row"]
     assert worst["lomo_abs_rel_error"] == max(errors)
     assert result["free_parameters"] < min(fold["training_rows"] for fold in result["lomo_folds"].values())
 
 
 def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
-    """The issue's bar is a 20% held-out median; the committed calibration reaches 35.4% (not met). The JSON and
-    the README say so (rendered from ``lomo_target_met``); a change that makes the estimator worse fails here."""
+    """The issue's bar is a 20% held-out median; the committed calibration reaches 27.9% over 58 rows (not met).
+    The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse fails here."""
     result = json.loads(RESULTS.read_text())
     median = result["lomo_median_abs_rel_error"]
     assert result["lomo_target_met"] == (median <= 0.2)
-    assert median <= 0.36  # committed: 0.354
+    assert median <= 0.28  # committed: 0.2794
+
+
+def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
+    """The YOLO11 rows came after the 28-row calibration: its error on them (a first look, 18.0%) is recorded,
+    each family's error is given apart, and the re-published runs of the same setups bound what is reachable."""
+    result = json.loads(RESULTS.read_text())
+    rows = result["rows"]
+    (look,) = result["first_looks"]
+    added = [r for r in rows if r["model"].startswith("yolo11")]
+    assert look["batch"] == "yolo11" and look["rows"] == len(added) == 30
+    assert look["calibration_before"]["on_chip_bytes"] == 0.0  # the model as it was: no on-chip term
+    assert 0.1 <= look["median_abs_rel_error"] <= 0.25 and look["max_abs_rel_error"] >= look["median_abs_rel_error"]
+    families = result["per_family"]
+    assert sum(f["rows"] for f in families.values()) == len(rows) and families["yolo11"]["rows"] == 30
+    yolo = sorted(r["lomo_abs_rel_error"] for r in added)
+    assert families["yolo11"]["lomo_median_abs_rel_error"] == pytest.approx(statistics.median(yolo), abs=1e-4)
+    assert set(result["lomo_folds"]) == set(families)  # YOLO11's widths are held out together
+    spread = result["repeat_spread"]
+    assert spread["pairs"] == 30 and 0.01 <= spread["median_abs_rel_difference"] <= 0.1
 
 
 def test_each_profile_carries_what_the_device_benchmark_measured():

@@ -89,6 +89,22 @@ def test_estimator_devices_says_the_target_is_not_met():
     assert "jetson-orin 35% on 2 rows, jetson-orin-nano 42% on 1 rows" in text
     assert "resnet50 int8 batch 1 on jetson-orin, published 0.630 ms, estimated 1.108 ms (76% off" in text
     assert "| yolov8n | jetson-orin-nano | fp16 | 1 | 4.430 | 3.195 | 28% | trtexec |" in text
+    assert "First look" not in text and "families" not in text  # only where the JSON has them
+
+
+def test_estimator_devices_gives_families_first_looks_and_the_floor():
+    e = {**estimator_devices_json(),
+         "per_family": {"resnet50": {"rows": 2, "lomo_median_abs_rel_error": 0.749},
+                        "yolo11": {"rows": 30, "lomo_median_abs_rel_error": 0.174}},
+         "first_looks": [{"batch": "yolo11", "rows": 30, "calibration_from": "the 28-row fit",
+                          "median_abs_rel_error": 0.18, "max_abs_rel_error": 0.86}],
+         "repeat_spread": {"pairs": 30, "median_abs_rel_difference": 0.039, "max_abs_rel_difference": 0.11}}
+    text = rr.BLOCKS["estimator-devices"](rr.Results(data={rr.res("estimator_devices"): e}))
+    assert "2 models (resnet50, yolov8n; 2 families)" in text
+    assert "Per model family (held out together): resnet50 75% on 2 rows, yolo11 17% on 30 rows." in text
+    assert "First look at the 30 yolo11 rows, predicted by the calibration committed before they were added " \
+           "(the 28-row fit): **18.0% median**, worst 86%." in text
+    assert "differ by 3.9% (median; worst 11%, 30 pairs)" in text
 
 
 def search_row(target, seed, pick_accuracy, speedup):
