@@ -105,6 +105,10 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_selection_spl
                 if 100 * (search["original"]["accuracy"] - f["scored"]["accuracy"]) <= DROP]
     assert winner["scored"]["speedup"] == max(f["speedup"] for f in feasible)
     assert all(f["why"].startswith("lost:") for f in search["finalists"] if not f["won"])
+    margin = search["pick_margin"]  # how far inside the budget, against the pick's sampling error on selection
+    assert margin["selection_items"] == len(data.selection) and margin["points"] == pytest.approx(
+        DROP - 100 * (search["original"]["accuracy"] - winner["scored"]["accuracy"]), abs=1e-4)
+    assert margin["at_edge"] == (margin["points"] < margin["standard_error_points"])
     # the run that follows is the picked recipe, and reports its own model truthfully
     assert result.accuracy == pytest.approx(evaluate(result.onnx_path, edgekd_loader(data)), abs=1e-9)
     assert "## Budget search" in (out / "report.md").read_text()
@@ -248,6 +252,31 @@ def test_a_finalist_of_exactly_the_budget_stays_within_it_when_read_back_from_di
     read_back = Scored(**json.loads(json.dumps(scored.to_dict())))
     assert feasible(read_back, edgekd.Budget(max_accuracy_drop=1.0), reference)
     assert read_back.latency_ms == 1.0 and Scored(**{**scored.to_dict(), "seconds": 1.234567}).to_dict()["seconds"] == 1.23457
+
+
+def test_a_pick_inside_one_standard_error_of_the_budget_is_flagged_at_the_edge():
+    """Seed 0 of the committed search benchmark picked a candidate exactly on the 1-point budget on 6,000
+    selection images (SE of its accuracy 0.35 points) and lost 1.30 points on the test set: such a pick is flagged."""
+    from edgekd.metrics import resolve_metric
+    from edgekd.report.search import margin_lines
+    from edgekd.search.driver import pick_margin
+    from edgekd.search.evaluate import Scored
+
+    def pick(accuracy):
+        return Scored(key="k", reduction=0.5, int8=False, accuracy=accuracy, latency_ms=1.0, latency_kind="measured",
+                      speedup=2.0, macs=1, params=1, seconds=1.0)
+
+    budget, top1, reference = edgekd.Budget(max_accuracy_drop=1.0), resolve_metric(None), 5594 / 6000
+    edge = pick_margin(pick(5534 / 6000), budget, reference, top1, 6000)
+    assert edge == {"points": 0.0, "selection_items": 6000, "standard_error_points": pytest.approx(0.3455, abs=1e-4),
+                    "at_edge": True}
+    roomy = pick_margin(pick(5570 / 6000), budget, reference, top1, 6000)  # 0.4 points of drop: 0.6 inside
+    assert roomy["points"] == pytest.approx(0.6) and roomy["at_edge"] is False
+    assert margin_lines({"pick_margin": edge})[0].startswith("**At the edge:** the pick is 0.00 points inside")
+    assert "more than one standard error (0.33 points)" in margin_lines({"pick_margin": roomy})[0]
+    assert pick_margin(pick(0.9), edgekd.Budget(latency_ms=1.0), reference, top1, 6000) is None
+    miou = pick_margin(pick(0.9), budget, 0.905, resolve_metric("miou"), 6000)
+    assert miou["points"] == pytest.approx(0.5) and miou["standard_error_points"] is None and miou["at_edge"] is None
 
 
 def test_an_int8_candidate_that_ships_float_yields_to_its_float_twin():

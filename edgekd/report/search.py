@@ -9,7 +9,8 @@ def search_markdown(search: dict, metric: str = "accuracy") -> list[str]:
     lines = ["", "## Budget search", "",
              f"Asked for {search['goal']}; picked **{search['pick']}** (recipe `{search['recipe']}`, "
              f"{search['seconds']:.0f} s). Candidates are scored by a short KD fine-tune on held-out training "
-             "images (the proxy); finalists after a full recovery on the validation set.", "",
+             "images (the proxy); finalists after a full recovery, on the selection split (the report split is "
+             "read only after the pick).", ""] + margin_lines(search) + [
              f"| candidate | proxy {metric} | latency | speed-up | MACs | on the front |",
              "|---|---:|---:|---:|---:|---|"]
     front = set(search["pareto"])
@@ -23,6 +24,20 @@ def search_markdown(search: dict, metric: str = "accuracy") -> list[str]:
     lines += ["", "Finalists:", ""] + [f"- {f['scored']['key']}{near if f.get('near_miss') else ''}: {f['why']}"
                                        for f in search["finalists"]]
     return lines
+
+
+def margin_lines(search: dict) -> list[str]:
+    """The pick's distance to an accuracy budget, and whether it is inside one standard error of it."""
+    m = search.get("pick_margin")
+    if not m:
+        return []
+    said = f"the pick is {m['points']:.2f} points inside the budget on the selection split ({m['selection_items']:,} images)"
+    if m["standard_error_points"] is None:
+        return [f"Margin: {said}; this metric has no standard error here.", ""]
+    if m["at_edge"]:
+        return [f"**At the edge:** {said}, less than one standard error of its accuracy there "
+                f"({m['standard_error_points']:.2f} points): on other images it may miss the budget.", ""]
+    return [f"Margin: {said}, more than one standard error ({m['standard_error_points']:.2f} points).", ""]
 
 
 def search_html(search: dict, metric: str = "accuracy", width: int = 640, height: int = 320) -> str:

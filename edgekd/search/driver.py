@@ -8,6 +8,7 @@ written to ``FOLDER/finalists.json`` the same way.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from edgekd import console
 from edgekd.atomic import write_json
 from edgekd.data import DataBundle
 from edgekd.errors import EdgekdError, SearchError, UserFunctionError
+from edgekd.metrics import Top1
 from edgekd.search.evaluate import Evaluator, Scored
 from edgekd.search.space import Budget, Goal
 from edgekd.targets import TargetProfile
@@ -34,13 +36,15 @@ class SearchOutcome:
     finalists: list[dict] = field(default_factory=list)  # scored on the selection split, with why each won or lost
     original: dict = field(default_factory=dict)
     seconds: float = 0.0
+    pick_margin: dict | None = None  # an accuracy budget's pick: how far inside it, against sampling error
 
     def to_dict(self) -> dict:
         return {"goal": self.budget.describe(), "batch": self.budget.batch,
                 "max_accuracy_drop_points": self.budget.max_accuracy_drop, "latency_budget_ms": self.budget.latency_ms,
                 "original": self.original, "candidates": [c.to_dict() for c in self.candidates],
                 "pareto": self.pareto, "finalists": self.finalists,
-                "pick": self.pick.key if self.pick else None, "seconds": round(self.seconds, 1)}
+                "pick": self.pick.key if self.pick else None, "pick_margin": self.pick_margin,
+                "seconds": round(self.seconds, 1)}
 
 
 def search_compression(original: nn.Module, data: DataBundle, target: TargetProfile, budget: Budget, *,
@@ -66,7 +70,31 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
                             finalists, original_row, time.perf_counter() - start)
     if pick is None:
         raise SearchError(nothing_met(outcome))
+    outcome.pick_margin = pick_margin(outcome.pick, budget, original_row["accuracy"], evaluator.metric,
+                                      len(data.selection))
+    if outcome.pick_margin and outcome.pick_margin["at_edge"]:
+        m = outcome.pick_margin
+        console.warn(f"search: {outcome.pick.key} is {m['points']:.2f} points inside the "
+                     f"{budget.max_accuracy_drop:g}-point budget on the selection split, less than one standard error "
+                     f"of its accuracy there ({m['standard_error_points']:.2f} points on {m['selection_items']:,} "
+                     "images): on other images it may miss the budget; a tighter max_accuracy_drop or a larger "
+                     "selection split (data.selection) gives room")
     return outcome
+
+
+def pick_margin(pick: Scored, budget: Budget, reference: float, metric, items: int) -> dict | None:
+    """How far an accuracy budget's pick sits inside the budget on the selection split, against the sampling
+    error of its top-1 accuracy there (binomial: sqrt(p(1 - p) / n)). A pick closer to the edge than one
+    standard error met the budget on these images and may not on others: ``at_edge``. Other metrics have
+    no standard error here (``None``)."""
+    if budget.goal is not Goal.FASTEST_WITHIN_DROP:
+        return None
+    margin = budget.max_accuracy_drop - drop_points(reference, pick.accuracy, metric.points_per_unit)
+    se = metric.points_per_unit * math.sqrt(pick.accuracy * (1 - pick.accuracy) / items) \
+        if isinstance(metric, Top1) and items else None
+    return {"points": round(margin, 4), "selection_items": items,
+            "standard_error_points": None if se is None else round(se, 4),
+            "at_edge": None if se is None else margin < se}
 
 
 def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume: bool) -> list[Scored]:
