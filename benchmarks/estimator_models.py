@@ -159,13 +159,7 @@ class YoloV8(nn.Module):
         self.reg_max = reg_max
 
     def forward(self, x):
-        p3 = self.b1(x)
-        p4 = self.b2(p3)
-        p5 = self.b3(p4)
-        u4 = self.up1(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
-        o3 = self.up2(torch.cat([F.interpolate(u4, scale_factor=2.0, mode="nearest"), p3], 1))
-        o4 = self.pan1(torch.cat([self.down1(o3), u4], 1))
-        o5 = self.pan2(torch.cat([self.down2(o4), p5], 1))
+        o3, o4, o5 = pan_neck(self, x)
         boxes, scores = [], []
         for level, box, cls in zip((o3, o4, o5), self.box, self.cls):
             boxes.append(torch.flatten(box(level), 2))
@@ -301,13 +295,7 @@ class Yolo11(nn.Module):
         self.register_buffer("stride_of", strides, persistent=False)
 
     def forward(self, x):
-        p3 = self.b1(x)
-        p4 = self.b2(p3)
-        p5 = self.b3(p4)
-        u4 = self.up1(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
-        o3 = self.up2(torch.cat([F.interpolate(u4, scale_factor=2.0, mode="nearest"), p3], 1))
-        o4 = self.pan1(torch.cat([self.down1(o3), u4], 1))
-        o5 = self.pan2(torch.cat([self.down2(o4), p5], 1))
+        o3, o4, o5 = pan_neck(self, x)
         levels = [torch.cat((box(o), cls(o)), 1) for o, box, cls in zip((o3, o4, o5), self.box, self.cls)]
         b = o3.shape[0]
         anchors, strides = self.anchors, self.stride_of
@@ -331,6 +319,18 @@ def make_anchors(sizes: list[tuple[int, int]], strides: tuple[int, ...]) -> tupl
         points.append(torch.stack((sx, sy), -1).view(-1, 2))
         stride.append(torch.full((h * w, 1), float(s)))
     return torch.cat(points).T.contiguous(), torch.cat(stride).T.contiguous()
+
+
+def pan_neck(m: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A YOLO backbone's P3/P4/P5 (``b1``-``b3``) through the PAN neck: top-down (``up1``, ``up2``), then
+    bottom-up (``down1``/``pan1``, ``down2``/``pan2``); the three levels the head reads."""
+    p3 = m.b1(x)
+    p4 = m.b2(p3)
+    p5 = m.b3(p4)
+    u4 = m.up1(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
+    o3 = m.up2(torch.cat([F.interpolate(u4, scale_factor=2.0, mode="nearest"), p3], 1))
+    o4 = m.pan1(torch.cat([m.down1(o3), u4], 1))
+    return o3, o4, m.pan2(torch.cat([m.down2(o4), p5], 1))
 
 
 class SSDResNet34(nn.Module):
