@@ -151,6 +151,17 @@ def test_memory_bound_and_compute_bound_times():
     assert overhead.ms == pytest.approx(fast_memory.ms + 5e-3 + 7e-3)
 
 
+def test_activations_that_fit_on_chip_cost_no_dram_traffic_and_weights_always_do():
+    (conv,) = kernel_costs(conv_relu(), target(1.0), batch=1)
+    assert conv.activations == (4 * 16, 4 * 32)  # the input read and the output written; weights are not among them
+    assert conv.dram_bytes(0) == conv.bytes == 264 and conv.dram_bytes(4 * 16) == 264 - 64
+    assert conv.dram_bytes(1e6) == 4 * 18  # only the weights come from DRAM
+    on_chip = estimate_latency(conv_relu(), target(1.0), 1, EXACT.model_copy(update={"on_chip_bytes": 1e6}))
+    assert on_chip.ms == pytest.approx(72 / 1e9 * 1e3)  # still memory-bound at 1 GB/s, on the weights alone
+    (big,) = kernel_costs(conv_relu(), target(1.0), batch=64)
+    assert big.dram_bytes(1e3) == big.bytes  # 64 images' activations do not fit in 1 kB
+
+
 def test_int8_kernels_use_the_int8_peak_and_one_byte_per_value():
     (conv,) = kernel_costs(conv_relu(int8=True), target(1.0), batch=1)
     assert conv.int8 and conv.bytes == 16 + 4 * 32 + 18  # int8 input and weights; the float output stays fp32
