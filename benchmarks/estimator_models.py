@@ -136,11 +136,17 @@ class SPPF(nn.Module):
 
 
 class YoloV8(nn.Module):
-    """YOLOv8 detector; ``width``/``depth`` 0.25/0.33 is YOLOv8n (3.2M parameters)."""
+    """YOLOv8 detector, ``size`` n/s/m/l/x as ``ultralytics/cfg/models/v8/yolov8.yaml`` scales it (depth, width,
+    max_channels). Parameters: n 3,157,200; s 11,166,560; m 25,902,640; l 43,691,520; x 68,229,648 (the yaml's
+    summary lines)."""
 
-    def __init__(self, width: float = 0.25, depth: float = 0.33, num_classes: int = 80, reg_max: int = 16):
+    SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768), "l": (1.00, 1.00, 512),
+              "x": (1.00, 1.25, 512)}
+
+    def __init__(self, size: str = "n", num_classes: int = 80, reg_max: int = 16):
         super().__init__()
-        c = [int(v * width) for v in (64, 128, 256, 512, 1024)]
+        depth, width, max_channels = self.SCALES[size]
+        c = [math.ceil(min(v, max_channels) * width / 8) * 8 for v in (64, 128, 256, 512, 1024)]
         n = [max(round(v * depth), 1) for v in (3, 6, 6, 3)]
         self.b1 = nn.Sequential(Conv(3, c[0], 3, 2), Conv(c[0], c[1], 3, 2), C2f(c[1], c[1], n[0], True),
                                 Conv(c[1], c[2], 3, 2), C2f(c[2], c[2], n[1], True))
