@@ -66,10 +66,11 @@ ARCHITECTURES = {  # name: (build, input shape)
     "ssd-mobilenet": (lambda: SSDMobileNetV1(), (3, 300, 300)),
     "ssd-resnet34": (lambda: SSDResNet34(), (3, 1200, 1200)),
     "retinanet": (lambda: RetinaNet(), (3, 800, 800)),
-    "yolov8n": (lambda: YoloV8(), (3, 640, 640)),
+    **{f"yolov8{size}": ((lambda size=size: YoloV8(size)), (3, 640, 640)) for size in "nsmlx"},
     **{f"yolo11{size}": ((lambda size=size: Yolo11(size)), (3, 640, 640)) for size in "nsmlx"},
 }
-FAMILIES = {f"yolo11{size}": "yolo11" for size in "nsmlx"}  # held out together: one architecture, five widths
+# held out together: one architecture, five widths
+FAMILIES = {f"{family}{size}": family for family in ("yolov8", "yolo11") for size in "nsmlx"}
 SYSTEMS = {  # (round, system) → device, software as the round's systems/<system>.json states it
     ("v2.0", "Orin_TRT"): ("jetson-orin", "JetPack 5.0, TensorRT 8.4.0, CUDA 11.4 (preview)"),
     ("v2.1", "Orin_TRT"): ("jetson-orin", "22.08 Jetson CUDA-X AI Developer Preview, TensorRT 8.5.0, CUDA 11.4"),
@@ -107,17 +108,18 @@ def trtexec(precision: str, ms: float) -> dict:
             "cited_as": f"hokwangchoi trtexec yolov8n {precision} (TensorRT 10.3, MAXN_SUPER)"}
 
 
-ULTRALYTICS = {  # device: (heading in the guide, software as the guide states it, Ultralytics version)
-    "jetson-orin": ("NVIDIA Jetson AGX Orin Developer Kit (64GB)", "JetPack 6.2", "8.3.133"),
-    "jetson-orin-nx": ("NVIDIA Jetson Orin NX 16GB (Seeed reComputer J4012)", "JetPack 6.0 (the guide names 6.0 and "
-                       "5.1.3 for this board)", "8.3.51"),
-    "jetson-orin-nano": ("NVIDIA Jetson Orin Nano Super Developer Kit", "JetPack 6.1", "8.3.51"),
+ULTRALYTICS = {  # device: (table heading in the guide, software as the guide states it, Ultralytics version)
+    "jetson-orin": ("Detailed Comparison Tables / NVIDIA Jetson AGX Orin Developer Kit (64GB)", "JetPack 6.2",
+                    "8.3.133"),
+    "jetson-orin-nx": ("Detailed Comparison Tables / NVIDIA Jetson Orin NX 16GB (Seeed reComputer J4012)",
+                       "JetPack 6.0 (the guide names 6.0 and 5.1.3 for this board)", "8.3.51"),
+    "jetson-orin-nano": ("Detailed Comparison Tables / NVIDIA Jetson Orin Nano Super Developer Kit", "JetPack 6.1",
+                         "8.3.51"),
 }
-ULTRALYTICS_GUIDE = ("github.com/ultralytics/ultralytics docs/en/guides/nvidia-jetson.md at commit {commit}, 'Detailed "
-                     "Comparison Tables', '{heading}', tab YOLO11{size}, row 'TensorRT ({precision})', column 'Inference "
-                     "time (ms/im)'; {software}, 'Benchmarked with Ultralytics {version}'. Measured by `yolo benchmark` "
-                     "(model.val, batch 1, 640 px): Python dispatch + a blocking execute_v2 per image, no CUDA graph, "
-                     "no pre/post-processing")
+ULTRALYTICS_GUIDE = ("github.com/ultralytics/ultralytics docs/en/guides/nvidia-jetson.md at commit {commit}, '{heading}', "
+                     "tab {name}, row 'TensorRT ({precision})', column 'Inference time (ms/im)'; {software}; Ultralytics "
+                     "{version}. Measured by `yolo benchmark` (model.val, batch 1, 640 px): Python dispatch + a "
+                     "blocking execute_v2 per image, no CUDA graph, no pre/post-processing")
 YOLO11_COMMIT = "75231dff8a5ef7908d9ca524c7109ef390e94ac5"
 YOLO11_MS = {  # device: size: (FP16, INT8) ms/im as published at YOLO11_COMMIT
     "jetson-orin": {"n": (2.60, 2.45), "s": (3.68, 3.01), "m": (6.79, 5.12), "l": (8.11, 6.60), "x": (13.66, 9.78)},
@@ -135,21 +137,38 @@ YOLO11_REPEATS = {  # the same guide's later tables, the same boards re-run with
 }
 
 
-def ultralytics(device: str, size: str, precision: str, ms: float, version: str | None = None,
-                commit: str = YOLO11_COMMIT) -> dict:
-    """One row of Ultralytics' Jetson guide: YOLO11 ``size`` as a TensorRT engine, batch 1."""
-    heading, software, published_version = ULTRALYTICS[device]
+YOLOV8_COMMIT = "fbc6bae5afe16fc06a8af6b3e2c5d7846649dc3f"  # 2024-09-09; the table stands until 8f0a9440
+YOLOV8_GUIDE = {"jetson-orin-nx": ("NVIDIA Jetson Orin YOLOv8 Benchmarks / Detailed Comparison Table",
+                                   "Seeed reComputer J4012 (Orin NX 16GB), JetPack 6.0 or 5.1.3 (the guide names both)", "8.2.90 (the repository's "
+                                   "__version__ at that commit; the guide names none)")}
+YOLOV8_MS = {"jetson-orin-nx": {"n": (4.55, 4.09), "s": (7.16, 5.49), "m": (14.88, 10.89), "l": (22.89, 14.61),
+                                "x": (40.76, 22.08)}}  # size: (FP16, INT8) ms/im as published at YOLOV8_COMMIT
+
+
+def ultralytics(family: str, device: str, size: str, precision: str, ms: float, *, guide: dict = ULTRALYTICS,
+                version: str | None = None, commit: str = YOLO11_COMMIT) -> dict:
+    """One row of Ultralytics' Jetson guide: ``family`` (yolo11, yolov8) ``size`` as a TensorRT engine, batch 1."""
+    heading, software, published_version = guide[device]
     version = version or published_version
-    return {"model": f"yolo11{size}", "device": device, "precision": precision, "batch": 1, "engine_batch": 1,
+    name = f"{family.upper().replace('V', 'v')}{size}"
+    return {"model": f"{family}{size}", "device": device, "precision": precision, "batch": 1, "engine_batch": 1,
             "executions": 1, "cuda_graph": False, "published_ms": ms, "published_as": f"{ms} ms/im inference time",
-            "source": ULTRALYTICS_GUIDE.format(commit=commit, heading=heading, size=size,
-                                               precision=precision.upper(), software=software, version=version),
-            "cited_as": f"Ultralytics {version} Jetson guide YOLO11{size} TensorRT {precision.upper()} ({heading})"}
+            "source": ULTRALYTICS_GUIDE.format(commit=commit, heading=heading, name=name, precision=precision.upper(),
+                                               software=software, version=version),
+            "cited_as": f"Ultralytics {version.split()[0]} Jetson guide {name} TensorRT {precision.upper()} ({device})"}
 
 
-def yolo11_rows(table: dict, version: str | None = None, commit: str = YOLO11_COMMIT) -> list[dict]:
-    return [ultralytics(device, size, precision, ms, version, commit) for device, sizes in table.items()
+def guide_rows(family: str, table: dict, **source) -> list[dict]:
+    return [ultralytics(family, device, size, precision, ms, **source) for device, sizes in table.items()
             for size, pair in sizes.items() for precision, ms in zip(("fp16", "int8"), pair)]
+
+
+def yolo11_rows(table: dict, **source) -> list[dict]:
+    return guide_rows("yolo11", table, **source)
+
+
+def yolov8_rows() -> list[dict]:
+    return guide_rows("yolov8", YOLOV8_MS, guide=YOLOV8_GUIDE, commit=YOLOV8_COMMIT)
 
 
 PUBLISHED = [
@@ -183,6 +202,7 @@ PUBLISHED = [
     trtexec("int8", 3.49),
     trtexec("fp16", 4.43),
     *yolo11_rows(YOLO11_MS),
+    *yolov8_rows(),
 ]
 # Rows added after the calibration above had been fitted and committed (it was fitted on the 28 rows before
 # them): that calibration's error on them is a first look, held out by time, not by the fit rule.
@@ -191,9 +211,15 @@ ADDED = [{"batch": "yolo11", "added": "2026-12-06", "rows": [r["cited_as"] for r
                                  "int8_grouped_efficiency": 0.02, "memory_efficiency": 0.8, "on_chip_bytes": 0.0,
                                  "kernel_overhead_us": 2.0,
                                  "inference_overhead_us": 200.0, "launch_overhead_us": 20.0},
-          "calibration_from": "the 28-row fit committed in ec1faf5"}]
-REPEATS = yolo11_rows(YOLO11_REPEATS, "8.3.157", commit="a later commit of the same file (the tables that add "
-                      "Jetson AGX Thor; 'Benchmarked with Ultralytics 8.3.157')")
+          "calibration_from": "the 28-row fit committed in ec1faf5"},
+         {"batch": "yolov8", "added": "2026-12-06", "rows": [r["cited_as"] for r in yolov8_rows()],
+          "calibration_before": {"compute_efficiency": 0.4, "int8_compute_efficiency": 0.5,
+                                 "int8_grouped_efficiency": 0.2, "memory_efficiency": 1.0, "on_chip_bytes": 0.5e6,
+                                 "kernel_overhead_us": 5.0, "inference_overhead_us": 100.0,
+                                 "launch_overhead_us": 40.0},
+          "calibration_from": "the 58-row fit committed in c4d11b7"}]
+REPEATS = yolo11_rows(YOLO11_REPEATS, version="8.3.157", commit="a later commit of the same file (the tables that "
+                      "add Jetson AGX Thor; 'Benchmarked with Ultralytics 8.3.157')")
 NOT_USED = [
     "MLPerf Offline results (GPU and both DLAs together) and MaxQ results (other clocks than the profiles').",
     "MLPerf v3.0 cTuning nvidia_orin-nvidia_original-gpu-tensorrt-v8.5.2.2 resnet50 (its system file says the "

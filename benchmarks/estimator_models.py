@@ -428,3 +428,212 @@ class SSDMobileNetV1(nn.Module):
 def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out),
                          nn.ReLU6(inplace=True))
+
+
+# EfficientViT B-series (MIT Han Lab), from mit-han-lab/efficientvit at commit de7d7733
+# (efficientvit/models/efficientvit/{backbone,cls,seg}.py, efficientvit/models/nn/{ops,act,norm}.py).
+# Module names follow the repo's (conv/norm/act, inverted_conv/depth_conv/point_conv, qkv/aggreg/proj); the state
+# dicts hold the same tensors, same shapes, same order as the repo's models (some key prefixes differ), and with
+# the repo's weights copied in, the outputs equal its models' (checked against that commit's code).
+
+EVIT_WIDTHS = {"b0": (8, 16, 32, 64, 128), "b1": (16, 32, 64, 128, 256), "b2": (24, 48, 96, 192, 384),
+               "b3": (32, 64, 128, 256, 512)}  # efficientvit_backbone_b0..b3: width_list
+EVIT_DEPTHS = {"b0": (1, 2, 2, 2, 2), "b1": (1, 2, 3, 3, 4), "b2": (1, 3, 4, 4, 6), "b3": (1, 4, 6, 6, 9)}
+EVIT_DIMS = {"b0": 16, "b1": 16, "b2": 32, "b3": 32}  # head dimension of LiteMLA
+
+
+class EViTConv(nn.Module):
+    """``ConvLayer`` (nn/ops.py): same-padded Conv2d → optional BatchNorm2d → optional Hardswish (``hswish``)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, groups: int = 1, bias: bool = False,
+                 norm: bool = True, act: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=bias)
+        self.norm = nn.BatchNorm2d(c_out) if norm else None
+        self.act = nn.Hardswish() if act else None
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x if self.act is None else self.act(x)
+
+
+class EViTDSConv(nn.Module):
+    """``DSConv`` as the backbone's stem blocks use it: depthwise 3×3 BN hswish, pointwise 1×1 BN (no bias)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.depth_conv = EViTConv(c, c, 3, groups=c)
+        self.point_conv = EViTConv(c, c, 1, act=False)
+
+    def forward(self, x):
+        return self.point_conv(self.depth_conv(x))
+
+
+class EViTMBConv(nn.Module):
+    """``MBConv``: 1×1 expand hswish, depthwise 3×3 (stride here) hswish, 1×1 project with BN and no activation.
+
+    ``fewer_norm`` (the stride-2 block opening stages 3-4, and the EfficientViTBlock's local module): the first
+    two convs have a bias and no BN. Otherwise every conv is bias-free with BN."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, expand_ratio: float = 4, fewer_norm: bool = False):
+        super().__init__()
+        mid = round(c_in * expand_ratio)
+        self.inverted_conv = EViTConv(c_in, mid, 1, bias=fewer_norm, norm=not fewer_norm)
+        self.depth_conv = EViTConv(mid, mid, 3, stride, groups=mid, bias=fewer_norm, norm=not fewer_norm)
+        self.point_conv = EViTConv(mid, c_out, 1, act=False)
+
+    def forward(self, x):
+        return self.point_conv(self.depth_conv(self.inverted_conv(x)))
+
+
+class LiteMLA(nn.Module):
+    """``LiteMLA``: lightweight multi-scale ReLU linear attention (heads = channels // dim, scales (5,)).
+
+    1×1 qkv conv (no bias, no norm); aggregation = depthwise 5×5 then 1×1 grouped by 3·heads (no bias), concatenated
+    with qkv (so 2·heads heads); per head ReLU(q), ReLU(k), v padded with a row of ones, out = (v kᵀ) q, divided by
+    its last row (+1e-15); 1×1 projection with BN. The repo's ``relu_linear_att`` runs in float32 (fp16 input cast
+    up); the casts are left out here. Its quadratic branch (H·W ≤ dim) is never taken at these input sizes."""
+
+    def __init__(self, c: int, dim: int, scales: tuple[int, ...] = (5,), eps: float = 1.0e-15):
+        super().__init__()
+        heads = c // dim
+        total = heads * dim
+        self.dim, self.eps = dim, eps
+        self.qkv = EViTConv(c, 3 * total, 1, norm=False, act=False)
+        self.aggreg = nn.ModuleList(nn.Sequential(
+            nn.Conv2d(3 * total, 3 * total, s, padding=s // 2, groups=3 * total, bias=False),
+            nn.Conv2d(3 * total, 3 * total, 1, groups=3 * heads, bias=False)) for s in scales)
+        self.kernel_func = nn.ReLU()
+        self.proj = EViTConv(total * (1 + len(scales)), c, 1, act=False)
+
+    def forward(self, x):
+        qkv = self.qkv(x)
+        qkv = torch.cat([qkv] + [op(qkv) for op in self.aggreg], dim=1)
+        b, _, h, w = qkv.shape
+        qkv = qkv.reshape(b, -1, 3 * self.dim, h * w)
+        q, k, v = qkv[:, :, :self.dim], qkv[:, :, self.dim:2 * self.dim], qkv[:, :, 2 * self.dim:]
+        q, k = self.kernel_func(q), self.kernel_func(k)
+        v = F.pad(v, (0, 0, 0, 1), mode="constant", value=1.0)
+        out = torch.matmul(torch.matmul(v, k.transpose(-1, -2)), q)
+        out = out[:, :, :-1] / (out[:, :, -1:] + self.eps)
+        return self.proj(out.reshape(b, -1, h, w))
+
+
+class EfficientViTBlock(nn.Module):
+    """``EfficientViTBlock``: residual LiteMLA (context), then residual fewer-norm MBConv ×4 (local)."""
+
+    def __init__(self, c: int, dim: int, expand_ratio: float = 4):
+        super().__init__()
+        self.context_module = LiteMLA(c, dim)
+        self.local_module = EViTMBConv(c, c, 1, expand_ratio, fewer_norm=True)
+
+    def forward(self, x):
+        x = x + self.context_module(x)
+        return x + self.local_module(x)
+
+
+class EViTResidual(nn.Module):
+    """``ResidualBlock`` with an identity shortcut (``main(x) + x``)."""
+
+    def __init__(self, main: nn.Module):
+        super().__init__()
+        self.main = main
+
+    def forward(self, x):
+        return self.main(x) + x
+
+
+class EfficientViTBackbone(nn.Module):
+    """``EfficientViTBackbone`` (backbone.py) for ``variant`` b0-b3; forward returns stages 2, 3, 4 (strides 8/16/32).
+
+    Stem: 3×3 stride-2 conv then depth[0] residual DSConvs. Stages 1-2: MBConv ×4 (first stride 2, no shortcut;
+    the rest residual). Stages 3-4: a stride-2 fewer-norm MBConv (no shortcut), then depth[i] EfficientViTBlocks.
+    Norm BatchNorm2d, activation Hardswish throughout."""
+
+    def __init__(self, variant: str):
+        super().__init__()
+        widths, depths, dim = EVIT_WIDTHS[variant], EVIT_DEPTHS[variant], EVIT_DIMS[variant]
+        self.input_stem = nn.Sequential(EViTConv(3, widths[0], 3, 2),
+                                        *(EViTResidual(EViTDSConv(widths[0])) for _ in range(depths[0])))
+        stages, c = [], widths[0]
+        for i in (1, 2):
+            blocks = [EViTMBConv(c, widths[i], 2)]
+            blocks += [EViTResidual(EViTMBConv(widths[i], widths[i])) for _ in range(depths[i] - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c = widths[i]
+        for i in (3, 4):
+            blocks = [EViTMBConv(c, widths[i], 2, fewer_norm=True)]
+            blocks += [EfficientViTBlock(widths[i], dim) for _ in range(depths[i])]
+            stages.append(nn.Sequential(*blocks))
+            c = widths[i]
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x):
+        x = self.input_stem(x)
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return outs[1], outs[2], outs[3]
+
+
+class EfficientViTCls(nn.Module):
+    """EfficientViT-B1/B2/B3 ImageNet classifier (cls.py ``efficientvit_cls_b1..b3``; b0 also accepted), 1000 classes.
+
+    ``ClsHead``: 1×1 conv to width[0] (BN, hswish), global average pool, Linear(width[0], width[1], no bias) →
+    LayerNorm → hswish, Linear(width[1], classes). ``resolution`` (224/256/288 in the README) is informational:
+    the network is fully convolutional up to the pool. Parameters: b1 9,102,024; b2 24,330,712; b3 48,646,056
+    (the repo's models; README: 9.1M, 24M, 49M)."""
+
+    HEAD = {"b0": (1024, 1280), "b1": (1536, 1600), "b2": (2304, 2560), "b3": (2304, 2560)}
+
+    def __init__(self, variant: str = "b1", resolution: int = 224, num_classes: int = 1000):
+        super().__init__()
+        self.resolution = resolution
+        self.backbone = EfficientViTBackbone(variant)
+        c, (w0, w1) = EVIT_WIDTHS[variant][-1], self.HEAD[variant]
+        self.head = nn.Sequential(EViTConv(c, w0, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                                  nn.Linear(w0, w1, bias=False), nn.LayerNorm(w1), nn.Hardswish(),
+                                  nn.Linear(w1, num_classes))
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1])
+
+
+class EfficientViTSeg(nn.Module):
+    """EfficientViT-B0..B3 semantic segmentation (seg.py ``efficientvit_seg_b0..b3``), ``dataset`` cityscapes
+    (19 classes, 1024×2048; b0-b3) or ade20k (150 classes, 512×512; b1-b3).
+
+    ``SegHead`` (a DAGBlock): stage 4/3/2 each through a 1×1 conv to the head width (= stage-2 width) with BN, the
+    first two bicubic-upsampled ×4/×2 (align_corners False), summed (``list_sum``: s4 + (s3 + s2)); head_depth
+    residual MBConvs ×4 (1 for b0, else 3); then for cityscapes a 1×1 conv to 4× width (BN, hswish); 1×1 conv to
+    the classes with bias. The output is the logits at stride 8 (``segout``), as the repo's forward returns them:
+    no upsampling to the input size inside the model. The repo's UpSampleLayer casts fp16 to float32; left out.
+    Parameters (the repo's models): cityscapes b0 706,691; b1 4,803,443; b2 15,323,779; b3 39,603,155;
+    ade20k b1 4,791,414; b2 15,293,382; b3 39,546,198 (README: 0.7M, 4.8M, 15M, 40M; 4.8M, 15M, 39M)."""
+
+    def __init__(self, variant: str = "b0", dataset: str = "cityscapes"):
+        super().__init__()
+        if dataset not in ("cityscapes", "ade20k") or (variant == "b0" and dataset != "cityscapes"):
+            raise ValueError(f"efficientvit_seg_{variant} has no {dataset} head")
+        widths = EVIT_WIDTHS[variant]
+        width, depth = widths[2], 1 if variant == "b0" else 3
+        final_expand, num_classes = (4, 19) if dataset == "cityscapes" else (None, 150)
+        self.backbone = EfficientViTBackbone(variant)
+        self.inputs = nn.ModuleList(EViTConv(c, width, 1, act=False) for c in (widths[4], widths[3], widths[2]))
+        self.factors = (4, 2, 1)
+        self.middle = nn.Sequential(*(EViTResidual(EViTMBConv(width, width)) for _ in range(depth)))
+        out = [] if final_expand is None else [EViTConv(width, width * final_expand, 1)]
+        out.append(nn.Conv2d(width * (final_expand or 1), num_classes, 1))
+        self.segout = nn.Sequential(*out)
+
+    def forward(self, x):
+        s2, s3, s4 = self.backbone(x)
+        feats = []
+        for f, op, factor in zip((s4, s3, s2), self.inputs, self.factors):
+            f = op(f)
+            feats.append(f if factor == 1 else F.interpolate(f, scale_factor=factor, mode="bicubic",
+                                                             align_corners=False))
+        return self.segout(self.middle(feats[0] + (feats[1] + feats[2])))

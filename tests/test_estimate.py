@@ -269,29 +269,32 @@ def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
 
 
 def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
-    """The issue's bar is a 20% held-out median; the committed calibration reaches 27.9% over 58 rows (not met).
+    """The issue's bar is a 20% held-out median; the committed calibration reaches 26.2% over 68 rows (not met).
     The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse fails here."""
     result = json.loads(RESULTS.read_text())
     median = result["lomo_median_abs_rel_error"]
     assert result["lomo_target_met"] == (median <= 0.2)
-    assert median <= 0.28  # committed: 0.2794
+    assert median <= 0.265  # committed: 0.2618
 
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
-    """The YOLO11 rows came after the 28-row calibration: its error on them (a first look, 18.0%) is recorded,
-    each family's error is given apart, and the re-published runs of the same setups bound what is reachable."""
+    """The YOLO11 rows came after the 28-row calibration, the YOLOv8 sizes after the 58-row one: each batch's error
+    under the calibration committed before it (a first look: 18.0%, 19.2%) is recorded, each family's error is given
+    apart, and the re-published runs of the same setups bound what is reachable."""
     result = json.loads(RESULTS.read_text())
     rows = result["rows"]
-    (look,) = result["first_looks"]
-    added = [r for r in rows if r["model"].startswith("yolo11")]
-    assert look["batch"] == "yolo11" and look["rows"] == len(added) == 30
-    assert look["calibration_before"]["on_chip_bytes"] == 0.0  # the model as it was: no on-chip term
-    assert 0.1 <= look["median_abs_rel_error"] <= 0.25 and look["max_abs_rel_error"] >= look["median_abs_rel_error"]
+    looks = {look["batch"]: look for look in result["first_looks"]}
+    assert set(looks) == {"yolo11", "yolov8"}
+    assert looks["yolo11"]["rows"] == sum(r["model"].startswith("yolo11") for r in rows) == 30
+    assert looks["yolov8"]["rows"] == 10  # the sizes from Ultralytics' guide (yolov8n's trtexec rows came before)
+    assert looks["yolo11"]["calibration_before"]["on_chip_bytes"] == 0.0  # the model as it was: no on-chip term
+    for look in looks.values():
+        assert 0.1 <= look["median_abs_rel_error"] <= 0.25 and look["max_abs_rel_error"] >= look["median_abs_rel_error"]
     families = result["per_family"]
     assert sum(f["rows"] for f in families.values()) == len(rows) and families["yolo11"]["rows"] == 30
-    yolo = sorted(r["lomo_abs_rel_error"] for r in added)
+    yolo = sorted(r["lomo_abs_rel_error"] for r in rows if r["model"].startswith("yolo11"))
     assert families["yolo11"]["lomo_median_abs_rel_error"] == pytest.approx(statistics.median(yolo), abs=1e-4)
-    assert set(result["lomo_folds"]) == set(families)  # YOLO11's widths are held out together
+    assert set(result["lomo_folds"]) == set(families)  # each family's widths are held out together
     spread = result["repeat_spread"]
     assert spread["pairs"] == 30 and 0.01 <= spread["median_abs_rel_difference"] <= 0.1
 
