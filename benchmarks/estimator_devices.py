@@ -18,8 +18,9 @@ prediction. The profiles carry the calibration fitted on all rows; their ``±`` 
 Ultralytics' Jetson guide (YOLO11 n/s/m/l/x, TensorRT FP16 and INT8, three boards) adds 30 rows after the
 calibration had been fitted on the first 28: ``first_looks`` is that calibration's error on them, before
 any refit. The guide's later tables re-ran the same boards (``REPEATS``): how far two published runs of
-one setup differ (``repeat_spread``) is the floor no estimator can beat. YOLO11's five widths are one
-family and are held out together; ``per_family`` gives each family's error (the row median weighs
+one setup differ (``repeat_spread``) is the floor no estimator can beat. The same guide's earlier YOLOv8 tables and MIT Han Lab's EfficientViT READMEs followed, each first predicted by
+the calibration committed before it. YOLO11's five widths are one
+family and are held out together (so are YOLOv8's, and EfficientViT's widths, resolutions and heads); ``per_family`` gives each family's error (the row median weighs
 families by their row counts).
 
 MLPerf rows are LoadGen's median latency per query: SingleStream = 1 sample, MultiStream = 8
@@ -29,8 +30,8 @@ whether the harness replayed the engine as a CUDA graph (``use_graphs`` in the s
 calibration's ``launch_overhead_us`` is paid per kernel only where it did not (trtexec, and
 MLPerf configs with ``use_graphs = False``).
 
-Run: .venv/bin/python benchmarks/estimator_devices.py [--write-profiles] [--model-cache DIR]  (about 10 minutes
-on 2 cores to export and quantize the 10 models; 20 s with a filled --model-cache)
+Run: .venv/bin/python benchmarks/estimator_devices.py [--write-profiles] [--model-cache DIR]  (about 20 minutes
+on 2 cores to export and quantize the 30 models; 20 s with a filled --model-cache)
 Writes benchmarks/results/estimator_devices.json; with --write-profiles also the ``estimate:``
 block of targets/jetson-orin*.yaml.
 """
@@ -57,7 +58,8 @@ from edgekd.targets import Calibration, load_target
 from edgekd.versions import library_versions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from estimator_models import RetinaNet, SSDMobileNetV1, SSDResNet34, Yolo11, YoloV8  # noqa: E402
+from estimator_models import (EfficientViTCls, EfficientViTSeg, RetinaNet, SSDMobileNetV1, SSDResNet34,  # noqa: E402
+                              Yolo11, YoloV8)
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = Path(__file__).parent.parent / "targets"
@@ -68,9 +70,15 @@ ARCHITECTURES = {  # name: (build, input shape)
     "retinanet": (lambda: RetinaNet(), (3, 800, 800)),
     **{f"yolov8{size}": ((lambda size=size: YoloV8(size)), (3, 640, 640)) for size in "nsmlx"},
     **{f"yolo11{size}": ((lambda size=size: Yolo11(size)), (3, 640, 640)) for size in "nsmlx"},
+    **{f"efficientvit-{v}-r{r}": ((lambda v=v, r=r: EfficientViTCls(v, r)), (3, r, r))
+       for v in ("b1", "b2", "b3") for r in (224, 256, 288)},
+    **{f"efficientvit-seg-{v}-{d}": ((lambda v=v, d=d: EfficientViTSeg(v, d)), shape)
+       for d, variants, shape in (("cityscapes", ("b0", "b1", "b2", "b3"), (3, 1024, 2048)),
+                                  ("ade20k", ("b1", "b2", "b3"), (3, 512, 512))) for v in variants},
 }
-# held out together: one architecture, five widths
-FAMILIES = {f"{family}{size}": family for family in ("yolov8", "yolo11") for size in "nsmlx"}
+# held out together: one architecture at several widths (and, for EfficientViT, resolutions and heads)
+FAMILIES = {**{f"{family}{size}": family for family in ("yolov8", "yolo11") for size in "nsmlx"},
+            **{name: "efficientvit" for name in ARCHITECTURES if name.startswith("efficientvit")}}
 SYSTEMS = {  # (round, system) → device, software as the round's systems/<system>.json states it
     ("v2.0", "Orin_TRT"): ("jetson-orin", "JetPack 5.0, TensorRT 8.4.0, CUDA 11.4 (preview)"),
     ("v2.1", "Orin_TRT"): ("jetson-orin", "22.08 Jetson CUDA-X AI Developer Preview, TensorRT 8.5.0, CUDA 11.4"),
@@ -145,6 +153,32 @@ YOLOV8_MS = {"jetson-orin-nx": {"n": (4.55, 4.09), "s": (7.16, 5.49), "m": (14.8
                                 "x": (40.76, 22.08)}}  # size: (FP16, INT8) ms/im as published at YOLOV8_COMMIT
 
 
+EFFICIENTVIT_COMMIT = "de7d7733cc0329f391b33f1f459271562ec27bd5"
+EFFICIENTVIT_MS = {  # model: (README, table, published ms) in the 'Jetson Orin (bs1)' column at EFFICIENTVIT_COMMIT
+    **{f"efficientvit-{v}-r{r}": ("applications/efficientvit_cls/README.md", "ImageNet, EfficientViT B series", ms)
+       for (v, r), ms in {("b1", 224): 1.48, ("b1", 256): 1.57, ("b1", 288): 1.82, ("b2", 224): 2.63,
+                          ("b2", 256): 2.84, ("b2", 288): 3.30, ("b3", 224): 4.36, ("b3", 256): 4.74,
+                          ("b3", 288): 5.63}.items()},
+    **{f"efficientvit-seg-{v}-{d}": ("applications/efficientvit_seg/README.md", table, ms)
+       for (v, d), (table, ms) in {("b0", "cityscapes"): ("Cityscapes", 9.9), ("b1", "cityscapes"): ("Cityscapes", 24.3),
+                                   ("b2", "cityscapes"): ("Cityscapes", 46.5), ("b3", "cityscapes"): ("Cityscapes", 81.8),
+                                   ("b1", "ade20k"): ("ADE20K", 4.0), ("b2", "ade20k"): ("ADE20K", 7.3),
+                                   ("b3", "ade20k"): ("ADE20K", 12.5)}.items()},
+}
+
+
+def efficientvit(model: str) -> dict:
+    """One EfficientViT row (MIT Han Lab's READMEs): TensorRT fp16, batch 1, on a Jetson AGX Orin."""
+    readme, table, ms = EFFICIENTVIT_MS[model]
+    return {"model": model, "device": "jetson-orin", "precision": "fp16", "batch": 1, "engine_batch": 1,
+            "executions": 1, "cuda_graph": False, "published_ms": ms, "published_as": f"{ms}ms, Jetson Orin (bs1)",
+            "source": f"github.com/mit-han-lab/efficientvit {readme} at commit {EFFICIENTVIT_COMMIT}, table "
+                      f"'{table}', column 'Jetson Orin (bs1)'; the README: 'measured on ... NVIDIA Jetson AGX Orin "
+                      "... with TensorRT, fp16. Data transfer time is included.' (memory size, power mode, JetPack "
+                      "and CUDA-graph use not stated: read as the 64GB module at MAXN, without a graph)",
+            "cited_as": f"MIT Han Lab EfficientViT README {model} TensorRT fp16 (jetson-orin)"}
+
+
 def ultralytics(family: str, device: str, size: str, precision: str, ms: float, *, guide: dict = ULTRALYTICS,
                 version: str | None = None, commit: str = YOLO11_COMMIT) -> dict:
     """One row of Ultralytics' Jetson guide: ``family`` (yolo11, yolov8) ``size`` as a TensorRT engine, batch 1."""
@@ -203,6 +237,7 @@ PUBLISHED = [
     trtexec("fp16", 4.43),
     *yolo11_rows(YOLO11_MS),
     *yolov8_rows(),
+    *(efficientvit(model) for model in EFFICIENTVIT_MS),
 ]
 # Rows added after the calibration above had been fitted and committed (it was fitted on the 28 rows before
 # them): that calibration's error on them is a first look, held out by time, not by the fit rule.
@@ -217,7 +252,17 @@ ADDED = [{"batch": "yolo11", "added": "2026-12-06", "rows": [r["cited_as"] for r
                                  "int8_grouped_efficiency": 0.2, "memory_efficiency": 1.0, "on_chip_bytes": 0.5e6,
                                  "kernel_overhead_us": 5.0, "inference_overhead_us": 100.0,
                                  "launch_overhead_us": 40.0},
-          "calibration_from": "the 58-row fit committed in c4d11b7"}]
+          "calibration_from": "the 58-row fit committed in c4d11b7"},
+         {"batch": "efficientvit", "added": "2026-12-06", "rows": [efficientvit(m)["cited_as"] for m in EFFICIENTVIT_MS],
+          "calibration_before": {"compute_efficiency": 0.4, "int8_compute_efficiency": 0.6,
+                                 "int8_grouped_efficiency": 0.05, "memory_efficiency": 0.4, "on_chip_bytes": 1e6,
+                                 "kernel_overhead_us": 2.0, "inference_overhead_us": 200.0,
+                                 "launch_overhead_us": 40.0},
+          "calibration_from": "the 68-row fit committed in d917965",
+          "note": "the READMEs do not say how the engine was run: read as without a CUDA graph (decided before the "
+                  "first look), so each of the 92-281 kernels pays the launch overhead. With a graph assumed instead "
+                  "(computed once after, not used) this first look reads 43.9% and the leave-one-family-out median "
+                  "29.5%."}]
 REPEATS = yolo11_rows(YOLO11_REPEATS, version="8.3.157", commit="a later commit of the same file (the tables that "
                       "add Jetson AGX Thor; 'Benchmarked with Ultralytics 8.3.157')")
 NOT_USED = [
@@ -228,6 +273,15 @@ NOT_USED = [
     "3D-UNet: its latency depends on each KiTS19 volume's size (sliding windows), not one input shape.",
     "hokwangchoi YOLOv8n TensorRT FP32 row (8.36 ms) and Ultralytics' TensorRT (FP32) rows: TF32 tensor-core "
     "kernels, a peak no profile carries.",
+    "Ultralytics' TensorRT integration page (docs/en/integrations/tensorrt.md at 10b3564a, YOLOv8n on Orin NX, FP16 "
+    "3.19 / INT8 2.32 ms): dynamic-shape engines built for batch 8, run at batch 1.",
+    "hokwangchoi yolov8_20260414_001146.json (YOLOv8n on Orin Nano, 15 W mode): no profile carries the 15 W clocks.",
+    "NetsPresso Trainer's TensorRT device matrix (docs/benchmarks/device_matrix/tensorrt.md at 5c321318: ResNet, "
+    "MobileNetV3, MixNet, EfficientFormer, YOLOX ... FP16): batch and power mode not stated; its Orin Nano rows ran "
+    "JetPack 6.0, before the Super clocks the Nano profile carries.",
+    "justincdavis/trtutils benchmark tables: a Python wall clock around the engine call; precision and batch are "
+    "only in the benchmark code.",
+    "torch2trt's README latencies: Jetson Nano and Xavier only, no Orin.",
     "Ultralytics' later 8.3.157 tables of the same boards: not fitted (a second reading of the same setups); they "
     "measure the spread between published runs (repeat_spread).",
     "Ultralytics-predict and DeepStream figures (the0807/YOLOv8-ONNX-TensorRT, Roboflow, DeepStream performance "

@@ -14,6 +14,10 @@ no loss, no post-processing beyond what the published engine runs on the GPU):
   C2PSA, PAN neck, Detect head (DFL, depthwise class branch) with its box decoding, 640×640 input;
   parameter counts equal the yaml's summary lines.
 
+* :class:`EfficientViTCls`, :class:`EfficientViTSeg`: MIT Han Lab's EfficientViT B-series (ReLU linear attention,
+  MBConv), the ImageNet classifiers B1-B3 and the Cityscapes/ADE20K segmenters B0-B3; parameter counts equal the
+  repository's own models at commit de7d7733.
+
 Not zoo models (they do not classify): :mod:`benchmarks.estimator_devices` exports them.
 """
 
@@ -435,6 +439,8 @@ def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 
 # Module names follow the repo's (conv/norm/act, inverted_conv/depth_conv/point_conv, qkv/aggreg/proj); the state
 # dicts hold the same tensors, same shapes, same order as the repo's models (some key prefixes differ), and with
 # the repo's weights copied in, the outputs equal its models' (checked against that commit's code).
+# README MACs = convs + linears + LiteMLA's two activation matmuls (torchprofile, BatchNorm not counted); edgekd's
+# KernelCost.macs counts weight-bearing Conv/Gemm only (the matmuls are in .flops), about 1.5-2% less.
 
 EVIT_WIDTHS = {"b0": (8, 16, 32, 64, 128), "b1": (16, 32, 64, 128, 256), "b2": (24, 48, 96, 192, 384),
                "b3": (32, 64, 128, 256, 512)}  # efficientvit_backbone_b0..b3: width_list

@@ -210,7 +210,8 @@ def estimator_context(e: Mapping) -> list[str]:
     for look in e.get("first_looks", []):
         out.append(f"First look at the {look['rows']} {look['batch']} rows, predicted by the calibration committed "
                    f"before they were added ({look['calibration_from']}): **{look['median_abs_rel_error']:.1%} "
-                   f"median**, worst {look['max_abs_rel_error']:.0%}.")
+                   f"median**, worst {look['max_abs_rel_error']:.0%}."
+                   + (f" ({look['note'][0].upper()}{look['note'][1:]})" if look.get("note") else ""))
     if e.get("repeat_spread"):
         spread = e["repeat_spread"]
         out.append(f"Measurement floor: the same boards, models and precisions re-published in a later run differ by "

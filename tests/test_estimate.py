@@ -214,7 +214,7 @@ def test_small_student_on_jetson_is_unvalidated_for_its_size(tmp_path):
         assert r.kind is LatencyKind.ESTIMATED and r.ms > 0
         assert r.uncertainty_pct is None and r.held_out_measurements == 0
         assert "unvalidated for a model of this size" in r.uncertainty()
-        assert re.search(r"^5\.5\d M MACs, validated [\d.]+ G-[\d.]+ G; 70\.\d K parameters, validated",
+        assert re.search(r"^5\.5\d M MACs, validated [\d.]+ [MG]-[\d.]+ G; 70\.\d K parameters, validated",
                          r.outside_validated_range)
         assert "±" not in r.uncertainty() and "unvalidated for a model of this size" in r.note
         Latency.model_validate(r.to_dict())
@@ -269,22 +269,26 @@ def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
 
 
 def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
-    """The issue's bar is a 20% held-out median; the committed calibration reaches 26.2% over 68 rows (not met).
+    """The issue's bar is a 20% held-out median; the committed calibration reaches 54.2% over 84 rows (not met:
+    EfficientViT, the last family added, is launch-bound in the estimate and 2-4x faster on the device).
     The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse fails here."""
     result = json.loads(RESULTS.read_text())
     median = result["lomo_median_abs_rel_error"]
     assert result["lomo_target_met"] == (median <= 0.2)
-    assert median <= 0.265  # committed: 0.2618
+    assert median <= 0.545  # committed: 0.5415
 
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
-    """The YOLO11 rows came after the 28-row calibration, the YOLOv8 sizes after the 58-row one: each batch's error
-    under the calibration committed before it (a first look: 18.0%, 19.2%) is recorded, each family's error is given
-    apart, and the re-published runs of the same setups bound what is reachable."""
+    """The YOLO11 rows came after the 28-row calibration, the YOLOv8 sizes after the 58-row one, EfficientViT after
+    the 68-row one: each batch's error under the calibration committed before it (a first look: 18.0%, 19.2%,
+    118.8%) is recorded, each family's error is given apart, and the re-published runs of the same setups bound
+    what is reachable."""
     result = json.loads(RESULTS.read_text())
     rows = result["rows"]
     looks = {look["batch"]: look for look in result["first_looks"]}
-    assert set(looks) == {"yolo11", "yolov8"}
+    assert set(looks) == {"yolo11", "yolov8", "efficientvit"}
+    assert looks["efficientvit"]["rows"] == 16 and looks["efficientvit"]["median_abs_rel_error"] > 1.0  # 118.8%
+    assert "without a CUDA graph" in looks.pop("efficientvit")["note"]
     assert looks["yolo11"]["rows"] == sum(r["model"].startswith("yolo11") for r in rows) == 30
     assert looks["yolov8"]["rows"] == 10  # the sizes from Ultralytics' guide (yolov8n's trtexec rows came before)
     assert looks["yolo11"]["calibration_before"]["on_chip_bytes"] == 0.0  # the model as it was: no on-chip term
