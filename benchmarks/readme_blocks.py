@@ -3,6 +3,8 @@ it from the results (a mapping from a file's repository path to its parsed JSON)
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -301,13 +303,27 @@ def search(r: Mapping) -> str:
                    f"{median_range(t.get('speedup_vs_what_default_recipe_ships'), '.2f', unit='×')} | "
                    f"{'yes' if t['all_within_budget'] else '**no**'} | "
                    f"{median_range(t.get('search_seconds'), '.0f', 1 / 60, ' min')} |")
-    out += ["", "Each run:", "",
-            "| target | seed | pick | pick accuracy | drop (points) | ms at b64: default / pick | speed-up | "
-            "within budget | default recipe ships |", "|---|---:|---|---:|---:|---:|---:|---|---|"]
+    budget = s.get("max_accuracy_drop_points", 1)
+    out += ["", "Each run (margin: points inside the budget on the selection split, against one standard error of the "
+            "pick's accuracy there; a pick inside one SE is flagged *at the edge*, as the search now does):", "",
+            "| target | seed | pick | pick accuracy | drop (points) | selection margin (SE) | ms at b64: default / pick | "
+            "speed-up | within budget | default recipe ships |", "|---|---:|---|---:|---:|---|---:|---:|---|---|"]
     out += [f"| {x['target']} | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} | {x['drop_points']:.2f} | "
-            f"{x['default_ms_b64']:.3f} / {x['pick_ms_b64']:.3f} | {x['speedup_vs_default']:.2f}× | "
-            f"{'yes' if x['within_budget'] else '**no**'} | {x.get('default_recipe_ships', '–')} |" for x in s["rows"]]
+            f"{selection_margin(x, budget)} | {x['default_ms_b64']:.3f} / {x['pick_ms_b64']:.3f} | "
+            f"{x['speedup_vs_default']:.2f}× | {'yes' if x['within_budget'] else '**no**'} | "
+            f"{x.get('default_recipe_ships', '–')} |" for x in s["rows"]]
     return lines(out)
+
+
+def selection_margin(run: Mapping, budget: float) -> str:
+    """How far inside the budget a run's pick sat on the selection split, and its binomial standard error there."""
+    if run.get("pick_selection_accuracy") is None:
+        return "–"
+    items = int(re.match(r"([\d,]+) items", run["splits"]["selection"])[1].replace(",", ""))
+    p = run["pick_selection_accuracy"]
+    margin = budget - round(100 * (run["teacher_selection_accuracy"] - p), 6)
+    se = 100 * math.sqrt(p * (1 - p) / items)
+    return f"{margin:.2f} ({se:.2f}){': *at the edge*' if margin < se else ''}"
 
 
 def gpu_check(r: Mapping) -> str:

@@ -132,6 +132,20 @@ def test_search_renders_median_and_range_over_seeds():
     for x in rows:
         assert f"| host | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} |" in text
     assert "one run" not in text
+    assert "| – | 3.000 / 2.290 |" in text  # no selection accuracies recorded: no margin
+
+
+def test_each_search_run_shows_its_selection_margin_and_flags_the_edge():
+    edge, roomy = search_row("host", 0, 0.9192, 1.67), search_row("host", 1, 0.9228, 1.59)
+    for row, pick in ((edge, 5534), (roomy, 5570)):  # of 6,000 selection images; the teacher had 5,594
+        row.update(splits={"selection": "6,000 items held out of fashion-mnist train (seed 0)"},
+                   teacher_selection_accuracy=5594 / 6000, pick_selection_accuracy=pick / 6000)
+    data = {"max_accuracy_drop_points": 1.0, "batch": 64, "rows": [edge, roomy],
+            "summary": {"host": {"runs": 2, "all_within_budget": False,
+                                 **{k: {"median": 1.0, "min": 1.0, "max": 1.0} for k in ("pick_accuracy",)}}}}
+    text = rr.BLOCKS["search"](rr.Results(data={rr.res("search_fashion_mnist"): data}))
+    assert "| 0.00 (0.35): *at the edge* |" in text
+    assert "| 0.60 (0.33) |" in text
 
 
 def test_search_without_summary_says_one_run():

@@ -70,8 +70,8 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
                             finalists, original_row, time.perf_counter() - start)
     if pick is None:
         raise SearchError(nothing_met(outcome))
-    outcome.pick_margin = pick_margin(outcome.pick, budget, original_row["accuracy"], evaluator.metric,
-                                      len(data.selection))
+    items = len(data.selection) if hasattr(data.selection, "__len__") else 0  # a stream has no count: no SE
+    outcome.pick_margin = pick_margin(outcome.pick, budget, original_row["accuracy"], evaluator.metric, items)
     if outcome.pick_margin and outcome.pick_margin["at_edge"]:
         m = outcome.pick_margin
         console.warn(f"search: {outcome.pick.key} is {m['points']:.2f} points inside the "
