@@ -304,8 +304,9 @@ def search(r: Mapping) -> str:
                    f"{'yes' if t['all_within_budget'] else '**no**'} | "
                    f"{median_range(t.get('search_seconds'), '.0f', 1 / 60, ' min')} |")
     budget = s.get("max_accuracy_drop_points", 1)
-    out += ["", "Each run (margin: points inside the budget on the selection split, against one standard error of the "
-            "pick's accuracy there; a pick inside one SE is flagged *at the edge*, as the search now does):", "",
+    out += ["", "Each run (margin: points inside the budget on the selection split, against one binomial standard error "
+            "of the pick's accuracy there, flagged *at the edge* when inside it; these runs kept no per-image scores, "
+            "so this is not the paired standard error of the drop the search now reports, which is smaller):", "",
             "| target | seed | pick | pick accuracy | drop (points) | selection margin (SE) | ms at b64: default / pick | "
             "speed-up | within budget | default recipe ships |", "|---|---:|---|---:|---:|---|---:|---:|---|---|"]
     out += [f"| {x['target']} | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} | {x['drop_points']:.2f} | "

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgekd import console
-from edgekd.errors import EdgekdError
+from edgekd.errors import ConfigError, EdgekdError
 
 app = typer.Typer(help="Compress a trained PyTorch vision model for an edge device, and report how it runs there.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -78,6 +78,9 @@ def compress(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     max_accuracy_drop: Annotated[Optional[float], typer.Option(
         min=0, help="Search for the fastest model within this many points of the teacher (instead of the recipe's stages).")] = None,
+    margin_se: Annotated[float, typer.Option(
+        min=0, help="With --max-accuracy-drop: keep this many standard errors of a finalist's drop (paired, on the "
+                    "selection split) from the budget's edge.")] = 0.0,
     latency_budget: Annotated[Optional[float], typer.Option(
         min=0, help="Search for the most accurate model within this many ms at --batch on the target.")] = None,
     batch: Annotated[int, typer.Option(min=1, help="The batch size a budget's latency is judged at.")] = 1,
@@ -101,7 +104,9 @@ def compress(
     budget = None
     if max_accuracy_drop is not None or latency_budget is not None:
         budget = Budget(max_accuracy_drop=max_accuracy_drop, latency_ms=latency_budget, batch=batch,
-                        seconds=search_time, students=tuple(student) if student else None)
+                        seconds=search_time, students=tuple(student) if student else None, margin_se=margin_se)
+    elif margin_se:
+        raise ConfigError("--margin-se keeps a margin from an accuracy budget: give --max-accuracy-drop too")
     plan = prepare_recipe(recipe, train_teacher=True) if train_teacher else recipe
     with devices.use(device):  # the workers too: they train where the leader said
         if not lead_or_serve(nproc):

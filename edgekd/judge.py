@@ -109,12 +109,26 @@ def judge(model: nn.Module | str | Path | bytes | Any, loader: DataLoader, metri
         metric: a built-in name (``top1``, ``miou``, ``mse``), a callable, or a :class:`Metric`.
         threads: ONNX Runtime intra-op threads (ONNX models only).
     """
+    return judge_pass(model, loader, metric, device=device, threads=threads).value()
+
+
+def judge_pass(model: nn.Module | str | Path | bytes | Any, loader: DataLoader, metric: str | Metric | Any = None, *,
+               device: torch.device | None = None, threads: int | None = None):
+    """:func:`judge`'s pass itself: the metric's accumulator after every batch (its ``value()`` and, where
+    the metric is a mean over items, its ``items()``)."""
     metric = resolve_metric(metric)
     accumulator = metric.accumulator()
     if is_onnx(model):
         for index, (outputs, targets, _) in enumerate(onnx_batches(model, loader, threads=threads)):
             accumulator.add(outputs, targets, index)
-        return accumulator.value()
+        return accumulator
+    # Moved outside inference mode: parameters copied to another device inside it would become inference
+    # tensors, which autograd (training, torch-pruning's tracing) then refuses.
+    model.eval()
+    with devices.placed(model, device or devices.current()) as where:
+        for index, (outputs, targets, _) in enumerate(torch_batches(model, loader, where)):
+            accumulator.add(outputs, targets, index)
+    return accumulator
     # Moved outside inference mode: parameters copied to another device inside it would become inference
     # tensors, which autograd (training, torch-pruning's tracing) then refuses.
     model.eval()

@@ -47,6 +47,12 @@ class Accumulator:
     def value(self) -> float:
         raise NotImplementedError
 
+    def items(self) -> torch.Tensor | None:
+        """Each item's score, in the order added, where the metric is their mean (top-1: 1 or 0 per image,
+        a segmenter's share of right pixels); None where it is not (mIoU pools counts over the whole pass). Two models' items on the
+        same data give the paired standard error of their difference (:func:`paired_standard_error`)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -78,6 +84,15 @@ class Metric:
                 "points_per_unit": self.points_per_unit, "fraction": self.fraction}
 
 
+def paired_standard_error(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Standard error of mean(reference) - mean(other) over the same items: sd(reference_i - other_i) / sqrt(n).
+    Two models that agree on most items differ by far less than either's own sampling error."""
+    if reference.shape != other.shape or reference.numel() < 2:
+        raise ValueError(f"paired items must match and number at least 2, got {tuple(reference.shape)} and "
+                         f"{tuple(other.shape)}")
+    return float((reference - other).std(unbiased=True) / math.sqrt(reference.numel()))
+
+
 def single_tensor(outputs: Any, metric: str, index: int) -> torch.Tensor:
     if not isinstance(outputs, torch.Tensor):
         raise UserFunctionError(f"metric {metric} needs a model that returns one tensor, but batch {index}'s outputs "
@@ -88,6 +103,7 @@ def single_tensor(outputs: Any, metric: str, index: int) -> torch.Tensor:
 class Top1Count(Accumulator):
     def __init__(self):
         self.correct = self.total = 0
+        self.hits: list[torch.Tensor] = []
 
     def add(self, outputs, targets, index):
         logits = single_tensor(outputs, "top1", index)
@@ -95,11 +111,17 @@ class Top1Count(Accumulator):
             raise UserFunctionError(f"metric top1 needs (N, C, ...) scores and (N, ...) class targets; batch {index} has "
                                     f"outputs {tuple(logits.shape)} and targets {tuple(targets.shape)}: pass "
                                     "metric='miou', 'mse' or your own callable")
-        self.correct += int((logits.argmax(1) == targets).sum())
+        hits = logits.argmax(1) == targets
+        per_image = hits.flatten(1) if hits.dim() > 1 else hits[:, None]  # a segmenter's: its pixels
+        self.hits.append(per_image.double().mean(1))
+        self.correct += int(hits.sum())
         self.total += targets.numel()
 
     def value(self):
         return self.correct / max(self.total, 1)
+
+    def items(self):
+        return torch.cat(self.hits) if self.hits else torch.zeros(0, dtype=torch.float64)
 
 
 class Top1(Metric):

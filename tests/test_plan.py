@@ -71,7 +71,7 @@ def test_an_unpruned_candidate_ships_the_very_onnx_model_the_search_scored(train
     candidate = Candidate(ORIGINAL, 0.0, True)
     evaluator = Evaluator(teacher, data, target, budget, cache_dir=tmp_path / "cache")
     try:
-        scored, searched = evaluator.measured(candidate, "final", data.selection)  # how a finalist is scored
+        scored, searched, _ = evaluator.measured(candidate, "final", data.selection)  # how a finalist is scored
     finally:
         evaluator.close()
     picked = picked_recipe(plan_recipe(teacher, stages=None, recipe=None, weights=None, data=None), candidate, budget,

@@ -105,10 +105,16 @@ def test_the_pick_is_the_fastest_finalist_within_the_budget_on_the_selection_spl
                 if 100 * (search["original"]["accuracy"] - f["scored"]["accuracy"]) <= DROP]
     assert winner["scored"]["speedup"] == max(f["speedup"] for f in feasible)
     assert all(f["why"].startswith("lost:") for f in search["finalists"] if not f["won"])
-    margin = search["pick_margin"]  # how far inside the budget, against the pick's sampling error on selection
-    assert margin["selection_items"] == len(data.selection) and margin["points"] == pytest.approx(
+    margin = search["pick_margin"]  # how far inside the budget, against the paired SE of the pick's drop
+    assert margin["points"] == pytest.approx(
         DROP - 100 * (search["original"]["accuracy"] - winner["scored"]["accuracy"]), abs=1e-4)
+    assert margin["standard_error_points"] == pytest.approx(100 * winner["scored"]["drop_se"], abs=1e-4)
     assert margin["at_edge"] == (margin["points"] < margin["standard_error_points"])
+    for f in search["finalists"]:  # each finalist's drop has a paired standard error; the original's is 0
+        se = f["scored"]["drop_se"]
+        assert se is not None and 0 <= se < 0.05
+        if f["scored"]["key"] == "prune-0.00-float":
+            assert se == 0.0
     # the run that follows is the picked recipe, and reports its own model truthfully
     assert result.accuracy == pytest.approx(evaluate(result.onnx_path, edgekd_loader(data)), abs=1e-9)
     assert "## Budget search" in (out / "report.md").read_text()
@@ -196,6 +202,8 @@ def test_the_cli_searches_within_its_time_budget(tmp_path):
     out = tmp_path / "run"
     both = run_cli("compress", "--recipe", str(recipe), "--max-accuracy-drop", "1", "--latency-budget", "2")
     assert both.returncode == 1 and both.stderr.strip().count("\n") == 0 and "give one budget" in both.stderr
+    alone = run_cli("compress", "--recipe", str(recipe), "--margin-se", "1")
+    assert alone.returncode == 1 and alone.stderr.strip().count("\n") == 0 and "give --max-accuracy-drop" in alone.stderr
     result = run_cli("compress", "--recipe", str(recipe), "--target", "host", "--out", str(out),
                      "--max-accuracy-drop", "5", "--search-time", "1")
     assert result.returncode == 0, result.stderr
@@ -254,29 +262,76 @@ def test_a_finalist_of_exactly_the_budget_stays_within_it_when_read_back_from_di
     assert read_back.latency_ms == 1.0 and Scored(**{**scored.to_dict(), "seconds": 1.234567}).to_dict()["seconds"] == 1.23457
 
 
-def test_a_pick_inside_one_standard_error_of_the_budget_is_flagged_at_the_edge():
-    """Seed 0 of the committed search benchmark picked a candidate exactly on the 1-point budget on 6,000
-    selection images (SE of its accuracy 0.35 points) and lost 1.30 points on the test set: such a pick is flagged."""
+def test_a_pick_inside_one_standard_error_of_its_drop_is_flagged_at_the_edge():
+    """Seed 0 of the committed search benchmark picked a candidate exactly on the 1-point budget of 6,000
+    selection images and lost 1.30 points on the test set: such a pick is flagged."""
     from edgekd.metrics import resolve_metric
     from edgekd.report.search import margin_lines
     from edgekd.search.driver import pick_margin
     from edgekd.search.evaluate import Scored
 
-    def pick(accuracy):
+    def pick(accuracy, drop_se=0.002):
         return Scored(key="k", reduction=0.5, int8=False, accuracy=accuracy, latency_ms=1.0, latency_kind="measured",
-                      speedup=2.0, macs=1, params=1, seconds=1.0)
+                      speedup=2.0, macs=1, params=1, seconds=1.0, drop_se=drop_se)
 
     budget, top1, reference = edgekd.Budget(max_accuracy_drop=1.0), resolve_metric(None), 5594 / 6000
-    edge = pick_margin(pick(5534 / 6000), budget, reference, top1, 6000)
-    assert edge == {"points": 0.0, "selection_items": 6000, "standard_error_points": pytest.approx(0.3455, abs=1e-4),
-                    "at_edge": True}
-    roomy = pick_margin(pick(5570 / 6000), budget, reference, top1, 6000)  # 0.4 points of drop: 0.6 inside
+    edge = pick_margin(pick(5534 / 6000), budget, reference, top1)
+    assert edge == {"points": 0.0, "standard_error_points": 0.2, "at_edge": True, "margin_se": 0.0}
+    roomy = pick_margin(pick(5570 / 6000), budget, reference, top1)  # 0.4 points of drop: 0.6 inside
     assert roomy["points"] == pytest.approx(0.6) and roomy["at_edge"] is False
     assert margin_lines({"pick_margin": edge})[0].startswith("**At the edge:** the pick is 0.00 points inside")
-    assert "more than one standard error (0.33 points)" in margin_lines({"pick_margin": roomy})[0]
-    assert pick_margin(pick(0.9), edgekd.Budget(latency_ms=1.0), reference, top1, 6000) is None
-    miou = pick_margin(pick(0.9), budget, 0.905, resolve_metric("miou"), 6000)
-    assert miou["points"] == pytest.approx(0.5) and miou["standard_error_points"] is None and miou["at_edge"] is None
+    assert "more than one standard error of its drop (0.20 points, paired" in margin_lines({"pick_margin": roomy})[0]
+    assert pick_margin(pick(0.9), edgekd.Budget(latency_ms=1.0), reference, top1) is None
+    unknown = pick_margin(pick(0.9, drop_se=None), budget, 0.905, resolve_metric("miou"))
+    assert unknown["points"] == pytest.approx(0.5) and unknown["standard_error_points"] is None
+    assert unknown["at_edge"] is None and "no standard error" in margin_lines({"pick_margin": unknown})[0]
+
+
+def test_the_paired_standard_error_of_a_drop_by_hand():
+    from edgekd.metrics import paired_standard_error, resolve_metric
+
+    top1 = resolve_metric("top1").accumulator()
+    top1.add(torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0, 0, 1]), 0)
+    assert top1.items().tolist() == [1.0, 0.0, 1.0, 1.0] and top1.value() == 0.75
+    # differences 0, 1, 0, 0: mean 0.25, sd 0.5 (n - 1), so 0.5 / sqrt(4)
+    assert paired_standard_error(torch.tensor([1.0, 1.0, 1.0, 1.0]), top1.items()) == pytest.approx(0.25)
+    assert paired_standard_error(top1.items(), top1.items()) == 0.0  # a model against itself: no doubt at all
+    assert resolve_metric("miou").accumulator().items() is None  # pooled counts: no per-image score
+    segmenter = resolve_metric("top1").accumulator()  # a segmenter's items are its images' pixel shares
+    segmenter.add(torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]]), torch.tensor([[[0, 0]]]), 0)
+    assert segmenter.items().tolist() == [0.5]
+
+
+def test_a_margin_of_standard_errors_is_kept_from_the_budget_edge():
+    from edgekd.search.driver import feasible, ranked, why
+    from edgekd.search.evaluate import Scored
+
+    def final(key, accuracy, speedup, drop_se):
+        return Scored(key=key, reduction=0.5, int8=False, accuracy=accuracy, latency_ms=1 / speedup,
+                      latency_kind="measured", speedup=speedup, macs=1, params=1, seconds=1.0, drop_se=drop_se)
+
+    reference = 0.93
+    close = final("close", 0.9220, 2.0, 0.0015)  # 0.80 points lost, SE 0.15: within 1 point, not with 2 SE
+    safe = final("safe", 0.9250, 1.5, 0.0010)  # 0.50 points lost, SE 0.10
+    plain, careful = edgekd.Budget(max_accuracy_drop=1.0), edgekd.Budget(max_accuracy_drop=1.0, margin_se=2)
+    assert [s.key for s in ranked([close, safe], plain, reference)] == ["close", "safe"]
+    assert [s.key for s in ranked([close, safe], careful, reference)] == ["safe"]
+    assert "with its 2-standard-error margin (0.80 + 0.30 points > 1)" in why(close, safe, careful, reference)
+    proxy = final("proxy", 0.9220, 2.0, None)  # a proxy score has no standard error: the drop alone decides
+    assert feasible(proxy, careful, reference)
+    assert "with a 2-standard-error margin" in careful.describe()
+    for wrong in (dict(max_accuracy_drop=1.0, margin_se=-1), dict(latency_ms=1.0, margin_se=1)):
+        with pytest.raises(ConfigError, match="margin_se"):
+            edgekd.Budget(**wrong)
+
+
+def test_a_margin_needs_a_metric_with_per_image_scores(tmp_path):
+    from edgekd.search.driver import search_compression
+
+    data = load_data(DataSpec(source="fashion-mnist", train_subset=300, val_subset=100))
+    with pytest.raises(ConfigError, match="margin_se needs a metric that is a mean over images"):
+        search_compression(build_model("cnn-tiny", data.info), data, edgekd.targets.load_target("host"),
+                           edgekd.Budget(max_accuracy_drop=1.0, margin_se=1.0), folder=tmp_path, metric="miou")
 
 
 def test_an_int8_candidate_that_ships_float_yields_to_its_float_twin():

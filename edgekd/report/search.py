@@ -27,17 +27,20 @@ def search_markdown(search: dict, metric: str = "accuracy") -> list[str]:
 
 
 def margin_lines(search: dict) -> list[str]:
-    """The pick's distance to an accuracy budget, and whether it is inside one standard error of it."""
+    """The pick's distance to an accuracy budget, and whether it is inside one standard error of its drop."""
     m = search.get("pick_margin")
     if not m:
         return []
-    said = f"the pick is {m['points']:.2f} points inside the budget on the selection split ({m['selection_items']:,} images)"
+    said = f"the pick is {m['points']:.2f} points inside the budget on the selection split"
+    kept = f"; the search kept {m['margin_se']:g} standard errors from the edge" if m.get("margin_se") else ""
     if m["standard_error_points"] is None:
         return [f"Margin: {said}; this metric has no standard error here.", ""]
     if m["at_edge"]:
-        return [f"**At the edge:** {said}, less than one standard error of its accuracy there "
-                f"({m['standard_error_points']:.2f} points): on other images it may miss the budget.", ""]
-    return [f"Margin: {said}, more than one standard error ({m['standard_error_points']:.2f} points).", ""]
+        return [f"**At the edge:** {said}, less than one standard error of its drop there "
+                f"({m['standard_error_points']:.2f} points, paired over the same images): on other images it may "
+                f"miss the budget.", ""]
+    return [f"Margin: {said}, more than one standard error of its drop ({m['standard_error_points']:.2f} points, "
+            f"paired over the same images){kept}.", ""]
 
 
 def search_html(search: dict, metric: str = "accuracy", width: int = 640, height: int = 320) -> str:

@@ -8,7 +8,6 @@ written to ``FOLDER/finalists.json`` the same way.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ from torch import nn
 from edgekd import console
 from edgekd.atomic import write_json
 from edgekd.data import DataBundle
-from edgekd.errors import EdgekdError, SearchError, UserFunctionError
-from edgekd.metrics import Top1
+from edgekd.errors import ConfigError, EdgekdError, SearchError, UserFunctionError
+from edgekd.metrics import Accumulator, resolve_metric
 from edgekd.search.evaluate import Evaluator, Scored
 from edgekd.search.space import Budget, Goal
 from edgekd.targets import TargetProfile
@@ -56,6 +55,9 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
     is where recoveries cache their teacher's logits (None: not cached)."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
+    if budget.margin_se and type(resolve_metric(metric).accumulator()).items is Accumulator.items:
+        raise ConfigError(f"margin_se needs a metric that is a mean over images (top1) to take a standard error of; "
+                          f"{resolve_metric(metric).name} is not: drop margin_se or use top1")
     evaluator = Evaluator(original, data, target, budget, students=students, progress=progress, metric=metric,
                           loss=loss, cache_dir=cache_dir)
     try:
@@ -70,31 +72,27 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
                             finalists, original_row, time.perf_counter() - start)
     if pick is None:
         raise SearchError(nothing_met(outcome))
-    items = len(data.selection) if hasattr(data.selection, "__len__") else 0  # a stream has no count: no SE
-    outcome.pick_margin = pick_margin(outcome.pick, budget, original_row["accuracy"], evaluator.metric, items)
+    outcome.pick_margin = pick_margin(outcome.pick, budget, original_row["accuracy"], evaluator.metric)
     if outcome.pick_margin and outcome.pick_margin["at_edge"]:
         m = outcome.pick_margin
         console.warn(f"search: {outcome.pick.key} is {m['points']:.2f} points inside the "
                      f"{budget.max_accuracy_drop:g}-point budget on the selection split, less than one standard error "
-                     f"of its accuracy there ({m['standard_error_points']:.2f} points on {m['selection_items']:,} "
-                     "images): on other images it may miss the budget; a tighter max_accuracy_drop or a larger "
-                     "selection split (data.selection) gives room")
+                     f"of its drop there ({m['standard_error_points']:.2f} points): on other images it may miss the "
+                     "budget; --margin-se 1 (Budget(margin_se=1)) keeps a standard error from the edge")
     return outcome
 
 
-def pick_margin(pick: Scored, budget: Budget, reference: float, metric, items: int) -> dict | None:
-    """How far an accuracy budget's pick sits inside the budget on the selection split, against the sampling
-    error of its top-1 accuracy there (binomial: sqrt(p(1 - p) / n)). A pick closer to the edge than one
-    standard error met the budget on these images and may not on others: ``at_edge``. Other metrics have
-    no standard error here (``None``)."""
+def pick_margin(pick: Scored, budget: Budget, reference: float, metric) -> dict | None:
+    """How far an accuracy budget's pick sits inside the budget on the selection split, against the paired
+    standard error of its drop there (the same images scored by both models). A pick closer to the edge
+    than one standard error met the budget on these images and may not on others: ``at_edge``. A metric
+    that is no mean over items has no standard error here (``None``)."""
     if budget.goal is not Goal.FASTEST_WITHIN_DROP:
         return None
     margin = budget.max_accuracy_drop - drop_points(reference, pick.accuracy, metric.points_per_unit)
-    se = metric.points_per_unit * math.sqrt(pick.accuracy * (1 - pick.accuracy) / items) \
-        if isinstance(metric, Top1) and items else None
-    return {"points": round(margin, 4), "selection_items": items,
-            "standard_error_points": None if se is None else round(se, 4),
-            "at_edge": None if se is None else margin < se}
+    se = None if pick.drop_se is None else metric.points_per_unit * pick.drop_se
+    return {"points": round(margin, 4), "standard_error_points": None if se is None else round(se, 4),
+            "at_edge": None if se is None else margin < se, "margin_se": budget.margin_se}
 
 
 def score_candidates(evaluator: Evaluator, budget: Budget, path: Path, *, resume: bool) -> list[Scored]:
@@ -130,11 +128,22 @@ def drop_points(reference: float, accuracy: float, per_unit: float = 100.0) -> f
 
 
 def feasible(scored: Scored, budget: Budget, reference: float, per_unit: float = 100.0) -> bool:
+    """Within the budget; for an accuracy budget, a finalist (whose drop has a standard error) also keeps
+    ``budget.margin_se`` standard errors from its edge."""
     if scored.error:
         return False
     if budget.goal is Goal.FASTEST_WITHIN_DROP:
-        return drop_points(reference, scored.accuracy, per_unit) <= budget.max_accuracy_drop
+        return drop_points(reference, scored.accuracy, per_unit) + margin_points(scored, budget, per_unit) \
+            <= budget.max_accuracy_drop
     return scored.latency_ms <= budget.latency_ms
+
+
+def margin_points(scored: Scored, budget: Budget, per_unit: float = 100.0) -> float:
+    """The margin ``scored`` must keep from an accuracy budget's edge: margin_se paired standard errors of
+    its drop (0 for a proxy score, which has none)."""
+    if not budget.margin_se or scored.drop_se is None:
+        return 0.0
+    return round(budget.margin_se * per_unit * scored.drop_se, 6)
 
 
 def ranked(scored: list[Scored], budget: Budget, reference: float, per_unit: float = 100.0) -> list[Scored]:
@@ -208,6 +217,10 @@ def why(final: Scored, best: Scored | None, budget: Budget, reference: float, pe
     if not feasible(final, budget, reference, per_unit):
         limit = f"the {budget.max_accuracy_drop:g}-point budget" if budget.goal is Goal.FASTEST_WITHIN_DROP \
             else f"the {budget.latency_ms:g} ms budget"
+        margin = margin_points(final, budget, per_unit)
+        if margin and drop <= budget.max_accuracy_drop:
+            limit += (f" with its {budget.margin_se:g}-standard-error margin ({drop:.2f} + {margin:.2f} points > "
+                      f"{budget.max_accuracy_drop:g})")
         return f"lost: {said} misses {limit}"
     if best is not None and final.key == best.key:
         return f"won: {said}"

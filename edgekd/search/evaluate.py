@@ -35,9 +35,9 @@ from edgekd.data import DataBundle, make_loader
 from edgekd.data.splits import seeded_parts
 from edgekd.errors import EdgekdError
 from edgekd.estimate import estimate_latency
-from edgekd.judge import judge
+from edgekd.judge import judge, judge_pass
 from edgekd.measure import count_macs, count_params
-from edgekd.metrics import resolve_metric
+from edgekd.metrics import paired_standard_error, resolve_metric
 from edgekd.onnx_export import export_onnx
 from edgekd.plan import Plan, build
 from edgekd.runtime.host import can_stand_for
@@ -68,6 +68,7 @@ class Scored:
     factorize: float = 0.0
     plan: str = ""  # the settings hash of the candidate's plan (Plan.settings_hash), as the picked recipe holds it
     ships: str = ""  # int8 | float: what its plan ships (an int8 candidate ships float where int8 does not pay)
+    drop_se: float | None = None  # finalists: paired standard error of the drop on the selection split (metric units)
 
     @classmethod
     def of(cls, candidate: Candidate, **scores) -> Scored:
@@ -88,7 +89,7 @@ class Scored:
     def to_dict(self) -> dict:
         """For JSON: timings rounded, the accuracy exact (it decides against an unrounded reference, and a
         finalist read back from disk must fall on the same side of the budget as when it was scored)."""
-        return {k: (round(v, 5) if isinstance(v, float) and k != "accuracy" else v)
+        return {k: (round(v, 5) if isinstance(v, float) and k not in ("accuracy", "drop_se") else v)
                 for k, v in dataclasses.asdict(self).items()}
 
 
@@ -115,6 +116,7 @@ class Evaluator:
         self.original_onnx = export_onnx(self.original, self.shape)
         self.original_path = self.save(self.original_onnx, "original")
         self.original_accuracy = self.judged(self.original_onnx, self.scoring)
+        self.original_selection = None  # the original's pass over the selection split, once asked for
 
     @staticmethod
     def split(data: DataBundle, budget: Budget) -> tuple[Dataset, Dataset]:
@@ -180,22 +182,24 @@ class Evaluator:
         ms = estimate_latency(deployable, self.target, batch).ms
         return ms, "estimated", estimate_latency(self.original_onnx, self.target, batch).ms / ms
 
-    def measured(self, candidate: Candidate, phase: str, dataset) -> tuple[Scored, onnx.ModelProto]:
-        """``candidate`` built for ``phase``, what it ships scored on ``dataset`` and timed; and that ONNX model."""
+    def measured(self, candidate: Candidate, phase: str, dataset):
+        """``candidate`` built for ``phase``, what it ships scored on ``dataset`` and timed; that ONNX model;
+        and the scoring pass (:func:`edgekd.judge.judge_pass`: each image's score, where the metric has them)."""
         start = time.perf_counter()
         handoff = self.built(candidate, phase)
         shipped = self.shipped(handoff)
         ms, kind, speedup = self.latency(shipped)
-        scored = Scored.of(candidate, accuracy=self.judged(shipped, dataset), latency_ms=ms, latency_kind=kind,
+        judged = judge_pass(shipped, self.loader(dataset), self.metric)
+        scored = Scored.of(candidate, accuracy=judged.value(), latency_ms=ms, latency_kind=kind,
                            speedup=speedup, macs=count_macs(handoff.model, self.shape),
                            params=count_params(handoff.model), seconds=time.perf_counter() - start,
                            plan=compression_plan(candidate, self.budget).settings_hash,
                            ships="int8" if handoff.int8 is not None else "float")
-        return scored, shipped
+        return scored, shipped, judged
 
     def score(self, candidate: Candidate) -> Scored:
         """Proxy accuracy and target latency of ``candidate``."""
-        scored, _ = self.measured(candidate, "proxy", self.scoring)
+        scored, _, _ = self.measured(candidate, "proxy", self.scoring)
         ships = " (ships float: the quantize stage found int8 does not pay)" if candidate.int8 and scored.ships == "float" \
             else ""
         console.info(f"search: {candidate.describe()}{ships}: proxy accuracy {scored.accuracy:.4f} "
@@ -204,11 +208,21 @@ class Evaluator:
         return scored
 
     def finalize(self, candidate: Candidate) -> Scored:
-        """A finalist: its exact plan built on the whole training set, accuracy on the selection split."""
-        return self.measured(candidate, "final", self.data.selection)[0]
+        """A finalist: its exact plan built on the whole training set, accuracy on the selection split, and
+        the paired standard error of its drop from the original there (None for a metric with no items)."""
+        scored, _, judged = self.measured(candidate, "final", self.data.selection)
+        mine, reference = judged.items(), self.original_selection_pass().items()
+        if mine is None or reference is None or len(mine) < 2:
+            return scored
+        return dataclasses.replace(scored, drop_se=paired_standard_error(reference, mine))
+
+    def original_selection_pass(self):
+        if self.original_selection is None:
+            self.original_selection = judge_pass(self.original_onnx, self.loader(self.data.selection), self.metric)
+        return self.original_selection
 
     def original_selection_accuracy(self) -> float:
-        return self.judged(self.original_onnx, self.data.selection)
+        return self.original_selection_pass().value()
 
     def close(self) -> None:
         self.folder.cleanup()

@@ -52,6 +52,9 @@ class Budget:
         seed: seeds the search's own randomness: which training images fine-tune and score the proxy,
             and every fine-tune (proxy, finalists' and the final recipe's recovery). A search repeated
             with other seeds shows how much of its pick is chance.
+        margin_se: for an accuracy budget, a finalist holds only if its drop on the selection split plus
+            this many standard errors of that drop (paired over the same images) stays within the budget:
+            a pick that barely meets it on these images may not on others. 0: the drop alone decides.
     """
 
     max_accuracy_drop: float | None = None
@@ -70,11 +73,16 @@ class Budget:
     near_misses: int = 2
     recovery_epochs: int = 3
     seed: int = 0
+    margin_se: float = 0.0
 
     def __post_init__(self):
         if (self.max_accuracy_drop is None) == (self.latency_ms is None):
             raise ConfigError("give one budget: max_accuracy_drop (points) or latency_ms (at batch), not both "
                               "or neither")
+        if self.margin_se < 0 or (self.margin_se and self.max_accuracy_drop is None):
+            raise ConfigError(f"margin_se is a number of standard errors (at least 0) kept from an accuracy budget's "
+                              f"edge; got {self.margin_se:g}" + ("" if self.max_accuracy_drop is not None else
+                                                              " with a latency budget, which has no such edge"))
         if any(not 0 <= r < 1 for r in (*self.reductions, *self.factorizations)) or not self.reductions:
             raise ConfigError(f"reductions and factorizations must be fractions in [0, 1), got "
                               f"{list(self.reductions)} and {list(self.factorizations)}")
@@ -99,7 +107,9 @@ class Budget:
 
     def describe(self) -> str:
         if self.goal is Goal.FASTEST_WITHIN_DROP:
-            return f"the fastest model within {self.max_accuracy_drop:g} points of the original (batch {self.batch})"
+            margin = f", with a {self.margin_se:g}-standard-error margin" if self.margin_se else ""
+            return (f"the fastest model within {self.max_accuracy_drop:g} points of the original{margin} "
+                    f"(batch {self.batch})")
         return f"the most accurate model within {self.latency_ms:g} ms at batch {self.batch}"
 
     def compressions(self) -> list[tuple[float, str, float]]:
