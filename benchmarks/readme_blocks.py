@@ -18,7 +18,7 @@ from edgekd.records import describe_uncertainty  # noqa: E402
 from readme_distill import (distill_findings, distill_full_data, distill_kd_seeds, distill_kd_sweep,  # noqa: E402
                             distill_lit_depth, distill_lit_findings, distill_long_budget,
                             distill_long_budget_findings, distill_main, distill_teacher_free)
-from readme_format import find, gap, lines, report, res, spread  # noqa: E402
+from readme_format import find, gap, lines, report, res, search_label, spread  # noqa: E402
 from readme_summary import summary  # noqa: E402
 
 
@@ -293,7 +293,7 @@ def search(r: Mapping) -> str:
            "speed-up vs default | vs what the default recipe ships | all within budget | search (2 cores) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for target, t in s["summary"].items():
-        rows = [x for x in s["rows"] if x["target"] == target]
+        rows = [x for x in s["rows"] if search_label(x) == target]
         seeds = ", ".join(map(str, t.get("seeds", [x["seed"] for x in rows])))
         teacher = spread([x["teacher_accuracy"] for x in rows], ".2%") if rows else "–"
         default = spread([x["default_accuracy"] for x in rows], ".2%") if rows else "–"
@@ -304,12 +304,12 @@ def search(r: Mapping) -> str:
                    f"{'yes' if t['all_within_budget'] else '**no**'} | "
                    f"{median_range(t.get('search_seconds'), '.0f', 1 / 60, ' min')} |")
     budget = s.get("max_accuracy_drop_points", 1)
-    out += ["", "Each run (margin: points inside the budget on the selection split, against one binomial standard error "
-            "of the pick's accuracy there, flagged *at the edge* when inside it; these runs kept no per-image scores, "
-            "so this is not the paired standard error of the drop the search now reports, which is smaller):", "",
+    out += ["", "Each run (margin: points inside the budget on the selection split, against one standard error, "
+            "flagged *at the edge* when inside it: the paired standard error of the drop where the search recorded it "
+            "(*paired*), else the binomial one of the pick's accuracy, for runs that kept no per-image scores):", "",
             "| target | seed | pick | pick accuracy | drop (points) | selection margin (SE) | ms at b64: default / pick | "
             "speed-up | within budget | default recipe ships |", "|---|---:|---|---:|---:|---|---:|---:|---|---|"]
-    out += [f"| {x['target']} | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} | {x['drop_points']:.2f} | "
+    out += [f"| {search_label(x)} | {x['seed']} | `{x['pick']}` | {x['pick_accuracy']:.2%} | {x['drop_points']:.2f} | "
             f"{selection_margin(x, budget)} | {x['default_ms_b64']:.3f} / {x['pick_ms_b64']:.3f} | "
             f"{x['speedup_vs_default']:.2f}× | {'yes' if x['within_budget'] else '**no**'} | "
             f"{x.get('default_recipe_ships', '–')} |" for x in s["rows"]]
@@ -318,6 +318,10 @@ def search(r: Mapping) -> str:
 
 def selection_margin(run: Mapping, budget: float) -> str:
     """How far inside the budget a run's pick sat on the selection split, and its binomial standard error there."""
+    recorded = run.get("pick_margin") or {}
+    if recorded.get("standard_error_points") is not None:
+        se = recorded["standard_error_points"]
+        return f"{recorded['points']:.2f} ({se:.2f} paired){': *at the edge*' if recorded['at_edge'] else ''}"
     if run.get("pick_selection_accuracy") is None:
         return "–"
     items = int(re.match(r"([\d,]+) items", run["splits"]["selection"])[1].replace(",", ""))

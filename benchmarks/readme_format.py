@@ -82,3 +82,7 @@ def lines(*parts: str | list[str]) -> str:
     return "\n".join(out)
 
 
+def search_label(row: Mapping, markdown: bool = False) -> str:
+    """A search benchmark run's group: its target, and the standard-error margin it kept (if any)."""
+    target = f"`{row['target']}`" if markdown else row["target"]
+    return target + (f", {row['margin_se']:g}-SE margin" if row.get("margin_se") else "")

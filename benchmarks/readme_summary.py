@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the readme_* modules beside it
 
-from readme_format import find, gap, lines, report, res, spread  # noqa: E402
+from readme_format import find, gap, lines, report, res, search_label, spread  # noqa: E402
 
 
 def short_uncertainty(x: dict) -> str:
@@ -75,10 +75,12 @@ def search_rows(r: Mapping) -> list[str]:
     for target, t in s.get("summary", {}).items():
         runs = f"{t['runs']} run{'s' if t['runs'] != 1 else ''}"
         acc, speed = t["pick_accuracy"], t["speedup_vs_default"]
-        kinds = {(x.get("latency") or "estimated").split()[0] for x in s.get("rows", []) if x["target"] == target}
+        mine = [x for x in s.get("rows", []) if search_label(x) == target]
+        kinds = {(x.get("latency") or "estimated").split()[0] for x in mine}
         kind = "measured" if kinds == {"measured"} else "estimated"  # the Jetson rows are the estimator's
+        shown = search_label(mine[0], markdown=True) if mine else f"`{target}`"
         out.append(
-            f"| [budget search](docs/results/search.md), ≤ {s.get('max_accuracy_drop_points', 1):g} point, `{target}` "
+            f"| [budget search](docs/results/search.md), ≤ {s.get('max_accuracy_drop_points', 1):g} point, {shown} "
             f"| its pick ({runs}{'; median' if t['runs'] > 1 else ''}) | {acc['median']:.2%} "
             f"(−{t['drop_points']['median']:.2f}) | {speed['median']:.2f}× the speed of the default recipe's student "
             f"(b{s.get('batch', 64)}){': slower' if speed['median'] < 1 else ''}, {kind} |")

@@ -16,6 +16,7 @@ and the final recovery) from the same teacher and distilled student, which the f
 others reuse; the summary gives the median and range over seeds.
 
 Run: .venv/bin/python benchmarks/search_fashion_mnist.py [--targets host jetson-orin] [--seeds 0 1 2] [--repeats 3]
+     [--margin-se K]  (runs with a margin are stored and summarized apart: "host, 1-SE margin")
 Writes benchmarks/results/search_fashion_mnist.json (each run merged in as it finishes).
 """
 
@@ -49,6 +50,9 @@ from edgekd.stages.base import Handoff, ReportRow
 from edgekd.stages.quantize import QuantizeStage
 from edgekd.targets import load_target
 from edgekd.versions import library_versions
+
+sys.path.insert(0, str(Path(__file__).parent))
+from readme_format import search_label  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED_TEACHER = weights_dir() / DEFAULT_TEACHER
@@ -92,7 +96,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run(target: str, seed: int, data, folder: Path, repeats: int, *, reuse: Path | None = None) -> dict:
+def run(target: str, seed: int, data, folder: Path, repeats: int, *, reuse: Path | None = None,
+        margin_se: float = 0.0) -> dict:
     """One search for ``target`` with ``seed``; ``reuse``: an earlier run whose teacher and distilled student (the
     same for every target and seed) this one starts from instead of training them again."""
     teacher = trained("cnn", SHIPPED_TEACHER, data)
@@ -105,13 +110,14 @@ def run(target: str, seed: int, data, folder: Path, repeats: int, *, reuse: Path
     start = time.perf_counter()
     result = edgekd.compress("cnn", data, weights=str(SHIPPED_TEACHER),
                              target=target, out=folder / "run", progress=False, recipe=recipe, resume=reuse is not None,
-                             budget=edgekd.Budget(max_accuracy_drop=DROP, batch=64, seed=seed))
+                             budget=edgekd.Budget(max_accuracy_drop=DROP, batch=64, seed=seed, margin_se=margin_se))
     seconds = time.perf_counter() - start
     student = trained("cnn-small", folder / "run" / "search" / "students" / "cnn-small" / "stages" / "01-distill"
                       / "model.safetensors", data)  # the default recipe's distill stage, from the same teacher
     default, recipe_ships, recipe_ships_kind = default_student(student, data, target, folder / "default")
     shape = (data.info.channels, *data.info.image_size)
-    row = {"target": target, "seed": seed, "splits": data.splits,
+    row = {"target": target, "seed": seed, "margin_se": margin_se, "splits": data.splits,
+           "pick_margin": result.report["search"].get("pick_margin"),
            "teacher_accuracy": evaluate(export_onnx(teacher, shape).SerializeToString(), val),
            "default_accuracy": evaluate(default, val), "default_recipe_ships": recipe_ships_kind,
            "pick": result.report["search"]["pick"],
@@ -148,17 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="*", default=["host", "jetson-orin"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--margin-se", type=float, default=0.0,
+                        help="keep this many standard errors of a finalist's drop from the budget's edge (runs "
+                             "with a margin are kept and summarized apart from those without)")
     args = parser.parse_args(argv)
     path = RESULTS / "search_fashion_mnist.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    rows = {(r["target"], r["seed"]): r for r in old.get("rows", []) if "seed" in r}  # runs of the seeded kind
+    rows = {(search_label(r), r["seed"]): r for r in old.get("rows", []) if "seed" in r}  # runs of the seeded kind
     data = load_data(DataSpec(source="fashion-mnist"))
     with tempfile.TemporaryDirectory(prefix="edgekd-search-") as tmp:
         first = None
         for seed in args.seeds:
             for target in args.targets:
                 folder = Path(tmp) / f"{target}-{seed}"
-                rows[target, seed] = run(target, seed, data, folder, args.repeats, reuse=first)
+                row = run(target, seed, data, folder, args.repeats, reuse=first, margin_se=args.margin_se)
+                rows[search_label(row), seed] = row
                 first = first or folder
                 write_json(path, {"dataset": "fashion-mnist", "max_accuracy_drop_points": DROP, "batch": 64,
                                   "host": load_target("host").description, "rows": list(rows.values()),
@@ -172,16 +182,16 @@ SUMMARIZED = ("pick_accuracy", "drop_points", "speedup_vs_default", "speedup_vs_
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per target: the runs' picks, and the median, min and max of each figure over the seeds."""
+    """Per target (and margin): the runs' picks, and the median, min and max of each figure over the seeds."""
     summary = {}
-    for target in sorted({r["target"] for r in rows}):
-        runs = [r for r in rows if r["target"] == target]
-        summary[target] = {"runs": len(runs), "seeds": [r["seed"] for r in runs], "picks": [r["pick"] for r in runs],
+    for label in sorted({search_label(r) for r in rows}):
+        runs = [r for r in rows if search_label(r) == label]
+        summary[label] = {"runs": len(runs), "seeds": [r["seed"] for r in runs], "picks": [r["pick"] for r in runs],
                            "all_within_budget": all(r["within_budget"] for r in runs)}
         for key in SUMMARIZED:
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
-                summary[target][key] = {"median": round(median(values), 4), "min": min(values), "max": max(values)}
+                summary[label][key] = {"median": round(median(values), 4), "min": min(values), "max": max(values)}
     return summary
 
 

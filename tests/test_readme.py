@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import readme_summary  # noqa: E402
 import render_readme as rr  # noqa: E402
 
 README = Path(rr.README)
@@ -146,6 +147,25 @@ def test_each_search_run_shows_its_selection_margin_and_flags_the_edge():
     text = rr.BLOCKS["search"](rr.Results(data={rr.res("search_fashion_mnist"): data}))
     assert "| 0.00 (0.35): *at the edge* |" in text
     assert "| 0.60 (0.33) |" in text
+
+
+def test_runs_with_a_margin_are_summarized_apart_and_show_their_paired_margin():
+    plain, careful = search_row("host", 0, 0.9266, 1.31), search_row("host", 0, 0.9290, 1.05)
+    careful.update(margin_se=1.0, pick_margin={"points": 0.29, "standard_error_points": 0.21, "at_edge": False,
+                                               "margin_se": 1.0})
+    stats = {k: {"median": 0.93, "min": 0.93, "max": 0.93} for k in ("pick_accuracy", "drop_points")}
+    summary = {"host": {"runs": 1, "all_within_budget": True, **stats,
+                        "speedup_vs_default": {"median": 1.31, "min": 1.31, "max": 1.31}},
+               "host, 1-SE margin": {"runs": 1, "all_within_budget": True, **stats,
+                                     "speedup_vs_default": {"median": 1.05, "min": 1.05, "max": 1.05}}}
+    data = {"max_accuracy_drop_points": 1.0, "batch": 64, "rows": [plain, careful], "summary": summary}
+    results = rr.Results(data={rr.res("search_fashion_mnist"): data})
+    runs = rr.BLOCKS["search"](results)
+    assert "| host, 1-SE margin | 0 | `cnn-small/prune-0.00-global-float` | 92.90% |" in runs
+    assert "| 0.29 (0.21 paired) |" in runs
+    rows = readme_summary.search_rows(results)
+    assert len(rows) == 2 and "≤ 1 point, `host`, 1-SE margin | its pick (1 run) |" in rows[1]
+    assert "1.05× the speed" in rows[1] and "1.31× the speed" in rows[0]
 
 
 def test_search_without_summary_says_one_run():
