@@ -18,7 +18,7 @@ from edgekd import console
 from edgekd.atomic import write_json
 from edgekd.data import DataBundle
 from edgekd.errors import ConfigError, EdgekdError, SearchError, UserFunctionError
-from edgekd.metrics import Accumulator, resolve_metric
+from edgekd.metrics import resolve_metric
 from edgekd.search.evaluate import Evaluator, Scored
 from edgekd.search.space import Budget, Goal
 from edgekd.targets import TargetProfile
@@ -55,9 +55,10 @@ def search_compression(original: nn.Module, data: DataBundle, target: TargetProf
     is where recoveries cache their teacher's logits (None: not cached)."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    if budget.margin_se and type(resolve_metric(metric).accumulator()).items is Accumulator.items:
+    chosen = resolve_metric(metric)
+    if budget.margin_se and chosen.accumulator().items() is None:  # pooled (mIoU) or a user's: no per-image scores
         raise ConfigError(f"margin_se needs a metric that is a mean over images (top1) to take a standard error of; "
-                          f"{resolve_metric(metric).name} is not: drop margin_se or use top1")
+                          f"{chosen.name} is not: drop margin_se or use top1")
     evaluator = Evaluator(original, data, target, budget, students=students, progress=progress, metric=metric,
                           loss=loss, cache_dir=cache_dir)
     try:
