@@ -7,13 +7,17 @@ int8 models are the float export quantized by edgekd's own TensorRT scheme (NNCF
 conv input and both residual-add inputs).
 
 One TensorRT calibration (efficiencies relative to each profile's own peaks, overheads in µs) is
-chosen from a fixed grid (``GRID``) by a fixed rule (``fit``: the smallest median absolute relative
-error on the training rows; ties: the smallest worst error, then the first grid point), both
-written before any held-out error was seen. Cross-validation is leave-one-model-out: for each
-architecture, the calibration is refitted on the other architectures' rows and predicts every row
-of the held-out one (all devices, batches, precisions), so every row has exactly one held-out
-prediction. The profiles carry the calibration fitted on all rows; their ``±`` is the held-out
-(LOMO) median error of their own device's rows, and their validated range is what those rows span.
+chosen from a fixed grid (``GRID`` in ``estimator_fit.py``) in one of four declared forms (``VARIANTS``:
+one launch overhead for all devices or one per device, fitted to the smallest median error or to the
+smallest mean |ln(estimate/published)| with every family weighing the same). Cross-validation holds one
+model family out at a time (a family: one architecture's widths, resolutions and heads) and is nested:
+the form, too, is chosen without the held-out family, by leave-one-family-out over the others, then
+fitted on them and used to predict every row of the held-out family (all devices, batches,
+precisions), so every row has exactly one held-out prediction that none of its family's rows shaped.
+The profiles carry the form that leave-one-family-out over all families picks, fitted on all rows; their
+``±`` is the nested held-out median error of their own device's rows, and their validated range is
+what those rows span. Until the 2026-12-06 revision (``REVISIONS``) there was one form, the shared
+median one, and the folds were not nested.
 
 Ultralytics' Jetson guide (YOLO11 n/s/m/l/x, TensorRT FP16 and INT8, three boards) adds 30 rows after the
 calibration had been fitted on the first 28: ``first_looks`` is that calibration's error on them, before
@@ -30,8 +34,9 @@ whether the harness replayed the engine as a CUDA graph (``use_graphs`` in the s
 calibration's ``launch_overhead_us`` is paid per kernel only where it did not (trtexec, and
 MLPerf configs with ``use_graphs = False``).
 
-Run: .venv/bin/python benchmarks/estimator_devices.py [--write-profiles] [--model-cache DIR]  (about 20 minutes
-on 2 cores to export and quantize the 30 models; 20 s with a filled --model-cache)
+Run: .venv/bin/python benchmarks/estimator_devices.py [--write-profiles] [--model-cache DIR]  (on 2 cores: under
+3 minutes to export and quantize the 30 models, which --model-cache saves, and about 10 for the nested
+cross-validation's 116 fits, the per-device forms trying 125 launch combinations each)
 Writes benchmarks/results/estimator_devices.json; with --write-profiles also the ``estimate:``
 block of targets/jetson-orin*.yaml.
 """
@@ -39,7 +44,6 @@ block of targets/jetson-orin*.yaml.
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -58,6 +62,7 @@ from edgekd.targets import Calibration, load_target
 from edgekd.versions import library_versions
 
 sys.path.insert(0, str(Path(__file__).parent))
+from estimator_fit import DEVICES, GRID, VARIANTS, Fitter, choice_at, grid_points  # noqa: E402
 from estimator_models import (EfficientViTCls, EfficientViTSeg, RetinaNet, SSDMobileNetV1, SSDResNet34,  # noqa: E402
                               Yolo11, YoloV8)
 
@@ -287,16 +292,6 @@ NOT_USED = [
     "Ultralytics-predict and DeepStream figures (the0807/YOLOv8-ONNX-TensorRT, Roboflow, DeepStream performance "
     "pages): they time Python pre/post-processing or whole video pipelines, not the engine.",
 ]
-GRID = {"compute_efficiency": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
-        "int8_compute_efficiency": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
-        "int8_grouped_efficiency": (0.01, 0.02, 0.05, 0.1, 0.2, 0.4),
-        "memory_efficiency": (0.4, 0.6, 0.8, 1.0),
-        "on_chip_bytes": (0.0, 0.5e6, 1e6, 2e6, 4e6),
-        "kernel_overhead_us": (0.0, 2.0, 5.0, 10.0),
-        "inference_overhead_us": (0.0, 50.0, 100.0, 200.0),
-        "launch_overhead_us": (0.0, 5.0, 10.0, 20.0, 40.0)}
-COMPUTE_KEYS = tuple(GRID)[:5]
-OVERHEAD_KEYS = tuple(GRID)[5:]
 REVISIONS = [
     "The grid, the fit rule and the model were written before the first leave-one-model-out run (median "
     "44.1%). One change followed it: without a CUDA graph a kernel took its compute time plus the launch "
@@ -320,9 +315,6 @@ REVISIONS = [
     "launch overhead per device, was tried once in the last session: 45.2% with the median rule), so the figure is "
     "honest about the procedure, not blind to the data; the next batch's first look is its clean test.",
 ]
-FIT_RULE = ("grid point with the smallest median |estimate/published - 1| over the training rows; ties: the "
-            "smallest maximum, then the first grid point in GRID order")
-
 
 def onnx_models(cache: Path | None = None) -> dict[tuple[str, str], object]:
     """(architecture, precision) → ONNX model: the float export, and edgekd's TensorRT-scheme int8 of it.
@@ -392,31 +384,11 @@ class RowArrays:
         return 1e3 * total * self.executions
 
 
-def grid_points() -> tuple[np.ndarray, np.ndarray]:
-    compute = np.array(list(itertools.product(*(GRID[k] for k in COMPUTE_KEYS))))
-    overheads = np.array(list(itertools.product(*(GRID[k] for k in OVERHEAD_KEYS))))
-    return compute, overheads
-
-
 def predictions(arrays: list[RowArrays]) -> np.ndarray:
-    """Estimated ms of every row at every grid point: shape (compute points, overhead points, rows)."""
+    """Estimated ms of every row at every grid point: (compute, kernel x inference overhead, launch, rows)."""
     compute, overheads = grid_points()
-    return np.stack([a.ms(compute, overheads) for a in arrays], axis=-1)
-
-
-def fit(estimates: np.ndarray, published: np.ndarray, train: np.ndarray) -> tuple[int, int]:
-    """FIT_RULE over the rows in ``train``: (compute index, overhead index) of the chosen grid point."""
-    errors = np.abs(estimates[:, :, train] / published[train] - 1)
-    median = np.round(np.median(errors, axis=-1), 4)
-    worst = np.max(errors, axis=-1)
-    order = np.lexsort((worst.ravel(), median.ravel()))  # primary: median; then worst; stable: grid order
-    return np.unravel_index(order[0], median.shape)
-
-
-def calibration_at(index: tuple[int, int]) -> dict:
-    compute, overheads = grid_points()
-    values = list(compute[index[0]]) + list(overheads[index[1]])
-    return {k: float(v) for k, v in zip(GRID, values)}
+    flat = np.stack([a.ms(compute, overheads) for a in arrays], axis=-1)
+    return flat.reshape(len(compute), -1, len(GRID["launch_overhead_us"]), len(arrays))
 
 
 def summary_of(costs: list[KernelCost], target) -> dict:
@@ -447,13 +419,13 @@ def per_device(rows: list[dict], summaries: dict) -> dict:
     return out
 
 
-def check_against_library(rows: list[dict], costs: dict, calibration: dict) -> None:
+def check_against_library(rows: list[dict], costs: dict, calibrations: dict) -> None:
     """The vectorized grid search and edgekd.estimate.roofline must give the same figure for every row."""
-    calibration = Calibration(**calibration)
     for r in rows:
         target = load_target(r["device"]).model_copy(update={"precision": r["precision"]})
         ms = r["executions"] * roofline(costs[r["model"], r["precision"], r["engine_batch"]], target,
-                                        r["engine_batch"], calibration, cuda_graph=r["cuda_graph"]).ms
+                                        r["engine_batch"], Calibration(**calibrations[r["device"]]),
+                                        cuda_graph=r["cuda_graph"]).ms
         if abs(ms / r["fit_estimated_ms"] - 1) > 1e-3:
             raise AssertionError(f"{r['cited_as']}: roofline {ms:.4f} ms, grid search {r['fit_estimated_ms']:.4f} ms")
 
@@ -463,38 +435,29 @@ def family(model: str) -> str:
 
 
 def cross_validate(rows: list[dict], estimates: np.ndarray) -> dict:
-    """Leave one model family out: refit without it, predict its rows; then fit on all rows."""
-    published = np.array([r["published_ms"] for r in rows])
-    families = np.array([family(r["model"]) for r in rows])
-    folds = {}
-    for held_out in dict.fromkeys(families):
-        held = families == held_out
-        index = fit(estimates, published, ~held)
-        folds[held_out] = {"training_rows": int((~held).sum()), "calibration": calibration_at(index)}
-        for i in np.flatnonzero(held):
-            rows[i]["lomo_estimated_ms"] = round(float(estimates[index][i]), 4)
-            rows[i]["lomo_abs_rel_error"] = round(abs(rows[i]["lomo_estimated_ms"] / rows[i]["published_ms"] - 1), 4)
-    index = fit(estimates, published, np.ones(len(rows), bool))
-    for i, r in enumerate(rows):
-        r["fit_estimated_ms"] = round(float(estimates[index][i]), 4)
+    """Nested leave-one-family-out (the form chosen without the held-out family too), then the form
+    leave-one-family-out chooses over all families, fitted on all rows: what the profiles carry."""
+    fitter = Fitter(estimates, np.array([r["published_ms"] for r in rows]), [family(r["model"]) for r in rows],
+                    [r["device"] for r in rows])
+    held_out, folds = fitter.nested()
+    variant = fitter.select()
+    final = fitter.fit(variant, frozenset())
+    fitted = final.predict(estimates, fitter.device_index)
+    for r, lomo, fit in zip(rows, held_out, fitted):
+        r["lomo_estimated_ms"] = round(float(lomo), 4)
+        r["lomo_abs_rel_error"] = round(abs(r["lomo_estimated_ms"] / r["published_ms"] - 1), 4)
+        r["fit_estimated_ms"] = round(float(fit), 4)
         r["fit_abs_rel_error"] = round(abs(r["fit_estimated_ms"] / r["published_ms"] - 1), 4)
-    return {"calibration": calibration_at(index), "folds": folds}
+    return {"variant": variant, "calibration": {d: final.calibration(d) for d in DEVICES}, "folds": folds,
+            "per_variant": fitter.per_variant(), "fitter": fitter}
 
 
-def grid_index(calibration: dict) -> tuple[int, int]:
-    """The grid point of a calibration whose every value is on the grid."""
-    compute, overheads = grid_points()
-    c = np.flatnonzero((compute == [calibration[k] for k in COMPUTE_KEYS]).all(axis=1))
-    o = np.flatnonzero((overheads == [calibration[k] for k in OVERHEAD_KEYS]).all(axis=1))
-    return int(c[0]), int(o[0])
-
-
-def first_looks(rows: list[dict], estimates: np.ndarray) -> list[dict]:
+def first_looks(rows: list[dict], fitter: Fitter) -> list[dict]:
     """Each ADDED batch predicted by the calibration committed before it: rows no fit had seen."""
     out = []
     for batch in ADDED:
-        index = grid_index(batch["calibration_before"])
-        errors = [abs(float(estimates[index][i]) / r["published_ms"] - 1) for i, r in enumerate(rows)
+        estimated = choice_at(batch["calibration_before"]).predict(fitter.estimates, fitter.device_index)
+        errors = [abs(float(estimated[i]) / r["published_ms"] - 1) for i, r in enumerate(rows)
                   if r["cited_as"] in batch["rows"]]
         out.append({**{k: v for k, v in batch.items() if k != "rows"}, "rows": len(errors),
                     "median_abs_rel_error": round(statistics.median(errors), 4),
@@ -522,17 +485,18 @@ def repeat_spread(rows: list[dict]) -> dict:
 
 def profile_block(device: str, result: dict) -> str:
     """The ``estimate:`` block of targets/<device>.yaml, from the benchmark's result."""
-    c, d = result["calibration"], result["per_device"][device]
+    c, d = result["calibration"][device], result["per_device"][device]
     v = d["validated"]
     sources = "\n".join(f'      - "{s}"' for s in d["sources"])
     honest = ("" if d["lomo_median_abs_error"] <= 0.2 else
               f"\n# Far off: this device's rows are {d['lomo_median_abs_error']:.0%} off held out (median; worst "
               f"{d['lomo_max_abs_error']:.0%}),\n# above the 20% target: every estimate's ± says so.")
-    return f"""# Latency-estimate calibration, shared by the three Orin profiles (efficiencies are fractions of each
-# profile's own peaks). Written by benchmarks/estimator_devices.py --write-profiles: chosen from a fixed
-# grid on all {result['row_count']} published rows ({len(result['models'])} models, 3 Orin devices); the ± below is
-# this device's leave-one-model-out error (each model family's rows predicted by a calibration fitted without it),
-# and `validated` is the range its rows span: estimates outside it say "unvalidated".{honest}
+    return f"""# Latency-estimate calibration, fitted on the three Orin profiles' rows together (efficiencies are fractions
+# of each profile's own peaks). Written by benchmarks/estimator_devices.py --write-profiles: chosen from a fixed
+# grid on all {result['row_count']} published rows ({len(result['models'])} models, 3 Orin devices), in the form
+# '{result['variant']}' (benchmarks/estimator_fit.py, VARIANTS) that leave-one-model-out chose. The ± below is
+# this device's nested leave-one-model-out error (each model family's rows predicted by the form and calibration
+# chosen without it), and `validated` is the range its rows span: estimates outside it say "unvalidated".{honest}
 estimate:
 {chr(10).join(f"  {k}: {c[k]}" for k in GRID)}
   validation:
@@ -540,7 +504,7 @@ estimate:
     median_abs_error: {d['lomo_median_abs_error']}
     max_abs_error: {d['lomo_max_abs_error']}
     fitted_on: {result['row_count']}
-    method: leave-one-model-out
+    method: nested leave-one-model-out
     benchmark: benchmarks/estimator_devices.py
     validated:
       macs: [{v['macs_min']}, {v['macs_max']}]
@@ -592,12 +556,16 @@ def main(argv: list[str] | None = None) -> int:
         "lomo_worst_row": {k: worst[k] for k in ("model", "device", "precision", "batch", "published_ms",
                                                  "lomo_estimated_ms", "lomo_abs_rel_error", "cited_as")},
         "fit_median_abs_rel_error": round(statistics.median(r["fit_abs_rel_error"] for r in rows), 3),
-        "calibration": fitted["calibration"], "free_parameters": len(GRID), "grid": GRID, "fit_rule": FIT_RULE,
-        "cross_validation": "leave-one-model-out: each architecture's rows predicted by the calibration fitted on "
-                            "the other architectures' rows (YOLO11 n/s/m/l/x held out together, one family)",
+        "calibration": fitted["calibration"], "variant": fitted["variant"].name,
+        "free_parameters": fitted["variant"].free_parameters, "grid": GRID, "fit_rule": fitted["variant"].describe,
+        "cross_validation": "nested leave-one-model-out: each model family's rows (YOLO11 n/s/m/l/x together, "
+                            "EfficientViT's widths, resolutions and heads together) predicted by the form and the "
+                            "calibration chosen on the other families alone (the form by leave-one-family-out among "
+                            "them)",
+        "variants": fitted["per_variant"],
         "lomo_target": 0.2, "lomo_target_met": statistics.median(errors) <= 0.2,
         "revisions": REVISIONS,
-        "per_family": per_family(rows), "first_looks": first_looks(rows, estimates),
+        "per_family": per_family(rows), "first_looks": first_looks(rows, fitted["fitter"]),
         "repeat_spread": repeat_spread(PUBLISHED),
         "lomo_folds": fitted["folds"], "model_summaries": summaries, "per_device": {},
         "rows": rows, "not_used": NOT_USED, "versions": library_versions()}
@@ -609,9 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:13s} {r['device']:17s} {r['precision']} b{r['batch']} published {r['published_ms']:8.3f} "
               f"LOMO {r['lomo_estimated_ms']:8.3f} ({r['lomo_abs_rel_error']:.0%}) fit {r['fit_estimated_ms']:8.3f} "
               f"({r['fit_abs_rel_error']:.0%})  {r['cited_as']}")
-    print(f"fitted on all rows: {fitted['calibration']}")
+    print(f"fitted on all rows ({fitted['variant'].name}): {fitted['calibration']}")
     for model, fold in fitted["folds"].items():
-        print(f"  without {model}: {fold['calibration']}")
+        print(f"  without {model}: {fold['variant']} (inner {fold['inner_lomo_median']}): {fold['calibration']}")
+    for name, v in fitted["per_variant"].items():
+        print(f"  {name} alone: {v['lomo_median_abs_rel_error']:.1%} {v['per_family']}")
     print(f"LOMO median {result['lomo_median_abs_rel_error']:.1%} over {len(rows)} rows; worst "
           f"{worst['model']} {worst['device']} b{worst['batch']} {worst['lomo_abs_rel_error']:.0%}")
     for name, f in result["per_family"].items():

@@ -89,7 +89,8 @@ def search_rows(r: Mapping) -> list[str]:
 
 def estimator_row(r: Mapping) -> str:
     e = r[res("estimator_devices")]
-    return (f"| [Jetson latency estimator](docs/results/estimators.md) | leave-one-model-out over {e['row_count']} "
+    method = "nested leave-one-model-out" if e.get("variants") else "leave-one-model-out"
+    return (f"| [Jetson latency estimator](docs/results/estimators.md) | {method} over {e['row_count']} "
             f"published rows | – | median error {e['lomo_median_abs_rel_error']:.1%} (target "
             f"{e['lomo_target']:.0%}: {'met' if e['lomo_target_met'] else '**not met**'}) |")
 

@@ -3,6 +3,7 @@
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 
 import onnx
@@ -23,6 +24,8 @@ from edgekd.targets import Calibration, Runtime, TargetProfile, list_targets, lo
 EXACT = Calibration(compute_efficiency=1.0, int8_compute_efficiency=1.0, memory_efficiency=1.0,
                     kernel_overhead_us=0.0)
 RESULTS = Path(__file__).parent.parent / "benchmarks" / "results" / "estimator_devices.json"
+sys.path.insert(0, str(RESULTS.parent.parent))
+from estimator_fit import DEVICES, GRID, VARIANTS, Fitter  # noqa: E402
 
 
 def target(bandwidth_gbs: float, runtime: str = "onnxruntime") -> TargetProfile:
@@ -269,13 +272,53 @@ def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
 
 
 def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
-    """The issue's bar is a 20% held-out median; the committed calibration reaches 54.2% over 84 rows (not met:
-    EfficientViT, the last family added, is launch-bound in the estimate and 2-4x faster on the device).
-    The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse fails here."""
+    """The issue's bar is a 20% held-out median; the committed calibration reaches 21.5% over 84 rows, nested
+    (not met). The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse
+    fails here."""
     result = json.loads(RESULTS.read_text())
     median = result["lomo_median_abs_rel_error"]
     assert result["lomo_target_met"] == (median <= 0.2)
-    assert median <= 0.545  # committed: 0.5415
+    assert median <= 0.215  # committed: 0.2146
+
+
+def test_the_form_of_the_fit_is_chosen_without_the_held_out_family():
+    """Nested cross-validation: each fold's form is the one with the smallest leave-one-family-out median over the
+    other families (ties: VARIANTS order), and the form every earlier revision used still reads what it read
+    (54.2%) when the new fitter runs it alone: the rewrite changed the choice, not the model."""
+    result = json.loads(RESULTS.read_text())
+    names = [v.name for v in VARIANTS]
+    assert list(result["variants"]) == names
+    for fold in result["lomo_folds"].values():
+        inner = fold["inner_lomo_median"]
+        assert fold["variant"] == min(names, key=lambda n: (inner[n], names.index(n)))
+    assert result["variants"]["shared-median"]["lomo_median_abs_rel_error"] == 0.5423  # as committed before
+    plain = {n: v["lomo_median_abs_rel_error"] for n, v in result["variants"].items()}
+    assert result["variant"] == min(names, key=lambda n: (plain[n], names.index(n)))
+    # the chosen form's own figure is chosen by it, so optimistic: the nested one is what is reported
+    assert plain[result["variant"]] <= result["lomo_median_abs_rel_error"]
+    assert result["free_parameters"] == next(v for v in VARIANTS if v.name == result["variant"]).free_parameters
+
+
+def test_the_fitter_recovers_a_launch_overhead_per_device_and_predicts_held_out_families_exactly():
+    """Synthetic rows made from a known grid point with a launch overhead per device: only the per-device forms
+    fit them, nested selection picks one in every fold, and every held-out family is predicted exactly."""
+    rng = np.random.default_rng(0)
+    families = [f"f{i}" for i in range(4) for _ in DEVICES]
+    devices = [d for _ in range(4) for d in DEVICES]
+    base = rng.uniform(1.0, 5.0, len(devices))  # ms at the true compute point; the other is 1.7x slower
+    kernels = rng.integers(20, 200, len(devices))
+    launch_us = np.array(GRID["launch_overhead_us"])
+    estimates = np.stack([(b * base[None, :] + kernels[None, :] * launch_us[:, None] / 1e3)[None]
+                          for b in (1.7, 1.0)])  # (compute 2, overhead 1, launch 5, rows)
+    true_launch = {"jetson-orin": 2, "jetson-orin-nx": 4, "jetson-orin-nano": 3}
+    published = np.array([estimates[1, 0, true_launch[d], r] for r, d in enumerate(devices)])
+    fitter = Fitter(estimates, published, families, devices)
+    held_out, folds = fitter.nested()
+    assert np.allclose(held_out, published, rtol=1e-9)
+    assert {fold["variant"] for fold in folds.values()} == {"per-device-median"}  # first per-device form on a tie
+    final = fitter.fit(fitter.select(), frozenset())
+    assert [final.calibration(d)["launch_overhead_us"] for d in DEVICES] == [10.0, 40.0, 20.0]
+    assert fitter.per_variant()["shared-median"]["lomo_median_abs_rel_error"] > 0.05
 
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
@@ -305,11 +348,11 @@ def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
 
 def test_each_profile_carries_what_the_device_benchmark_measured():
     result = json.loads(RESULTS.read_text())
-    calibration = {k: v for k, v in result["calibration"].items() if v is not None}
     for device, measured in result["per_device"].items():
+        calibration = result["calibration"][device]
         profile = load_target(device)
         validation = profile.estimate.validation
-        assert validation is not None and validation.method == "leave-one-model-out", device
+        assert validation is not None and validation.method == "nested leave-one-model-out", device
         assert validation.held_out == measured["rows"]
         assert validation.median_abs_error == pytest.approx(measured["lomo_median_abs_error"], abs=1e-3)
         assert validation.max_abs_error == pytest.approx(measured["lomo_max_abs_error"], abs=1e-3)
