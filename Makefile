@@ -62,7 +62,7 @@ bench: setup
 readme:
 	$(BIN)/python benchmarks/render_readme.py
 
-# Every examples/RECIPE/TARGET report again with the current code (about 40 minutes on 2 cores), then README and docs.
+# Every examples/RECIPE/TARGET report again with the current code (6-10 minutes on 2 cores), then README and docs.
 examples: setup
 	$(BIN)/python benchmarks/regenerate_examples.py
 	$(BIN)/python benchmarks/render_readme.py

@@ -102,11 +102,20 @@ class Choice:
 
 
 def choice_at(calibration: dict) -> Choice:
-    """The shared-launch choice of a calibration whose every value is on the grid (a committed one)."""
+    """The choice of a committed calibration, every value on the grid: one for all devices, or {device: one}
+    differing in the launch overhead only (what ``first_looks`` predicts a new batch with)."""
+    per_device = calibration if set(calibration) == set(DEVICES) else dict.fromkeys(DEVICES, calibration)
     compute, overheads = grid_points()
-    c = np.flatnonzero((compute == [calibration[k] for k in COMPUTE_KEYS]).all(axis=1))
-    o = np.flatnonzero((overheads == [calibration[k] for k in OVERHEAD_KEYS]).all(axis=1))
-    return Choice(VARIANTS[0], int(c[0]), int(o[0]) // LAUNCHES, (int(o[0]) % LAUNCHES,) * len(DEVICES))
+    indices = []
+    for device in DEVICES:
+        values = per_device[device]
+        c = np.flatnonzero((compute == [values[k] for k in COMPUTE_KEYS]).all(axis=1))
+        o = np.flatnonzero((overheads == [values[k] for k in OVERHEAD_KEYS]).all(axis=1))
+        indices.append((int(c[0]), int(o[0]) // LAUNCHES, int(o[0]) % LAUNCHES))
+    if len({(c, o) for c, o, _ in indices}) != 1:
+        raise ValueError("the devices' calibrations differ in more than the launch overhead")
+    variant = VARIANTS[0] if len({launch for *_, launch in indices}) == 1 else VARIANTS[2]
+    return Choice(variant, indices[0][0], indices[0][1], tuple(launch for *_, launch in indices))
 
 
 class Fitter:

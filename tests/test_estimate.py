@@ -25,7 +25,7 @@ EXACT = Calibration(compute_efficiency=1.0, int8_compute_efficiency=1.0, memory_
                     kernel_overhead_us=0.0)
 RESULTS = Path(__file__).parent.parent / "benchmarks" / "results" / "estimator_devices.json"
 sys.path.insert(0, str(RESULTS.parent.parent))
-from estimator_fit import DEVICES, GRID, VARIANTS, Fitter  # noqa: E402
+from estimator_fit import DEVICES, GRID, VARIANTS, Fitter, choice_at  # noqa: E402
 
 
 def target(bandwidth_gbs: float, runtime: str = "onnxruntime") -> TargetProfile:
@@ -319,6 +319,18 @@ def test_the_fitter_recovers_a_launch_overhead_per_device_and_predicts_held_out_
     final = fitter.fit(fitter.select(), frozenset())
     assert [final.calibration(d)["launch_overhead_us"] for d in DEVICES] == [10.0, 40.0, 20.0]
     assert fitter.per_variant()["shared-median"]["lomo_median_abs_rel_error"] > 0.05
+
+
+def test_the_committed_per_device_calibration_can_predict_the_next_batch():
+    """A first look predicts new rows with the calibration committed before them: the profiles' per-device one
+    maps back to its grid point, and one calibration for all devices still does."""
+    calibrations = json.loads(RESULTS.read_text())["calibration"]
+    choice = choice_at(calibrations)
+    assert [choice.calibration(d) for d in DEVICES] == [calibrations[d] for d in DEVICES]
+    shared = choice_at(calibrations["jetson-orin"])
+    assert len(set(shared.launch)) == 1 and shared.calibration("jetson-orin-nx") == calibrations["jetson-orin"]
+    with pytest.raises(ValueError, match="more than the launch overhead"):
+        choice_at({**calibrations, "jetson-orin-nx": {**calibrations["jetson-orin-nx"], "memory_efficiency": 1.0}})
 
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
