@@ -64,7 +64,7 @@ from edgekd.versions import library_versions
 sys.path.insert(0, str(Path(__file__).parent))
 from estimator_fit import DEVICES, GRID, VARIANTS, Fitter, choice_at, grid_points  # noqa: E402
 from estimator_models import (EfficientViTCls, EfficientViTSeg, RetinaNet, SSDMobileNetV1, SSDResNet34,  # noqa: E402
-                              Yolo11, YoloV8)
+                              Yolo11, YoloV7, YoloV8)
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = Path(__file__).parent.parent / "targets"
@@ -75,6 +75,7 @@ ARCHITECTURES = {  # name: (build, input shape)
     "retinanet": (lambda: RetinaNet(), (3, 800, 800)),
     **{f"yolov8{size}": ((lambda size=size: YoloV8(size)), (3, 640, 640)) for size in "nsmlx"},
     **{f"yolo11{size}": ((lambda size=size: Yolo11(size)), (3, 640, 640)) for size in "nsmlx"},
+    "yolov7": (lambda: YoloV7(), (3, 640, 640)),
     **{f"efficientvit-{v}-r{r}": ((lambda v=v, r=r: EfficientViTCls(v, r)), (3, r, r))
        for v in ("b1", "b2", "b3") for r in (224, 256, 288)},
     **{f"efficientvit-seg-{v}-{d}": ((lambda v=v, d=d: EfficientViTSeg(v, d)), shape)
@@ -184,6 +185,39 @@ def efficientvit(model: str) -> dict:
             "cited_as": f"MIT Han Lab EfficientViT README {model} TensorRT fp16 (jetson-orin)"}
 
 
+YOLOV7_SOURCES = {  # cuda_graph: (README, commit, table and column, the README's words on the run)
+    False: ("README.md", "0cb4880abc23d33ed0c9d37404e074d1ba05dd33", "'Performance', rows 'OrinX', column "
+            "'trtexec FPS'", "'Testing Device: Jetson AGX Orin 64GB(PowerMode:MAXN + GPU-freq:1.3GHz + "
+            "CPU:12-core-2.2GHz)'; 'trtexec cudaGraph not enabled'"),
+    True: ("yolov7_qat/README.md", "0250bb51e49374c5930b78cdd67c4dffdf59054b", "rows 'TensorRT FP16' and "
+           "'TensorRT QAT-INT8' (explicit Q/DQ), columns 'batch-1 fps Jetson Orin-X' and 'batch-16 fps Jetson "
+           "Orin-X'", "'network input resolution: 3x640x640'; 'trtexec cudaGraph is enabled'; Orin-X read as the "
+           "device the repository's README names OrinX"),
+}
+YOLOV7_FPS = {False: {("fp16", 1): 126, ("fp16", 16): 162, ("int8", 1): 180, ("int8", 16): 264},
+              True: {("fp16", 1): 140, ("fp16", 16): 168, ("int8", 1): 207, ("int8", 16): 266}}
+
+
+def yolov7(precision: str, batch: int, cuda_graph: bool) -> dict:
+    """One YOLOv7 row of NVIDIA-AI-IOT/yolo_deepstream: trtexec throughput in images per second on an AGX Orin
+    64GB, read as the time of one engine execution of ``batch`` images (1000 · batch / fps ms; trtexec enqueues
+    the next execution while the GPU runs this one, so the CPU's launch time hides behind the GPU's)."""
+    readme, commit, table, words = YOLOV7_SOURCES[cuda_graph]
+    fps = YOLOV7_FPS[cuda_graph][precision, batch]
+    ms = round(1000 * batch / fps, 4)
+    return {"model": "yolov7", "device": "jetson-orin", "precision": precision, "batch": batch,
+            "engine_batch": batch, "executions": 1, "cuda_graph": cuda_graph, "published_ms": ms,
+            "published_as": f"{fps} FPS (trtexec, batch {batch})",
+            "source": f"github.com/NVIDIA-AI-IOT/yolo_deepstream {readme} at commit {commit}, {table}; {words}; "
+                      "TensorRT and JetPack versions not stated",
+            "cited_as": f"NVIDIA yolo_deepstream YOLOv7 trtexec {precision} b{batch} "
+                        f"{'with' if cuda_graph else 'without'} CUDA graph (jetson-orin)"}
+
+
+def yolov7_rows() -> list[dict]:
+    return [yolov7(precision, batch, graph) for graph in (False, True) for precision, batch in YOLOV7_FPS[graph]]
+
+
 def ultralytics(family: str, device: str, size: str, precision: str, ms: float, *, guide: dict = ULTRALYTICS,
                 version: str | None = None, commit: str = YOLO11_COMMIT) -> dict:
     """One row of Ultralytics' Jetson guide: ``family`` (yolo11, yolov8) ``size`` as a TensorRT engine, batch 1."""
@@ -243,6 +277,7 @@ PUBLISHED = [
     *yolo11_rows(YOLO11_MS),
     *yolov8_rows(),
     *(efficientvit(model) for model in EFFICIENTVIT_MS),
+    *yolov7_rows(),
 ]
 # Rows added after the calibration above had been fitted and committed (it was fitted on the 28 rows before
 # them): that calibration's error on them is a first look, held out by time, not by the fit rule.
@@ -268,9 +303,28 @@ ADDED = [{"batch": "yolo11", "added": "2026-12-06", "rows": [r["cited_as"] for r
                   "first look), so each of the 92-281 kernels pays the launch overhead. With a graph assumed instead "
                   "(computed once after, not used) this first look reads 43.9% and the leave-one-family-out median "
                   "29.5%."}]
+ADDED.append(
+    {"batch": "yolov7", "added": "2026-12-06", "rows": [r["cited_as"] for r in yolov7_rows()],
+     "calibration_before": {device: {"compute_efficiency": 0.4, "int8_compute_efficiency": 0.8,
+                                     "int8_grouped_efficiency": 0.02, "memory_efficiency": 0.4,
+                                     "on_chip_bytes": 5e5, "kernel_overhead_us": 5.0, "inference_overhead_us": 0.0,
+                                     "launch_overhead_us": launch}
+                            for device, launch in (("jetson-orin", 10.0), ("jetson-orin-nx", 40.0),
+                                                   ("jetson-orin-nano", 40.0))},
+     "calibration_from": "the 84-row per-device-log fit committed in f9e41a7 (the nested revision's first test)",
+     "compared_with": {"calibration": {"compute_efficiency": 0.4, "int8_compute_efficiency": 0.6,
+                                        "int8_grouped_efficiency": 0.1, "memory_efficiency": 0.4,
+                                        "on_chip_bytes": 1e6, "kernel_overhead_us": 2.0,
+                                        "inference_overhead_us": 200.0, "launch_overhead_us": 40.0},
+                       "calibration_from": "the 84-row shared-median fit committed in abecdb4, before the revision"},
+     "note": "the rows, the reading of FPS as 1000 x batch / fps ms, and which rows to leave out (PTQ-INT8, T4, "
+             "deepstream-app) were fixed before either calibration predicted them"})
 REPEATS = yolo11_rows(YOLO11_REPEATS, version="8.3.157", commit="a later commit of the same file (the tables that "
                       "add Jetson AGX Thor; 'Benchmarked with Ultralytics 8.3.157')")
 NOT_USED = [
+    "NVIDIA yolo_deepstream's YOLOv7 'TensorRT PTQ-INT8' rows (TensorRT's own calibrator, implicit quantization: "
+    "TensorRT picks each layer's precision, not the explicit Q/DQ scheme built here), its T4 rows (not an Orin) "
+    "and its deepstream-app FPS columns (a whole video pipeline, not the engine).",
     "MLPerf Offline results (GPU and both DLAs together) and MaxQ results (other clocks than the profiles').",
     "MLPerf v3.0 cTuning nvidia_orin-nvidia_original-gpu-tensorrt-v8.5.2.2 resnet50 (its system file says the "
     "DLAs are used; which scenarios is not stated).",
@@ -453,15 +507,23 @@ def cross_validate(rows: list[dict], estimates: np.ndarray) -> dict:
 
 
 def first_looks(rows: list[dict], fitter: Fitter) -> list[dict]:
-    """Each ADDED batch predicted by the calibration committed before it: rows no fit had seen."""
+    """Each ADDED batch predicted by the calibration committed before it: rows no fit had seen (and, where the
+    batch names one, by an earlier calibration too: a revision tested on rows neither was fitted on)."""
+    def errors(calibration: dict, batch: dict) -> list[float]:
+        estimated = choice_at(calibration).predict(fitter.estimates, fitter.device_index)
+        return [abs(float(estimated[i]) / r["published_ms"] - 1) for i, r in enumerate(rows)
+                if r["cited_as"] in batch["rows"]]
+
     out = []
     for batch in ADDED:
-        estimated = choice_at(batch["calibration_before"]).predict(fitter.estimates, fitter.device_index)
-        errors = [abs(float(estimated[i]) / r["published_ms"] - 1) for i, r in enumerate(rows)
-                  if r["cited_as"] in batch["rows"]]
-        out.append({**{k: v for k, v in batch.items() if k != "rows"}, "rows": len(errors),
-                    "median_abs_rel_error": round(statistics.median(errors), 4),
-                    "max_abs_rel_error": round(max(errors), 4)})
+        mine = errors(batch["calibration_before"], batch)
+        look = {**{k: v for k, v in batch.items() if k != "rows"}, "rows": len(mine),
+                "median_abs_rel_error": round(statistics.median(mine), 4), "max_abs_rel_error": round(max(mine), 4)}
+        if "compared_with" in batch:
+            theirs = errors(batch["compared_with"]["calibration"], batch)
+            look["compared_with"] = {**batch["compared_with"], "median_abs_rel_error": round(statistics.median(theirs), 4),
+                                     "max_abs_rel_error": round(max(theirs), 4)}
+        out.append(look)
     return out
 
 
@@ -589,7 +651,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{f['lomo_max_abs_rel_error']:.0%}")
     for look in result["first_looks"]:
         print(f"  first look at {look['batch']} ({look['rows']} rows, calibration before them): "
-              f"{look['median_abs_rel_error']:.1%} median, worst {look['max_abs_rel_error']:.0%}")
+              f"{look['median_abs_rel_error']:.1%} median, worst {look['max_abs_rel_error']:.0%}"
+              + (f"; the earlier one: {look['compared_with']['median_abs_rel_error']:.1%}, worst "
+                 f"{look['compared_with']['max_abs_rel_error']:.0%}" if "compared_with" in look else ""))
     spread = result["repeat_spread"]
     print(f"  repeats: {spread['median_abs_rel_difference']:.1%} median, {spread['max_abs_rel_difference']:.0%} worst "
           f"over {spread['pairs']} re-published pairs")

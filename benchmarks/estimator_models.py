@@ -14,6 +14,9 @@ no loss, no post-processing beyond what the published engine runs on the GPU):
   C2PSA, PAN neck, Detect head (DFL, depthwise class branch) with its box decoding, 640×640 input;
   parameter counts equal the yaml's summary lines.
 
+* :class:`YoloV7`: YOLOv7 as deployed (``cfg/deploy/yolov7.yaml``: ELAN, MP, SPPCSPC, re-parameterized RepConv,
+  Detect with box decoding), 640×640 input.
+
 * :class:`EfficientViTCls`, :class:`EfficientViTSeg`: MIT Han Lab's EfficientViT B-series (ReLU linear attention,
   MBConv), the ImageNet classifiers B1-B3 and the Cityscapes/ADE20K segmenters B0-B3; parameter counts equal the
   repository's own models at commit de7d7733.
@@ -319,6 +322,105 @@ class Yolo11(nn.Module):
         x1y1, x2y2 = anchors.unsqueeze(0) - lt, anchors.unsqueeze(0) + rb
         boxes = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
         return torch.cat((boxes, cls.sigmoid()), 1)
+
+
+class SPPCSPC(nn.Module):
+    """YOLOv7's CSP spatial pyramid pooling: 1×1-3×3-1×1, max pools 5/9/13, 1×1-3×3, joined with a 1×1 shortcut."""
+
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.cv1, self.cv2, self.cv3, self.cv4 = Conv(c1, c2), Conv(c1, c2), Conv(c2, c2, 3), Conv(c2, c2)
+        self.m = nn.ModuleList(nn.MaxPool2d(k, 1, k // 2) for k in (5, 9, 13))
+        self.cv5, self.cv6, self.cv7 = Conv(4 * c2, c2), Conv(c2, c2, 3), Conv(2 * c2, c2)
+
+    def forward(self, x):
+        x1 = self.cv4(self.cv3(self.cv1(x)))
+        y1 = self.cv6(self.cv5(torch.cat([x1] + [m(x1) for m in self.m], 1)))
+        return self.cv7(torch.cat((y1, self.cv2(x)), 1))
+
+
+class ELAN(nn.Module):
+    """YOLOv7's ELAN block: two 1×1 branches of ``c1``'s input, a chain of four 3×3 convs on the second, the chain's
+    outputs concatenated (every other one in the backbone's ELAN, all four in the head's ELAN-H), then a 1×1."""
+
+    def __init__(self, c_in: int, branch: int, chain: int, c_out: int, every: int):
+        super().__init__()
+        self.a, self.b = Conv(c_in, branch), Conv(c_in, branch)
+        self.chain = nn.ModuleList(Conv(branch if i == 0 else chain, chain, 3) for i in range(4))
+        self.every = every
+        self.out = Conv(2 * branch + chain * (4 // every), c_out)
+
+    def forward(self, x):
+        ys = [self.a(x), self.b(x)]
+        y = ys[-1]
+        for i, conv in enumerate(self.chain):
+            y = conv(y)
+            if (i + 1) % self.every == 0:
+                ys.append(y)
+        return self.out(torch.cat(ys[::-1], 1))
+
+
+class Downsample(nn.Module):
+    """YOLOv7's MP block: max pool then 1×1, beside 1×1 then stride-2 3×3, concatenated (with ``skip`` in the head)."""
+
+    def __init__(self, c_in: int, c: int):
+        super().__init__()
+        self.pool, self.cv1 = nn.MaxPool2d(2, 2), Conv(c_in, c)
+        self.cv2, self.cv3 = Conv(c_in, c), Conv(c, c, 3, 2)
+
+    def forward(self, x, *skip):
+        return torch.cat([self.cv3(self.cv2(x)), self.cv1(self.pool(x)), *skip], 1)
+
+
+class YoloV7(nn.Module):
+    """YOLOv7 (WongKinYiu/yolov7 ``cfg/deploy/yolov7.yaml`` at 7204abca: the re-parameterized model TensorRT runs,
+    RepConv as one 3×3 conv with bias) for 80 classes at 640×640, with the Detect head's box decoding (sigmoid,
+    grid and anchor scaling) as the exported engine computes it; no NMS. Parameters: 36,905,341 with every
+    BatchNorm folded into its conv (the repository's fused model summary; ``36.9M`` in its README), 36,926,621
+    as built here with the BatchNorms apart."""
+
+    ANCHORS = ((12, 16, 19, 36, 40, 28), (36, 75, 76, 55, 72, 146), (142, 110, 192, 243, 459, 401))
+
+    def __init__(self, num_classes: int = 80):
+        super().__init__()
+        self.stem = nn.Sequential(Conv(3, 32, 3), Conv(32, 64, 3, 2), Conv(64, 64, 3), Conv(64, 128, 3, 2),
+                                  ELAN(128, 64, 64, 256, 2))
+        self.down3, self.elan3 = Downsample(256, 128), ELAN(256, 128, 128, 512, 2)  # P3/8
+        self.down4, self.elan4 = Downsample(512, 256), ELAN(512, 256, 256, 1024, 2)  # P4/16
+        self.down5, self.elan5 = Downsample(1024, 512), ELAN(1024, 256, 256, 1024, 2)  # P5/32
+        self.spp = SPPCSPC(1024, 512)
+        self.lat5, self.lat4 = Conv(512, 256), Conv(1024, 256)
+        self.up4 = ELAN(512, 256, 128, 256, 1)
+        self.lat4b, self.lat3 = Conv(256, 128), Conv(512, 128)
+        self.up3 = ELAN(256, 128, 64, 128, 1)
+        self.pan4_down, self.pan4 = Downsample(128, 128), ELAN(512, 256, 128, 256, 1)
+        self.pan5_down, self.pan5 = Downsample(256, 256), ELAN(1024, 512, 256, 512, 1)
+        self.rep = nn.ModuleList(nn.Sequential(nn.Conv2d(c, 2 * c, 3, 1, 1), nn.SiLU()) for c in (128, 256, 512))
+        self.outputs = num_classes + 5
+        self.detect = nn.ModuleList(nn.Conv2d(2 * c, 3 * self.outputs, 1) for c in (128, 256, 512))
+        self.register_buffer("anchors", torch.tensor(self.ANCHORS, dtype=torch.float).view(3, 1, 3, 1, 1, 2),
+                             persistent=False)
+
+    def forward(self, x):
+        p3 = self.elan3(self.down3(self.stem(x)))
+        p4 = self.elan4(self.down4(p3))
+        p5 = self.spp(self.elan5(self.down5(p4)))
+        u4 = self.up4(torch.cat([self.lat4(p4), F.interpolate(self.lat5(p5), scale_factor=2.0, mode="nearest")], 1))
+        o3 = self.up3(torch.cat([self.lat3(p3), F.interpolate(self.lat4b(u4), scale_factor=2.0, mode="nearest")], 1))
+        o4 = self.pan4(self.pan4_down(o3, u4))
+        o5 = self.pan5(self.pan5_down(o4, p5))
+        out = []
+        for i, (o, rep, det) in enumerate(zip((o3, o4, o5), self.rep, self.detect)):
+            y = det(rep(o))
+            b, _, h, w = y.shape
+            y = y.view(b, 3, self.outputs, h, w).permute(0, 1, 3, 4, 2).sigmoid()
+            gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+            grid = torch.stack((gx, gy), -1).view(1, 1, h, w, 2).float()
+            stride = x.shape[2] / h
+            xy = (y[..., :2] * 2 - 0.5 + grid) * stride
+            wh = (y[..., 2:4] * 2) ** 2 * self.anchors[i]
+            out.append(torch.cat((xy, wh, y[..., 4:]), -1).view(b, -1, self.outputs))
+        return torch.cat(out, 1)
 
 
 def make_anchors(sizes: list[tuple[int, int]], strides: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
