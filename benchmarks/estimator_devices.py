@@ -25,7 +25,9 @@ any refit. The guide's later tables re-ran the same boards (``REPEATS``): how fa
 one setup differ (``repeat_spread``) is the floor no estimator can beat. The same guide's earlier YOLOv8 tables and MIT Han Lab's EfficientViT READMEs followed, each first predicted by
 the calibration committed before it. YOLO11's five widths are one
 family and are held out together (so are YOLOv8's, and EfficientViT's widths, resolutions and heads); ``per_family`` gives each family's error (the row median weighs
-families by their row counts).
+families by their row counts). NVIDIA's YOLOv7 rows (yolo_deepstream READMEs: trtexec on an AGX Orin, batch 1
+and 16, with and without a CUDA graph) came after the nested revision: their first look compares the revised
+calibration with the one it replaced, on rows neither was fitted on.
 
 MLPerf rows are LoadGen's median latency per query: SingleStream = 1 sample, MultiStream = 8
 samples, run as 8 / ``gpu_batch_size`` engine executions one after another (the batch size is in

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -220,13 +221,18 @@ def estimator_context(e: Mapping) -> list[str]:
     """Per family, the first look at rows added after a fit, and the spread between published runs."""
     out = []
     if e.get("per_family"):
+        families = e["per_family"]
         out.append("Per model family (held out together): " + ", ".join(
-            f"{name} {f['lomo_median_abs_rel_error']:.0%} on {f['rows']} rows" for name, f in e["per_family"].items())
-            + ".")
+            f"{name} {f['lomo_median_abs_rel_error']:.0%} on {f['rows']} rows" for name, f in families.items())
+            + f"; the median of the families' medians, each family counted once: "
+            f"{statistics.median(f['lomo_median_abs_rel_error'] for f in families.values()):.1%}.")
     for look in e.get("first_looks", []):
         out.append(f"First look at the {look['rows']} {look['batch']} rows, predicted by the calibration committed "
                    f"before they were added ({look['calibration_from']}): **{look['median_abs_rel_error']:.1%} "
-                   f"median**, worst {look['max_abs_rel_error']:.0%}."
+                   f"median**, worst {look['max_abs_rel_error']:.0%}"
+                   + (f"; the calibration it replaced ({look['compared_with']['calibration_from']}): "
+                      f"{look['compared_with']['median_abs_rel_error']:.1%}, worst "
+                      f"{look['compared_with']['max_abs_rel_error']:.0%}" if look.get("compared_with") else "") + "."
                    + (f" ({look['note'][0].upper()}{look['note'][1:]})" if look.get("note") else ""))
     if e.get("repeat_spread"):
         spread = e["repeat_spread"]

@@ -252,7 +252,7 @@ def test_model_inside_the_validated_range_gets_the_profiles_error(tmp_path):
     assert summary.macs == 1024 * 1024 * 9 * 32 * 32 and summary.params == 1024 * 1024 * 9
     assert summary.kernels == ("dense",) and summary.precision == "int8"
     # outside on one axis only: the gap names that axis
-    assert outside_validated_range(summary, 64, validation) == "batch 64, validated 1-8"
+    assert outside_validated_range(summary, 64, validation) == "batch 64, validated 1-16"  # the AGX rows reach batch 16 (YOLOv7)
 
 
 def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
@@ -272,26 +272,27 @@ def test_device_benchmark_json_has_enough_published_rows_and_its_lomo_median():
 
 
 def test_the_20_percent_target_is_stated_as_measured_and_the_error_does_not_grow():
-    """The issue's bar is a 20% held-out median; the committed calibration reaches 21.5% over 84 rows, nested
-    (not met). The JSON and the README say so (rendered from ``lomo_target_met``); a change that makes it worse
-    fails here."""
+    """The issue's bar is a 20% held-out median over the rows; the committed calibration reaches 15.2% over 92 rows,
+    nested (met; 21.5% over the 84 rows before YOLOv7's were added). The JSON and the README say so (rendered from
+    ``lomo_target_met``); a change that makes it worse fails here."""
     result = json.loads(RESULTS.read_text())
     median = result["lomo_median_abs_rel_error"]
     assert result["lomo_target_met"] == (median <= 0.2)
-    assert median <= 0.215  # committed: 0.2146
+    assert median <= 0.153  # committed: 0.152
 
 
 def test_the_form_of_the_fit_is_chosen_without_the_held_out_family():
     """Nested cross-validation: each fold's form is the one with the smallest leave-one-family-out median over the
-    other families (ties: VARIANTS order), and the form every earlier revision used still reads what it read
-    (54.2%) when the new fitter runs it alone: the rewrite changed the choice, not the model."""
+    other families (ties: VARIANTS order). The form every earlier revision used read 54.2% through the new fitter
+    on the 84 rows before YOLOv7's, as it had before the rewrite (checked at f9e41a7); on the 92 rows it reads
+    26.2%: one 8-row family moved it 28 points."""
     result = json.loads(RESULTS.read_text())
     names = [v.name for v in VARIANTS]
     assert list(result["variants"]) == names
     for fold in result["lomo_folds"].values():
         inner = fold["inner_lomo_median"]
         assert fold["variant"] == min(names, key=lambda n: (inner[n], names.index(n)))
-    assert result["variants"]["shared-median"]["lomo_median_abs_rel_error"] == 0.5423  # as committed before
+    assert result["variants"]["shared-median"]["lomo_median_abs_rel_error"] == 0.2625  # 0.5423 on the 84 rows
     plain = {n: v["lomo_median_abs_rel_error"] for n, v in result["variants"].items()}
     assert result["variant"] == min(names, key=lambda n: (plain[n], names.index(n)))
     # the chosen form's own figure is chosen by it, so optimistic: the nested one is what is reported
@@ -335,13 +336,18 @@ def test_the_committed_per_device_calibration_can_predict_the_next_batch():
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():
     """The YOLO11 rows came after the 28-row calibration, the YOLOv8 sizes after the 58-row one, EfficientViT after
-    the 68-row one: each batch's error under the calibration committed before it (a first look: 18.0%, 19.2%,
-    118.8%) is recorded, each family's error is given apart, and the re-published runs of the same setups bound
-    what is reachable."""
+    the 68-row one, YOLOv7 after the nested revision: each batch's error under the calibration committed before it
+    (a first look: 18.0%, 19.2%, 118.8%, 13.8%) is recorded, each family's error is given apart, and the
+    re-published runs of the same setups bound what is reachable."""
     result = json.loads(RESULTS.read_text())
     rows = result["rows"]
     looks = {look["batch"]: look for look in result["first_looks"]}
-    assert set(looks) == {"yolo11", "yolov8", "efficientvit"}
+    assert set(looks) == {"yolo11", "yolov8", "efficientvit", "yolov7"}
+    # YOLOv7 came after the nested revision: the revised calibration (per device) against the one it replaced
+    yolov7 = looks["yolov7"]
+    assert yolov7["rows"] == 8 and set(yolov7["calibration_before"]) == set(DEVICES)
+    assert yolov7["median_abs_rel_error"] < yolov7["compared_with"]["median_abs_rel_error"]  # 13.8% < 16.5%
+    assert yolov7["compared_with"]["calibration"]["launch_overhead_us"] == 40.0
     assert looks["efficientvit"]["rows"] == 16 and looks["efficientvit"]["median_abs_rel_error"] > 1.0  # 118.8%
     assert "without a CUDA graph" in looks.pop("efficientvit")["note"]
     assert looks["yolo11"]["rows"] == sum(r["model"].startswith("yolo11") for r in rows) == 30

@@ -98,13 +98,21 @@ def test_estimator_devices_gives_families_first_looks_and_the_floor():
          "per_family": {"resnet50": {"rows": 2, "lomo_median_abs_rel_error": 0.749},
                         "yolo11": {"rows": 30, "lomo_median_abs_rel_error": 0.174}},
          "first_looks": [{"batch": "yolo11", "rows": 30, "calibration_from": "the 28-row fit",
-                          "median_abs_rel_error": 0.18, "max_abs_rel_error": 0.86}],
+                          "median_abs_rel_error": 0.18, "max_abs_rel_error": 0.86},
+                         {"batch": "yolov7", "rows": 8, "calibration_from": "the revised fit",
+                          "median_abs_rel_error": 0.138, "max_abs_rel_error": 0.38,
+                          "compared_with": {"calibration_from": "the fit before", "median_abs_rel_error": 0.165,
+                                            "max_abs_rel_error": 0.38}}],
          "repeat_spread": {"pairs": 30, "median_abs_rel_difference": 0.039, "max_abs_rel_difference": 0.11}}
     text = rr.BLOCKS["estimator-devices"](rr.Results(data={rr.res("estimator_devices"): e}))
     assert "2 models (resnet50, yolov8n; 2 families)" in text
-    assert "Per model family (held out together): resnet50 75% on 2 rows, yolo11 17% on 30 rows." in text
+    assert ("Per model family (held out together): resnet50 75% on 2 rows, yolo11 17% on 30 rows; the median of the "
+            "families' medians, each family counted once: 46.2%.") in text
     assert "First look at the 30 yolo11 rows, predicted by the calibration committed before they were added " \
            "(the 28-row fit): **18.0% median**, worst 86%." in text
+    assert ("First look at the 8 yolov7 rows, predicted by the calibration committed before they were added (the "
+            "revised fit): **13.8% median**, worst 38%; the calibration it replaced (the fit before): 16.5%, worst "
+            "38%.") in text
     assert "differ by 3.9% (median; worst 11%, 30 pairs)" in text
 
 
