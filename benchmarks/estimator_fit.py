@@ -39,7 +39,8 @@ def grid_points() -> tuple[np.ndarray, np.ndarray]:
 
 
 def median_error(ratio: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Median |estimate/published - 1| over the rows (the last axis), to 4 decimals (ties go to the next key)."""
+    """Median |estimate/published - 1| over the rows (the last axis), to 4 decimals (ties go to the next key);
+    ``weights`` is unused: every row counts once (the signature is every criterion's)."""
     return np.round(np.median(np.abs(ratio - 1), axis=-1), 4)
 
 
@@ -72,7 +73,8 @@ MEDIAN_RULE = ("the smallest median |estimate/published - 1| over the training r
                "then the first grid point in GRID order")
 LOG_RULE = ("the smallest mean |ln(estimate/published)| over the training rows, each model family weighing the "
             "same; ties: the smallest maximum |estimate/published - 1|, then the first grid point in GRID order")
-VARIANTS = (  # in order of preference on a tie: the first is the form every earlier revision used
+VARIANTS = (  # in order of preference on a tie: the first is the form every earlier revision used; each
+    # per-device form sits two places after its shared counterpart (``Fitter._fit`` falls back on it)
     Variant("shared-median", False, median_error, f"one launch overhead for all devices; {MEDIAN_RULE}"),
     Variant("shared-log", False, family_log_error, f"one launch overhead for all devices; {LOG_RULE}"),
     Variant("per-device-median", True, median_error, f"a launch overhead per device; {MEDIAN_RULE}"),
@@ -82,7 +84,8 @@ VARIANTS = (  # in order of preference on a tie: the first is the form every ear
 
 @dataclass(frozen=True)
 class Choice:
-    """A fitted calibration: grid indices of the compute values, of kernel x inference overheads, of each launch."""
+    """A fitted calibration: grid indices of the compute values (``compute``), of the kernel x inference overhead
+    pair (``overhead``), and of each device's launch overhead (``launch``, in DEVICES order)."""
 
     variant: Variant
     compute: int
@@ -104,16 +107,21 @@ class Choice:
 def choice_at(calibration: dict) -> Choice:
     """The choice of a committed calibration, every value on the grid: one for all devices, or {device: one}
     differing in the launch overhead only (what ``first_looks`` predicts a new batch with)."""
-    per_device = calibration if set(calibration) == set(DEVICES) else dict.fromkeys(DEVICES, calibration)
+    per_device = calibration if set(calibration) <= set(DEVICES) else dict.fromkeys(DEVICES, calibration)
+    if set(per_device) != set(DEVICES):
+        raise ValueError(f"a per-device calibration names every device: {', '.join(DEVICES)}")
     compute, overheads = grid_points()
     indices = []
     for device in DEVICES:
         values = per_device[device]
         c = np.flatnonzero((compute == [values[k] for k in COMPUTE_KEYS]).all(axis=1))
         o = np.flatnonzero((overheads == [values[k] for k in OVERHEAD_KEYS]).all(axis=1))
+        if not len(c) or not len(o):
+            raise ValueError(f"{device}'s calibration is not a point of GRID: {values}")
         indices.append((int(c[0]), int(o[0]) // LAUNCHES, int(o[0]) % LAUNCHES))
     if len({(c, o) for c, o, _ in indices}) != 1:
         raise ValueError("the devices' calibrations differ in more than the launch overhead")
+    # the form's rule is not recorded in a calibration and does not change a prediction: only the sharing is named
     variant = VARIANTS[0] if len({launch for *_, launch in indices}) == 1 else VARIANTS[2]
     return Choice(variant, indices[0][0], indices[0][1], tuple(launch for *_, launch in indices))
 
@@ -135,8 +143,15 @@ class Fitter:
         self.held_out = cache(self._held_out)
 
     def _fit(self, variant: Variant, left_out: frozenset[str]) -> Choice:
-        """The grid point ``variant``'s rule picks on every row outside the families ``left_out``."""
+        """The grid point ``variant``'s rule picks on every row outside the families ``left_out``.
+
+        A per-device form needs training rows on every device: a device without any would get whichever launch
+        overhead comes first on the grid. Where one is missing, the form's shared counterpart is fitted instead
+        (the returned choice names it).
+        """
         kept = ~np.isin(self.families, list(left_out))
+        if variant.per_device_launch and len(np.unique(self.device_index[kept])) < len(DEVICES):
+            variant = VARIANTS[VARIANTS.index(variant) - 2]  # same rule, one launch overhead
         names, counts = np.unique(self.families[kept], return_counts=True)
         per_family = dict(zip(names, counts))
         # a row's estimate depends on its own device's launch overhead only: one block of rows per device and launch

@@ -374,10 +374,10 @@ class Downsample(nn.Module):
 
 class YoloV7(nn.Module):
     """YOLOv7 (WongKinYiu/yolov7 ``cfg/deploy/yolov7.yaml`` at 7204abca: the re-parameterized model TensorRT runs,
-    RepConv as one 3×3 conv with bias) for 80 classes at 640×640, with the Detect head's box decoding (sigmoid,
-    grid and anchor scaling) as the exported engine computes it; no NMS. Parameters: 36,905,341 with every
-    BatchNorm folded into its conv (the repository's fused model summary; ``36.9M`` in its README), 36,926,621
-    as built here with the BatchNorms apart."""
+    RepConv as one 3×3 conv with bias) for COCO's 80 classes (the yaml's ``nc: 1`` is a placeholder) at 640×640,
+    with the Detect head's box decoding (sigmoid, grid and anchor scaling) as the exported engine computes it; no
+    NMS. Parameters: 36,905,341 with every BatchNorm folded into its conv (the repository's fused model summary;
+    ``36.9M`` in its README), 36,926,621 as built here with the BatchNorms apart."""
 
     ANCHORS = ((12, 16, 19, 36, 40, 28), (36, 75, 76, 55, 72, 146), (142, 110, 192, 243, 459, 401))
 

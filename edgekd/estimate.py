@@ -148,8 +148,8 @@ def estimate_records(onnx_path: Path, target: TargetProfile) -> list[LatencyReco
         estimate = estimate_latency(model, target, batch)
         outside = outside_validated_range(summary, batch, validation)
         validated = validation is not None and not outside
-        error = (f"unvalidated for a model of this size ({outside}): the profile's "
-                 f"{target.estimate.describe()} holds for the models it was checked on"
+        error = (f"unvalidated for a model of this size: the profile's {target.estimate.describe()} holds only "
+                 "inside the range it was validated over"
                  if outside else target.estimate.describe())
         records.append(LatencyRecord(
             batch=batch, device=target.name, kind=LatencyKind.ESTIMATED, runtime=target.runtime.value,

@@ -322,6 +322,18 @@ def test_the_fitter_recovers_a_launch_overhead_per_device_and_predicts_held_out_
     assert fitter.per_variant()["shared-median"]["lomo_median_abs_rel_error"] > 0.05
 
 
+def test_a_per_device_form_without_rows_on_a_device_fits_its_shared_counterpart():
+    """Leaving out the only family on the Orin Nano leaves its launch overhead unconstrained: the per-device form
+    falls back on one launch overhead for all devices instead of the grid's first value."""
+    devices = ["jetson-orin", "jetson-orin-nx"] * 2 + ["jetson-orin-nano"] * 2
+    launch_us = np.array(GRID["launch_overhead_us"])
+    estimates = np.stack([(np.linspace(1.0, 3.0, 6)[None, :] + 50 * launch_us[:, None] / 1e3)[None]])
+    fitter = Fitter(estimates, estimates[0, 0, 3] * 1.01, ["a", "a", "b", "b", "c", "c"], devices)
+    without_nano = fitter.fit(VARIANTS[3], frozenset({"c"}))
+    assert without_nano.variant.name == "shared-log" and len(set(without_nano.launch)) == 1
+    assert fitter.fit(VARIANTS[3], frozenset({"a"})).variant.name == "per-device-log"
+
+
 def test_the_committed_per_device_calibration_can_predict_the_next_batch():
     """A first look predicts new rows with the calibration committed before them: the profiles' per-device one
     maps back to its grid point, and one calibration for all devices still does."""
@@ -332,6 +344,10 @@ def test_the_committed_per_device_calibration_can_predict_the_next_batch():
     assert len(set(shared.launch)) == 1 and shared.calibration("jetson-orin-nx") == calibrations["jetson-orin"]
     with pytest.raises(ValueError, match="more than the launch overhead"):
         choice_at({**calibrations, "jetson-orin-nx": {**calibrations["jetson-orin-nx"], "memory_efficiency": 1.0}})
+    with pytest.raises(ValueError, match="not a point of GRID"):
+        choice_at({**calibrations["jetson-orin"], "memory_efficiency": 0.55})
+    with pytest.raises(ValueError, match="names every device"):
+        choice_at({"jetson-orin": calibrations["jetson-orin"]})
 
 
 def test_rows_added_later_were_first_predicted_by_the_calibration_before_them():

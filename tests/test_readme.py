@@ -114,6 +114,9 @@ def test_estimator_devices_gives_families_first_looks_and_the_floor():
             "revised fit): **13.8% median**, worst 38%; the calibration it replaced (the fit before): 16.5%, worst "
             "38%.") in text
     assert "differ by 3.9% (median; worst 11%, 30 pairs)" in text
+    met = rr.BLOCKS["estimator-devices"](rr.Results(data={rr.res("estimator_devices"): {
+        **e, "lomo_median_abs_rel_error": 0.15, "lomo_target_met": True}}))
+    assert ("the target was 20%: **met** by the median over rows (the median of the families' medians: 46.2%).") in met
 
 
 def search_row(target, seed, pick_accuracy, speedup):
