@@ -73,8 +73,7 @@ MEDIAN_RULE = ("the smallest median |estimate/published - 1| over the training r
                "then the first grid point in GRID order")
 LOG_RULE = ("the smallest mean |ln(estimate/published)| over the training rows, each model family weighing the "
             "same; ties: the smallest maximum |estimate/published - 1|, then the first grid point in GRID order")
-VARIANTS = (  # in order of preference on a tie: the first is the form every earlier revision used; each
-    # per-device form sits two places after its shared counterpart (``Fitter._fit`` falls back on it)
+VARIANTS = (  # in order of preference on a tie: the first is the form every earlier revision used
     Variant("shared-median", False, median_error, f"one launch overhead for all devices; {MEDIAN_RULE}"),
     Variant("shared-log", False, family_log_error, f"one launch overhead for all devices; {LOG_RULE}"),
     Variant("per-device-median", True, median_error, f"a launch overhead per device; {MEDIAN_RULE}"),
@@ -151,7 +150,7 @@ class Fitter:
         """
         kept = ~np.isin(self.families, list(left_out))
         if variant.per_device_launch and len(np.unique(self.device_index[kept])) < len(DEVICES):
-            variant = VARIANTS[VARIANTS.index(variant) - 2]  # same rule, one launch overhead
+            variant = next(v for v in VARIANTS if not v.per_device_launch and v.criterion is variant.criterion)
         names, counts = np.unique(self.families[kept], return_counts=True)
         per_family = dict(zip(names, counts))
         # a row's estimate depends on its own device's launch overhead only: one block of rows per device and launch

@@ -186,8 +186,7 @@ def estimator_devices(r: Mapping) -> str:
     devices = ", ".join(f"{name} {d['lomo_median_abs_error']:.0%} on {d['rows']} rows"
                         for name, d in sorted(e["per_device"].items()))
     method = "Nested leave-one-model-out" if e.get("variants") else "Leave-one-model-out"
-    by_family = (f" by the median over rows (the median of the families' medians: "
-                 f"{statistics.median(f['lomo_median_abs_rel_error'] for f in e['per_family'].values()):.1%})"
+    by_family = (f" by the median over rows (the median of the families' medians: {families_median(e):.1%})"
                  if met and e.get("per_family") else "")
     return lines(
         f"{method} median absolute error: **{e['lomo_median_abs_rel_error']:.1%} over {e['row_count']} rows, "
@@ -206,6 +205,11 @@ def estimator_devices(r: Mapping) -> str:
         [f"| {x['model']} | {x['device']} | {x['precision']} | {x['batch']} | {x['published_ms']:.3f} | "
          f"{x['lomo_estimated_ms']:.3f} | {x['lomo_abs_rel_error']:.0%} | {x['cited_as']} |" for x in e["rows"]],
         [""] + [f"Revision: {x}" for x in e.get("revisions", [])] if e.get("revisions") else [])
+
+
+def families_median(e: Mapping) -> float:
+    """The median of the per-family held-out medians: each model family counted once, whatever its row count."""
+    return statistics.median(f["lomo_median_abs_rel_error"] for f in e["per_family"].values())
 
 
 def estimator_forms(e: Mapping) -> list[str]:
@@ -227,8 +231,7 @@ def estimator_context(e: Mapping) -> list[str]:
         families = e["per_family"]
         out.append("Per model family (held out together): " + ", ".join(
             f"{name} {f['lomo_median_abs_rel_error']:.0%} on {f['rows']} rows" for name, f in families.items())
-            + f"; the median of the families' medians, each family counted once: "
-            f"{statistics.median(f['lomo_median_abs_rel_error'] for f in families.values()):.1%}.")
+            + f"; the median of the families' medians, each family counted once: {families_median(e):.1%}.")
     for look in e.get("first_looks", []):
         out.append(f"First look at the {look['rows']} {look['batch']} rows, predicted by the calibration committed "
                    f"before they were added ({look['calibration_from']}): **{look['median_abs_rel_error']:.1%} "
